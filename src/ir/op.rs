@@ -1,0 +1,281 @@
+//! The closed set of operations in the graph IR, with their attributes inline, and the one table of their
+//! text names shared by the lowering (layer calls) and the printer (dumps).
+
+use super::train::{Init, Regularizer};
+use super::types::TensorType;
+
+/// Elementwise activation functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Identity,
+    LeakyRelu { slope: f64 },
+}
+
+/// The recurrent cell of an `Op::Rnn`, with PyTorch's gate order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, with tanh (`relu = false`) or ReLU.
+    Simple { relu: bool },
+    /// Gates i, f, g, o.
+    Lstm,
+    /// Gates r, z, n.
+    Gru,
+}
+
+impl Cell {
+    /// How many `hidden`-sized blocks of rows the weight matrices have.
+    pub fn gates(self) -> u64 {
+        match self {
+            Cell::Simple { .. } => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+/// What a parameter is for: tells initializers its fan-in/fan-out and role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamRole {
+    Weight,
+    Bias,
+    /// Batch-norm scale (PyTorch `weight`).
+    Gamma,
+    /// Batch-norm shift (PyTorch `bias`).
+    Beta,
+    RunningMean,
+    RunningVar,
+    Embedding,
+    WeightIh,
+    WeightHh,
+    BiasIh,
+    BiasHh,
+}
+
+impl ParamRole {
+    /// The parameter's own name, as PyTorch's `state_dict()` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamRole::Weight | ParamRole::Gamma | ParamRole::Embedding => "weight",
+            ParamRole::Bias | ParamRole::Beta => "bias",
+            ParamRole::RunningMean => "running_mean",
+            ParamRole::RunningVar => "running_var",
+            ParamRole::WeightIh => "weight_ih_l0",
+            ParamRole::WeightHh => "weight_hh_l0",
+            ParamRole::BiasIh => "bias_ih_l0",
+            ParamRole::BiasHh => "bias_hh_l0",
+        }
+    }
+
+    /// Buffers (running statistics) are state, never trained.
+    pub fn is_buffer(self) -> bool {
+        matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+    }
+
+    /// Whether the weight regularizer and weight initializer apply (not biases, BN affine or buffers).
+    pub fn is_weight(self) -> bool {
+        matches!(self, ParamRole::Weight | ParamRole::Embedding | ParamRole::WeightIh | ParamRole::WeightHh)
+    }
+}
+
+/// A parameter node: its role, initializer and training flags. Its shape is the node's type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub role: ParamRole,
+    pub init: Init,
+    pub regularizer: Regularizer,
+    pub trainable: bool,
+}
+
+/// One operation. Inputs are the node's incoming edges in slot order; parameters come after the data inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// The model's input number `index`.
+    Input { index: usize },
+    Param(Param),
+    /// Inputs: x `[N, ..., in]`, weight `[units, in]`, bias `[units]` if `bias`.
+    Dense { units: u64, bias: bool },
+    /// Inputs: x `[N, C, H, W]`, weight `[filters, C/groups, kh, kw]`, bias `[filters]` if `bias`.
+    /// `pad` is `[top, bottom, left, right]`.
+    Conv2d { filters: u64, kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], dilation: [u64; 2], groups: u64, bias: bool },
+    MaxPool2d { kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], dilation: [u64; 2], ceil_mode: bool },
+    AvgPool2d { kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], ceil_mode: bool, count_include_pad: bool },
+    AdaptiveAvgPool2d { size: [u64; 2] },
+    GlobalAvgPool { keepdims: bool },
+    Flatten,
+    /// Target dimensions after the batch dimension, fully resolved (no -1).
+    Reshape { shape: Vec<u64> },
+    /// Inputs: x, then weight and bias if `affine`, then running_mean, running_var.
+    BatchNorm { eps: f64, momentum: f64, affine: bool },
+    Dropout { rate: f64 },
+    Lrn { size: u64, alpha: f64, beta: f64, k: f64 },
+    ZeroPad2d { pad: [u64; 4] },
+    Activation(Act),
+    Softmax { axis: usize },
+    /// Elementwise sum of two or more tensors of one shape.
+    Add,
+    /// Elementwise product of two or more tensors of one shape.
+    Mul,
+    Scale { factor: f64 },
+    Concat { axis: usize },
+    /// Inputs: integer indices `[N, ...]`, weight `[vocab, dim]`.
+    Embedding { vocab: u64, dim: u64 },
+    /// Inputs: x `[N, T, F]`, weight_ih `[G*H, F]`, weight_hh `[G*H, H]`, and if `bias` bias_ih, bias_hh `[G*H]`.
+    Rnn { cell: Cell, hidden: u64, return_sequences: bool, bias: bool },
+}
+
+impl Op {
+    /// The op's name in dumps and summaries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param(_) => "param",
+            Op::Dense { .. } => "dense",
+            Op::Conv2d { .. } => "conv2d",
+            Op::MaxPool2d { .. } => "maxpool",
+            Op::AvgPool2d { .. } => "avgpool",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avgpool",
+            Op::GlobalAvgPool { .. } => "global_avgpool",
+            Op::Flatten => "flatten",
+            Op::Reshape { .. } => "reshape",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::Dropout { .. } => "dropout",
+            Op::Lrn { .. } => "lrn",
+            Op::ZeroPad2d { .. } => "zeropad",
+            Op::Activation(a) => match a {
+                Act::Relu => "relu",
+                Act::Sigmoid => "sigmoid",
+                Act::Tanh => "tanh",
+                Act::Identity => "identity",
+                Act::LeakyRelu { .. } => "leaky_relu",
+            },
+            Op::Softmax { .. } => "softmax",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Scale { .. } => "scale",
+            Op::Concat { .. } => "concat",
+            Op::Embedding { .. } => "embedding",
+            Op::Rnn { cell, .. } => match cell {
+                Cell::Simple { .. } => "simple_rnn",
+                Cell::Lstm => "lstm",
+                Cell::Gru => "gru",
+            },
+        }
+    }
+
+    /// The op's attributes as `key=value` pairs, for dumps. Defaults are printed too: dumps are exact.
+    pub fn attrs(&self) -> Vec<(&'static str, String)> {
+        let pair = |a: [u64; 2]| format!("{}x{}", a[0], a[1]);
+        let pad = |p: [u64; 4]| format!("{},{},{},{}", p[0], p[1], p[2], p[3]);
+        match self {
+            Op::Input { index } => vec![("index", index.to_string())],
+            Op::Param(p) => vec![
+                ("role", p.role.name().to_string()),
+                ("init", p.init.to_string()),
+                ("reg", p.regularizer.to_string()),
+                ("trainable", p.trainable.to_string()),
+            ],
+            Op::Dense { units, bias } => vec![("units", units.to_string()), ("bias", bias.to_string())],
+            Op::Conv2d { filters, kernel, stride, pad: p, dilation, groups, bias } => vec![
+                ("filters", filters.to_string()),
+                ("kernel", pair(*kernel)),
+                ("stride", pair(*stride)),
+                ("pad", pad(*p)),
+                ("dilation", pair(*dilation)),
+                ("groups", groups.to_string()),
+                ("bias", bias.to_string()),
+            ],
+            Op::MaxPool2d { kernel, stride, pad: p, dilation, ceil_mode } => vec![
+                ("kernel", pair(*kernel)),
+                ("stride", pair(*stride)),
+                ("pad", pad(*p)),
+                ("dilation", pair(*dilation)),
+                ("ceil", ceil_mode.to_string()),
+            ],
+            Op::AvgPool2d { kernel, stride, pad: p, ceil_mode, count_include_pad } => vec![
+                ("kernel", pair(*kernel)),
+                ("stride", pair(*stride)),
+                ("pad", pad(*p)),
+                ("ceil", ceil_mode.to_string()),
+                ("count_pad", count_include_pad.to_string()),
+            ],
+            Op::AdaptiveAvgPool2d { size } => vec![("size", pair(*size))],
+            Op::GlobalAvgPool { keepdims } => vec![("keepdims", keepdims.to_string())],
+            Op::Flatten => vec![],
+            Op::Reshape { shape } => vec![("shape", format!("{shape:?}"))],
+            Op::BatchNorm { eps, momentum, affine } => {
+                vec![("eps", eps.to_string()), ("momentum", momentum.to_string()), ("affine", affine.to_string())]
+            }
+            Op::Dropout { rate } => vec![("rate", rate.to_string())],
+            Op::Lrn { size, alpha, beta, k } => vec![
+                ("size", size.to_string()),
+                ("alpha", alpha.to_string()),
+                ("beta", beta.to_string()),
+                ("k", k.to_string()),
+            ],
+            Op::ZeroPad2d { pad: p } => vec![("pad", pad(*p))],
+            Op::Activation(Act::LeakyRelu { slope }) => vec![("slope", slope.to_string())],
+            Op::Activation(Act::Relu | Act::Sigmoid | Act::Tanh | Act::Identity) => vec![],
+            Op::Softmax { axis } => vec![("axis", axis.to_string())],
+            Op::Add | Op::Mul => vec![],
+            Op::Scale { factor } => vec![("factor", factor.to_string())],
+            Op::Concat { axis } => vec![("axis", axis.to_string())],
+            Op::Embedding { vocab, dim } => vec![("vocab", vocab.to_string()), ("dim", dim.to_string())],
+            Op::Rnn { cell, hidden, return_sequences, bias } => {
+                let mut v = vec![("hidden", hidden.to_string()), ("seq", return_sequences.to_string())];
+                if let Cell::Simple { relu: true } = cell {
+                    v.push(("act", "relu".to_string()));
+                }
+                v.push(("bias", bias.to_string()));
+                v
+            }
+        }
+    }
+
+    pub fn is_param(&self) -> bool {
+        matches!(self, Op::Param(_))
+    }
+
+    /// Multiply-accumulates of one execution, given input types (data inputs first) and the output type, at
+    /// `batch`. Only convolutions, dense layers and recurrent matmuls count (torch.utils.flop_counter's rule).
+    pub fn macs(&self, inputs: &[&TensorType], output: &TensorType, batch: u64) -> u64 {
+        match self {
+            Op::Dense { units, .. } => {
+                let x = inputs[0];
+                let features = x.size(x.rank() - 1).unwrap_or(0);
+                let rows = x.elements(batch) / features.max(1);
+                rows.saturating_mul(features).saturating_mul(*units)
+            }
+            Op::Conv2d { kernel, groups, .. } => {
+                let cin = inputs[0].size(1).unwrap_or(0);
+                output.elements(batch).saturating_mul(cin / groups * kernel[0] * kernel[1])
+            }
+            Op::Rnn { cell, hidden, .. } => {
+                let x = inputs[0];
+                let (steps, features) = (x.size(1).unwrap_or(0), x.size(2).unwrap_or(0));
+                batch.saturating_mul(steps).saturating_mul(cell.gates() * hidden * (features + hidden))
+            }
+            Op::Input { .. }
+            | Op::Param(_)
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::GlobalAvgPool { .. }
+            | Op::Flatten
+            | Op::Reshape { .. }
+            | Op::BatchNorm { .. }
+            | Op::Dropout { .. }
+            | Op::Lrn { .. }
+            | Op::ZeroPad2d { .. }
+            | Op::Activation(_)
+            | Op::Softmax { .. }
+            | Op::Add
+            | Op::Mul
+            | Op::Scale { .. }
+            | Op::Concat { .. }
+            | Op::Embedding { .. } => 0,
+        }
+    }
+}
