@@ -49,8 +49,14 @@ pub fn compile(path: &Path, options: &Options) -> Compilation {
     match syntax::load(path, &mut sources, &mut diags) {
         Some(program) => finish(program, sources, diags, options, start),
         None => {
-            let d = Diagnostic::global(Code::BadImport, format!("cannot read `{}`", path.display()));
-            Compilation { sources, diags: vec![d], graph: None, timings: Vec::new() }
+            let d =
+                Diagnostic::global(Code::BadImport, format!("cannot read `{}`", path.display()));
+            Compilation {
+                sources,
+                diags: vec![d],
+                graph: None,
+                timings: Vec::new(),
+            }
         }
     }
 }
@@ -64,23 +70,55 @@ pub fn compile_text(path: &Path, text: String, options: &Options) -> Compilation
     finish(program, sources, diags, options, start)
 }
 
-fn finish(program: syntax::Program, sources: SourceMap, mut diags: Vec<Diagnostic>, options: &Options, start: std::time::Instant) -> Compilation {
+fn finish(
+    program: syntax::Program,
+    sources: SourceMap,
+    mut diags: Vec<Diagnostic>,
+    options: &Options,
+    start: std::time::Instant,
+) -> Compilation {
     let mut timings = vec![("parse".to_string(), start.elapsed())];
     if diags.iter().any(Diagnostic::is_error) {
-        return Compilation { sources, diags, graph: None, timings };
+        return Compilation {
+            sources,
+            diags,
+            graph: None,
+            timings,
+        };
     }
     let t = std::time::Instant::now();
     let (graph, mut lower_diags) = lower::lower(&program, !options.allow_no_model);
     timings.push(("lower".to_string(), t.elapsed()));
     diags.append(&mut lower_diags);
-    let Some(mut graph) = graph else { return Compilation { sources, diags, graph: None, timings } };
-    let result = passes::run(&mut graph, options.until.as_deref(), |name, d| timings.push((name.to_string(), d)));
+    let Some(mut graph) = graph else {
+        return Compilation {
+            sources,
+            diags,
+            graph: None,
+            timings,
+        };
+    };
+    let result = passes::run(&mut graph, options.until.as_deref(), |name, d| {
+        timings.push((name.to_string(), d))
+    });
     if let Err(e) = result {
         diags.push(
             Diagnostic::global(Code::InternalBug, format!("the IR verifier failed: {e}"))
-                .with_note("this is a bug in nnc, not in your model; please report it with the .nn file"),
+                .with_note(
+                    "this is a bug in nnc, not in your model; please report it with the .nn file",
+                ),
         );
-        return Compilation { sources, diags, graph: None, timings };
+        return Compilation {
+            sources,
+            diags,
+            graph: None,
+            timings,
+        };
     }
-    Compilation { sources, diags, graph: Some(graph), timings }
+    Compilation {
+        sources,
+        diags,
+        graph: Some(graph),
+        timings,
+    }
 }

@@ -9,7 +9,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nnc::{diag, ir, passes, report, Compilation, Options};
 
 #[derive(Parser)]
-#[command(name = "nnc", version, about = "A declarative neural-network compiler", propagate_version = true)]
+#[command(
+    name = "nnc",
+    version,
+    about = "A declarative neural-network compiler",
+    propagate_version = true
+)]
 struct Cli {
     /// When to color diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
@@ -28,9 +33,7 @@ enum Color {
 #[derive(Subcommand)]
 enum Command {
     /// Parse and check a .nn file; silent with exit code 0 when it is fine.
-    Check {
-        file: PathBuf,
-    },
+    Check { file: PathBuf },
     /// Print a Keras-style summary: layers, output shapes, parameters, MACs and memory.
     Summary {
         file: PathBuf,
@@ -61,7 +64,9 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Deeply nested models recurse in the evaluator; give it a generous stack.
-    let child = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));
+    let child = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || run(cli));
     match child.map(|h| h.join()) {
         Ok(Ok(code)) => ExitCode::from(code),
         _ => {
@@ -78,26 +83,51 @@ fn run(cli: Cli) -> u8 {
         Color::Auto => std::io::stderr().is_terminal(),
     };
     let (file, options, allow_no_model) = match &cli.command {
-        Command::Check { file } => (file, Options { until: None, allow_no_model: true }, true),
+        Command::Check { file } => (
+            file,
+            Options {
+                until: None,
+                allow_no_model: true,
+            },
+            true,
+        ),
         Command::Summary { file, .. } => (file, Options::default(), false),
         Command::Dump { file, after, .. } => {
             if let Some(a) = after {
                 if !passes::pass_names().contains(&a.as_str()) {
-                    eprintln!("error: unknown pass `{a}` for --after; passes: {}", passes::pass_names().join(", "));
+                    eprintln!(
+                        "error: unknown pass `{a}` for --after; passes: {}",
+                        passes::pass_names().join(", ")
+                    );
                     return 2;
                 }
             }
-            (file, Options { until: after.clone(), allow_no_model: false }, false)
+            (
+                file,
+                Options {
+                    until: after.clone(),
+                    allow_no_model: false,
+                },
+                false,
+            )
         }
     };
     let _ = allow_no_model;
-    if let Err(e) = std::fs::metadata(file).and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a file")) }) {
+    if let Err(e) = std::fs::metadata(file).and_then(|m| {
+        if m.is_file() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("not a file"))
+        }
+    }) {
         eprintln!("error: cannot read `{}`: {e}", file.display());
         return 2;
     }
     let c = nnc::compile(file, &options);
     eprint!("{}", diag::render(&c.sources, &c.diags, color));
-    let Some(graph) = c.graph.as_ref() else { return exit_code(&c) };
+    let Some(graph) = c.graph.as_ref() else {
+        return exit_code(&c);
+    };
     match &cli.command {
         Command::Check { .. } => {}
         Command::Summary { batch, json, .. } => {

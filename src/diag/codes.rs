@@ -47,7 +47,7 @@ codes! {
     OutputMismatch = "E0206", "a returned value does not match the declared output";
     BadReturn = "E0207", "a block or model returns nothing or the wrong number of values";
     BadIndex = "E0208", "an index is out of range or reads the symbolic batch dimension";
-    NotAStage = "E0209", "a pipeline stage is not a layer, block or seq";
+    NotAStage = "E0209", "a value is called or piped into as if it were a layer";
     BadDim = "E0210", "a declared dimension is not positive, or a symbolic one is not first";
     AddMismatch = "E0301", "tensors added or multiplied have different shapes";
     ConcatMismatch = "E0302", "tensors concatenated differ outside the concat axis";

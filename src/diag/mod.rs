@@ -24,12 +24,20 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span { file, start: start as u32, end: end as u32 }
+        Span {
+            file,
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            file: self.file,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -40,7 +48,9 @@ pub struct SourceMap {
 
 impl Default for SourceMap {
     fn default() -> SourceMap {
-        SourceMap { files: SimpleFiles::new() }
+        SourceMap {
+            files: SimpleFiles::new(),
+        }
     }
 }
 
@@ -54,17 +64,28 @@ impl SourceMap {
     }
 
     pub fn text(&self, file: FileId) -> &str {
-        self.files.get(file).map(|f| f.source().as_str()).unwrap_or("")
+        self.files
+            .get(file)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
     }
 
     pub fn name(&self, file: FileId) -> String {
-        self.files.get(file).map(|f| f.name().clone()).unwrap_or_default()
+        self.files
+            .get(file)
+            .map(|f| f.name().clone())
+            .unwrap_or_default()
     }
 
     /// `file.nn:line:col` of a span's start, 1-based.
     pub fn location(&self, span: Span) -> String {
         match self.files.location(span.file, span.start as usize) {
-            Ok(loc) => format!("{}:{}:{}", self.name(span.file), loc.line_number, loc.column_number),
+            Ok(loc) => format!(
+                "{}:{}:{}",
+                self.name(span.file),
+                loc.line_number,
+                loc.column_number
+            ),
             Err(_) => self.name(span.file),
         }
     }
@@ -102,7 +123,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
-            severity: if code.id().starts_with('W') { Severity::Warning } else { Severity::Error },
+            severity: if code.id().starts_with('W') {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
             code,
             message: message.into(),
             span: Some(span),
@@ -116,7 +141,10 @@ impl Diagnostic {
 
     /// A diagnostic with no source location (a file that cannot be read, an internal bug).
     pub fn global(code: Code, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { span: None, ..Diagnostic::error(code, Span::default(), message) }
+        Diagnostic {
+            span: None,
+            ..Diagnostic::error(code, Span::default(), message)
+        }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -150,7 +178,10 @@ impl Diagnostic {
 }
 
 /// "did you mean `x`?" for the candidate closest to `word`, if any is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -165,7 +196,10 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 /// Renders diagnostics like rustc. `color` selects ANSI colors (for terminals).
 pub fn render(sources: &SourceMap, diags: &[Diagnostic], color: bool) -> String {
     use term::termcolor::{Ansi, NoColor};
-    let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
+    let config = term::Config {
+        chars: term::Chars::ascii(),
+        ..term::Config::default()
+    };
     let mut out = Vec::new();
     for d in diags {
         let cs_diag = to_codespan(sources, d);
@@ -173,10 +207,22 @@ pub fn render(sources: &SourceMap, diags: &[Diagnostic], color: bool) -> String 
         let result = if color {
             term::emit(&mut Ansi::new(&mut out), &config, &sources.files, &cs_diag)
         } else {
-            term::emit(&mut NoColor::new(&mut out), &config, &sources.files, &cs_diag)
+            term::emit(
+                &mut NoColor::new(&mut out),
+                &config,
+                &sources.files,
+                &cs_diag,
+            )
         };
         if let Err(e) = result {
-            out.extend_from_slice(format!("error[{}]: {} (cannot show source: {e})\n", d.code.id(), d.message).as_bytes());
+            out.extend_from_slice(
+                format!(
+                    "error[{}]: {} (cannot show source: {e})\n",
+                    d.code.id(),
+                    d.message
+                )
+                .as_bytes(),
+            );
         }
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -190,17 +236,34 @@ fn to_codespan(sources: &SourceMap, d: &Diagnostic) -> cs::Diagnostic<FileId> {
     };
     let mut labels = Vec::new();
     if let Some(span) = d.span {
-        labels.push(cs::Label::primary(span.file, span.start as usize..span.end as usize).with_message(&d.label));
+        labels.push(
+            cs::Label::primary(span.file, span.start as usize..span.end as usize)
+                .with_message(&d.label),
+        );
     }
     for (span, msg) in &d.secondary {
-        labels.push(cs::Label::secondary(span.file, span.start as usize..span.end as usize).with_message(msg));
+        labels.push(
+            cs::Label::secondary(span.file, span.start as usize..span.end as usize)
+                .with_message(msg),
+        );
     }
-    let mut notes = d.notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>();
+    let mut notes = d
+        .notes
+        .iter()
+        .map(|n| format!("note: {n}"))
+        .collect::<Vec<_>>();
     for frame in d.chain.iter().rev() {
-        notes.push(format!("note: in block `{}` called at {}", frame.block, sources.location(frame.call)));
+        notes.push(format!(
+            "note: in block `{}` called at {}",
+            frame.block,
+            sources.location(frame.call)
+        ));
     }
     if let Some(help) = &d.help {
         notes.push(format!("help: {help}"));
     }
-    base.with_code(d.code.id()).with_message(&d.message).with_labels(labels).with_notes(notes)
+    base.with_code(d.code.id())
+        .with_message(&d.message)
+        .with_labels(labels)
+        .with_notes(notes)
 }

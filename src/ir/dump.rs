@@ -29,7 +29,11 @@ pub fn to_text(g: &Graph) -> String {
     if let Some(t) = &g.train {
         let _ = writeln!(out, "train loss={:?}", t.loss);
         let _ = writeln!(out, "train optimizer={:?}", t.optimizer);
-        let _ = writeln!(out, "train batch_size={} epochs={} seed={}", t.batch_size, t.epochs, t.seed);
+        let _ = writeln!(
+            out,
+            "train batch_size={} epochs={} seed={}",
+            t.batch_size, t.epochs, t.seed
+        );
         let _ = writeln!(out, "train metrics={:?}", t.metrics);
     }
     out
@@ -39,7 +43,10 @@ pub fn to_text(g: &Graph) -> String {
 pub fn to_dot(g: &Graph) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", escape(&g.name));
-    let _ = writeln!(out, "  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];");
+    let _ = writeln!(
+        out,
+        "  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];"
+    );
     for id in order(g) {
         let node = g.node(id);
         if node.op.is_param() {
@@ -49,13 +56,23 @@ pub fn to_dot(g: &Graph) -> String {
             .inputs(id)
             .into_iter()
             .filter(|&i| g.node(i).op.is_param())
-            .map(|i| format!("{} {}", g.node(i).path.rsplit('.').next().unwrap_or(""), g.node(i).ty))
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    g.node(i).path.rsplit('.').next().unwrap_or(""),
+                    g.node(i).ty
+                )
+            })
             .collect();
         let mut label = format!("{}\\n{}\\n{}", escape(&node.path), node.op.name(), node.ty);
         for p in params {
             let _ = write!(label, "\\n{}", escape(&p));
         }
-        let style = if matches!(node.op, Op::Input { .. }) { ", style=rounded" } else { "" };
+        let style = if matches!(node.op, Op::Input { .. }) {
+            ", style=rounded"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  n{} [label=\"{label}\"{style}];", id.index());
         for input in g.inputs(id) {
             if !g.node(input).op.is_param() {
@@ -64,7 +81,12 @@ pub fn to_dot(g: &Graph) -> String {
         }
     }
     for (name, id) in &g.outputs {
-        let _ = writeln!(out, "  out_{0} [label=\"{0}\", shape=ellipse];\n  n{1} -> out_{0};", escape(name), id.index());
+        let _ = writeln!(
+            out,
+            "  out_{0} [label=\"{0}\", shape=ellipse];\n  n{1} -> out_{0};",
+            escape(name),
+            id.index()
+        );
     }
     out.push_str("}\n");
     out

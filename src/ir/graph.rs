@@ -50,18 +50,34 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
-        Graph { name: name.into(), ..Graph::default() }
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
     }
 
     /// Adds a node after inferring its type from its inputs' types: a node is typed when it is added.
-    pub fn add(&mut self, op: Op, inputs: &[NodeId], span: Span, path: String) -> Result<NodeId, ShapeError> {
+    pub fn add(
+        &mut self,
+        op: Op,
+        inputs: &[NodeId],
+        span: Span,
+        path: String,
+    ) -> Result<NodeId, ShapeError> {
         let tys: Vec<&TensorType> = inputs.iter().map(|&i| &self.g[i.0].ty).collect();
         let ty = infer(&op, &tys)?;
         Ok(self.add_typed(op, ty, inputs, span, path))
     }
 
     /// Adds a node whose type is given (inputs and parameters, whose types are declared).
-    pub fn add_typed(&mut self, op: Op, ty: TensorType, inputs: &[NodeId], span: Span, path: String) -> NodeId {
+    pub fn add_typed(
+        &mut self,
+        op: Op,
+        ty: TensorType,
+        inputs: &[NodeId],
+        span: Span,
+        path: String,
+    ) -> NodeId {
         let id = NodeId(self.g.add_node(Node { op, ty, span, path }));
         for (slot, &src) in inputs.iter().enumerate() {
             self.g.add_edge(src.0, id.0, slot);
@@ -83,20 +99,30 @@ impl Graph {
 
     /// The node's inputs in slot order.
     pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
-        let mut edges: Vec<(usize, NodeId)> =
-            self.g.edges_directed(id.0, Direction::Incoming).map(|e| (*e.weight(), NodeId(e.source()))).collect();
+        let mut edges: Vec<(usize, NodeId)> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| (*e.weight(), NodeId(e.source())))
+            .collect();
         edges.sort();
         edges.into_iter().map(|(_, n)| n).collect()
     }
 
     /// The input slots of a node as `(slot, source)`, unsorted and possibly with gaps: for the verifier.
     pub fn input_slots(&self, id: NodeId) -> Vec<(usize, NodeId)> {
-        self.g.edges_directed(id.0, Direction::Incoming).map(|e| (*e.weight(), NodeId(e.source()))).collect()
+        self.g
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| (*e.weight(), NodeId(e.source())))
+            .collect()
     }
 
     /// Nodes that use this node's value.
     pub fn users(&self, id: NodeId) -> Vec<NodeId> {
-        let mut users: Vec<NodeId> = self.g.neighbors_directed(id.0, Direction::Outgoing).map(NodeId).collect();
+        let mut users: Vec<NodeId> = self
+            .g
+            .neighbors_directed(id.0, Direction::Outgoing)
+            .map(NodeId)
+            .collect();
         users.sort();
         users.dedup();
         users
@@ -129,7 +155,9 @@ impl Graph {
         while let Some(Reverse(n)) = ready.pop() {
             order.push(NodeId(n));
             for e in self.g.edges_directed(n, Direction::Outgoing) {
-                let deg = pending.get_mut(&e.target()).expect("every target with an edge has a count");
+                let deg = pending
+                    .get_mut(&e.target())
+                    .expect("every target with an edge has a count");
                 *deg -= 1;
                 if *deg == 0 {
                     ready.push(Reverse(e.target()));
@@ -153,6 +181,8 @@ impl Graph {
 
     /// Data inputs and parameters of a node, split: parameters are the inputs whose op is `Param`.
     pub fn split_inputs(&self, id: NodeId) -> (Vec<NodeId>, Vec<NodeId>) {
-        self.inputs(id).into_iter().partition(|&i| !self.node(i).op.is_param())
+        self.inputs(id)
+            .into_iter()
+            .partition(|&i| !self.node(i).op.is_param())
     }
 }

@@ -76,7 +76,10 @@ impl ParamRole {
 
     /// Whether the weight regularizer and weight initializer apply (not biases, BN affine or buffers).
     pub fn is_weight(self) -> bool {
-        matches!(self, ParamRole::Weight | ParamRole::Embedding | ParamRole::WeightIh | ParamRole::WeightHh)
+        matches!(
+            self,
+            ParamRole::Weight | ParamRole::Embedding | ParamRole::WeightIh | ParamRole::WeightHh
+        )
     }
 }
 
@@ -93,37 +96,95 @@ pub struct Param {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// The model's input number `index`.
-    Input { index: usize },
+    Input {
+        index: usize,
+    },
     Param(Param),
     /// Inputs: x `[N, ..., in]`, weight `[units, in]`, bias `[units]` if `bias`.
-    Dense { units: u64, bias: bool },
+    Dense {
+        units: u64,
+        bias: bool,
+    },
     /// Inputs: x `[N, C, H, W]`, weight `[filters, C/groups, kh, kw]`, bias `[filters]` if `bias`.
     /// `pad` is `[top, bottom, left, right]`.
-    Conv2d { filters: u64, kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], dilation: [u64; 2], groups: u64, bias: bool },
-    MaxPool2d { kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], dilation: [u64; 2], ceil_mode: bool },
-    AvgPool2d { kernel: [u64; 2], stride: [u64; 2], pad: [u64; 4], ceil_mode: bool, count_include_pad: bool },
-    AdaptiveAvgPool2d { size: [u64; 2] },
-    GlobalAvgPool { keepdims: bool },
+    Conv2d {
+        filters: u64,
+        kernel: [u64; 2],
+        stride: [u64; 2],
+        pad: [u64; 4],
+        dilation: [u64; 2],
+        groups: u64,
+        bias: bool,
+    },
+    MaxPool2d {
+        kernel: [u64; 2],
+        stride: [u64; 2],
+        pad: [u64; 4],
+        dilation: [u64; 2],
+        ceil_mode: bool,
+    },
+    AvgPool2d {
+        kernel: [u64; 2],
+        stride: [u64; 2],
+        pad: [u64; 4],
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    AdaptiveAvgPool2d {
+        size: [u64; 2],
+    },
+    GlobalAvgPool {
+        keepdims: bool,
+    },
     Flatten,
     /// Target dimensions after the batch dimension, fully resolved (no -1).
-    Reshape { shape: Vec<u64> },
+    Reshape {
+        shape: Vec<u64>,
+    },
     /// Inputs: x, then weight and bias if `affine`, then running_mean, running_var.
-    BatchNorm { eps: f64, momentum: f64, affine: bool },
-    Dropout { rate: f64 },
-    Lrn { size: u64, alpha: f64, beta: f64, k: f64 },
-    ZeroPad2d { pad: [u64; 4] },
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+        affine: bool,
+    },
+    Dropout {
+        rate: f64,
+    },
+    Lrn {
+        size: u64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    ZeroPad2d {
+        pad: [u64; 4],
+    },
     Activation(Act),
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
     /// Elementwise sum of two or more tensors of one shape.
     Add,
     /// Elementwise product of two or more tensors of one shape.
     Mul,
-    Scale { factor: f64 },
-    Concat { axis: usize },
+    Scale {
+        factor: f64,
+    },
+    Concat {
+        axis: usize,
+    },
     /// Inputs: integer indices `[N, ...]`, weight `[vocab, dim]`.
-    Embedding { vocab: u64, dim: u64 },
+    Embedding {
+        vocab: u64,
+        dim: u64,
+    },
     /// Inputs: x `[N, T, F]`, weight_ih `[G*H, F]`, weight_hh `[G*H, H]`, and if `bias` bias_ih, bias_hh `[G*H]`.
-    Rnn { cell: Cell, hidden: u64, return_sequences: bool, bias: bool },
+    Rnn {
+        cell: Cell,
+        hidden: u64,
+        return_sequences: bool,
+        bias: bool,
+    },
 }
 
 impl Op {
@@ -177,8 +238,18 @@ impl Op {
                 ("reg", p.regularizer.to_string()),
                 ("trainable", p.trainable.to_string()),
             ],
-            Op::Dense { units, bias } => vec![("units", units.to_string()), ("bias", bias.to_string())],
-            Op::Conv2d { filters, kernel, stride, pad: p, dilation, groups, bias } => vec![
+            Op::Dense { units, bias } => {
+                vec![("units", units.to_string()), ("bias", bias.to_string())]
+            }
+            Op::Conv2d {
+                filters,
+                kernel,
+                stride,
+                pad: p,
+                dilation,
+                groups,
+                bias,
+            } => vec![
                 ("filters", filters.to_string()),
                 ("kernel", pair(*kernel)),
                 ("stride", pair(*stride)),
@@ -187,14 +258,26 @@ impl Op {
                 ("groups", groups.to_string()),
                 ("bias", bias.to_string()),
             ],
-            Op::MaxPool2d { kernel, stride, pad: p, dilation, ceil_mode } => vec![
+            Op::MaxPool2d {
+                kernel,
+                stride,
+                pad: p,
+                dilation,
+                ceil_mode,
+            } => vec![
                 ("kernel", pair(*kernel)),
                 ("stride", pair(*stride)),
                 ("pad", pad(*p)),
                 ("dilation", pair(*dilation)),
                 ("ceil", ceil_mode.to_string()),
             ],
-            Op::AvgPool2d { kernel, stride, pad: p, ceil_mode, count_include_pad } => vec![
+            Op::AvgPool2d {
+                kernel,
+                stride,
+                pad: p,
+                ceil_mode,
+                count_include_pad,
+            } => vec![
                 ("kernel", pair(*kernel)),
                 ("stride", pair(*stride)),
                 ("pad", pad(*p)),
@@ -205,11 +288,24 @@ impl Op {
             Op::GlobalAvgPool { keepdims } => vec![("keepdims", keepdims.to_string())],
             Op::Flatten => vec![],
             Op::Reshape { shape } => vec![("shape", format!("{shape:?}"))],
-            Op::BatchNorm { eps, momentum, affine } => {
-                vec![("eps", eps.to_string()), ("momentum", momentum.to_string()), ("affine", affine.to_string())]
+            Op::BatchNorm {
+                eps,
+                momentum,
+                affine,
+            } => {
+                vec![
+                    ("eps", eps.to_string()),
+                    ("momentum", momentum.to_string()),
+                    ("affine", affine.to_string()),
+                ]
             }
             Op::Dropout { rate } => vec![("rate", rate.to_string())],
-            Op::Lrn { size, alpha, beta, k } => vec![
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => vec![
                 ("size", size.to_string()),
                 ("alpha", alpha.to_string()),
                 ("beta", beta.to_string()),
@@ -222,9 +318,19 @@ impl Op {
             Op::Add | Op::Mul => vec![],
             Op::Scale { factor } => vec![("factor", factor.to_string())],
             Op::Concat { axis } => vec![("axis", axis.to_string())],
-            Op::Embedding { vocab, dim } => vec![("vocab", vocab.to_string()), ("dim", dim.to_string())],
-            Op::Rnn { cell, hidden, return_sequences, bias } => {
-                let mut v = vec![("hidden", hidden.to_string()), ("seq", return_sequences.to_string())];
+            Op::Embedding { vocab, dim } => {
+                vec![("vocab", vocab.to_string()), ("dim", dim.to_string())]
+            }
+            Op::Rnn {
+                cell,
+                hidden,
+                return_sequences,
+                bias,
+            } => {
+                let mut v = vec![
+                    ("hidden", hidden.to_string()),
+                    ("seq", return_sequences.to_string()),
+                ];
                 if let Cell::Simple { relu: true } = cell {
                     v.push(("act", "relu".to_string()));
                 }
@@ -250,12 +356,16 @@ impl Op {
             }
             Op::Conv2d { kernel, groups, .. } => {
                 let cin = inputs[0].size(1).unwrap_or(0);
-                output.elements(batch).saturating_mul(cin / groups * kernel[0] * kernel[1])
+                output
+                    .elements(batch)
+                    .saturating_mul(cin / groups * kernel[0] * kernel[1])
             }
             Op::Rnn { cell, hidden, .. } => {
                 let x = inputs[0];
                 let (steps, features) = (x.size(1).unwrap_or(0), x.size(2).unwrap_or(0));
-                batch.saturating_mul(steps).saturating_mul(cell.gates() * hidden * (features + hidden))
+                batch
+                    .saturating_mul(steps)
+                    .saturating_mul(cell.gates() * hidden * (features + hidden))
             }
             Op::Input { .. }
             | Op::Param(_)

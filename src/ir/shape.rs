@@ -10,19 +10,44 @@ pub enum ShapeError {
     #[error("the types of inputs and parameters are declared, not inferred")]
     Declared,
     #[error("`{op}` takes {expected} inputs, found {found}")]
-    Arity { op: &'static str, expected: String, found: usize },
+    Arity {
+        op: &'static str,
+        expected: String,
+        found: usize,
+    },
     #[error("`{op}` expects {expected}, found `{found}`")]
-    Rank { op: &'static str, expected: String, found: TensorType },
+    Rank {
+        op: &'static str,
+        expected: String,
+        found: TensorType,
+    },
     #[error("`{op}` expects {expected} elements, found `{found}`")]
-    Dtype { op: &'static str, expected: &'static str, found: TensorType },
+    Dtype {
+        op: &'static str,
+        expected: &'static str,
+        found: TensorType,
+    },
     #[error("`{op}` input {index} has type `{other}`, but input 0 has type `{first}`")]
-    Mismatch { op: &'static str, index: usize, first: TensorType, other: TensorType },
+    Mismatch {
+        op: &'static str,
+        index: usize,
+        first: TensorType,
+        other: TensorType,
+    },
     #[error("kernel {kernel} (with dilation) is larger than the padded input {what} {input}")]
-    KernelTooLarge { what: &'static str, kernel: u64, input: u64 },
+    KernelTooLarge {
+        what: &'static str,
+        kernel: u64,
+        input: u64,
+    },
     #[error("{what} must be positive")]
     NonPositive { what: &'static str },
     #[error("{what} {value} is not divisible by groups {groups}")]
-    Groups { what: &'static str, value: u64, groups: u64 },
+    Groups {
+        what: &'static str,
+        value: u64,
+        groups: u64,
+    },
     #[error("cannot reshape {from} elements into {to}")]
     Reshape { from: u64, to: u64 },
     #[error("the result has more than 2^48 elements per example")]
@@ -30,7 +55,11 @@ pub enum ShapeError {
     #[error("padding {pad} is more than half of the kernel {kernel}")]
     PadTooLarge { pad: u64, kernel: u64 },
     #[error("parameter `{role}` has type `{found}`, expected `{expected}`")]
-    ParamShape { role: &'static str, expected: TensorType, found: TensorType },
+    ParamShape {
+        role: &'static str,
+        expected: TensorType,
+        found: TensorType,
+    },
     #[error("axis {axis} is out of range for rank {rank}")]
     Axis { axis: usize, rank: usize },
 }
@@ -69,39 +98,112 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             *dims.last_mut().expect("rank >= 2") = Dim::Fixed(*units);
             Ok(TensorType::new(x.dtype, dims))
         }
-        Op::Conv2d { filters, kernel, stride, pad, dilation, groups, bias } => {
+        Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            bias,
+        } => {
             arity(name, inputs, 2 + *bias as usize)?;
             let (x, c, h, w) = image(name, inputs[0])?;
             positive("groups", *groups)?;
             positive("filters", *filters)?;
             if c % groups != 0 {
-                return Err(ShapeError::Groups { what: "input channels", value: c, groups: *groups });
+                return Err(ShapeError::Groups {
+                    what: "input channels",
+                    value: c,
+                    groups: *groups,
+                });
             }
             if filters % groups != 0 {
-                return Err(ShapeError::Groups { what: "filters", value: *filters, groups: *groups });
+                return Err(ShapeError::Groups {
+                    what: "filters",
+                    value: *filters,
+                    groups: *groups,
+                });
             }
-            param(name, inputs[1], &[*filters, c / groups, kernel[0], kernel[1]], x.dtype)?;
+            param(
+                name,
+                inputs[1],
+                &[*filters, c / groups, kernel[0], kernel[1]],
+                x.dtype,
+            )?;
             if *bias {
                 param(name, inputs[2], &[*filters], x.dtype)?;
             }
-            let ho = window("height", h, pad[0], pad[1], kernel[0], stride[0], dilation[0], false)?;
-            let wo = window("width", w, pad[2], pad[3], kernel[1], stride[1], dilation[1], false)?;
+            let ho = window(
+                "height",
+                h,
+                pad[0],
+                pad[1],
+                kernel[0],
+                stride[0],
+                dilation[0],
+                false,
+            )?;
+            let wo = window(
+                "width",
+                w,
+                pad[2],
+                pad[3],
+                kernel[1],
+                stride[1],
+                dilation[1],
+                false,
+            )?;
             Ok(TensorType::batched(x.dtype, &[*filters, ho, wo]))
         }
-        Op::MaxPool2d { kernel, stride, pad, dilation, ceil_mode } => {
+        Op::MaxPool2d {
+            kernel,
+            stride,
+            pad,
+            dilation,
+            ceil_mode,
+        } => {
             arity(name, inputs, 1)?;
             let (x, c, h, w) = image(name, inputs[0])?;
             pool_pad(*kernel, *pad, *dilation)?;
-            let ho = window("height", h, pad[0], pad[1], kernel[0], stride[0], dilation[0], *ceil_mode)?;
-            let wo = window("width", w, pad[2], pad[3], kernel[1], stride[1], dilation[1], *ceil_mode)?;
+            let ho = window(
+                "height",
+                h,
+                pad[0],
+                pad[1],
+                kernel[0],
+                stride[0],
+                dilation[0],
+                *ceil_mode,
+            )?;
+            let wo = window(
+                "width",
+                w,
+                pad[2],
+                pad[3],
+                kernel[1],
+                stride[1],
+                dilation[1],
+                *ceil_mode,
+            )?;
             Ok(TensorType::batched(x.dtype, &[c, ho, wo]))
         }
-        Op::AvgPool2d { kernel, stride, pad, ceil_mode, .. } => {
+        Op::AvgPool2d {
+            kernel,
+            stride,
+            pad,
+            ceil_mode,
+            ..
+        } => {
             arity(name, inputs, 1)?;
             let (x, c, h, w) = image(name, inputs[0])?;
             pool_pad(*kernel, *pad, [1, 1])?;
-            let ho = window("height", h, pad[0], pad[1], kernel[0], stride[0], 1, *ceil_mode)?;
-            let wo = window("width", w, pad[2], pad[3], kernel[1], stride[1], 1, *ceil_mode)?;
+            let ho = window(
+                "height", h, pad[0], pad[1], kernel[0], stride[0], 1, *ceil_mode,
+            )?;
+            let wo = window(
+                "width", w, pad[2], pad[3], kernel[1], stride[1], 1, *ceil_mode,
+            )?;
             Ok(TensorType::batched(x.dtype, &[c, ho, wo]))
         }
         Op::AdaptiveAvgPool2d { size } => {
@@ -134,9 +236,21 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
         }
         Op::BatchNorm { affine, .. } => {
             arity(name, inputs, if *affine { 5 } else { 3 })?;
-            let x = float(name, activation(name, inputs[0], 2, "a tensor `[N, C]`, `[N, C, L]` or `[N, C, H, W]`")?)?;
+            let x = float(
+                name,
+                activation(
+                    name,
+                    inputs[0],
+                    2,
+                    "a tensor `[N, C]`, `[N, C, L]` or `[N, C, H, W]`",
+                )?,
+            )?;
             if x.rank() > 4 {
-                return Err(rank_err(name, "a tensor `[N, C]`, `[N, C, L]` or `[N, C, H, W]`", x));
+                return Err(rank_err(
+                    name,
+                    "a tensor `[N, C]`, `[N, C, L]` or `[N, C, H, W]`",
+                    x,
+                ));
             }
             let c = x.size(1).unwrap_or(0);
             for p in &inputs[1..] {
@@ -147,7 +261,16 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
         Op::Lrn { size, .. } => {
             arity(name, inputs, 1)?;
             positive("size", *size)?;
-            Ok(float(name, activation(name, inputs[0], 3, "a tensor `[N, C, ...]` of rank 3 or more")?)?.clone())
+            Ok(float(
+                name,
+                activation(
+                    name,
+                    inputs[0],
+                    3,
+                    "a tensor `[N, C, ...]` of rank 3 or more",
+                )?,
+            )?
+            .clone())
         }
         Op::Dropout { .. } | Op::Activation(_) | Op::Scale { .. } => {
             arity(name, inputs, 1)?;
@@ -155,9 +278,15 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
         }
         Op::Softmax { axis } => {
             arity(name, inputs, 1)?;
-            let x = float(name, activation(name, inputs[0], 2, "a tensor `[N, ...]` of rank 2 or more")?)?;
+            let x = float(
+                name,
+                activation(name, inputs[0], 2, "a tensor `[N, ...]` of rank 2 or more")?,
+            )?;
             if *axis == 0 || *axis >= x.rank() {
-                return Err(ShapeError::Axis { axis: *axis, rank: x.rank() });
+                return Err(ShapeError::Axis {
+                    axis: *axis,
+                    rank: x.rank(),
+                });
             }
             Ok(x.clone())
         }
@@ -170,23 +299,39 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
         }
         Op::Add | Op::Mul => {
             if inputs.len() < 2 {
-                return Err(ShapeError::Arity { op: name, expected: "2 or more".into(), found: inputs.len() });
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: "2 or more".into(),
+                    found: inputs.len(),
+                });
             }
             let x = float(name, activation(name, inputs[0], 1, "a tensor `[N, ...]`")?)?;
             for (i, other) in inputs.iter().enumerate().skip(1) {
                 if *other != x {
-                    return Err(ShapeError::Mismatch { op: name, index: i, first: x.clone(), other: (*other).clone() });
+                    return Err(ShapeError::Mismatch {
+                        op: name,
+                        index: i,
+                        first: x.clone(),
+                        other: (*other).clone(),
+                    });
                 }
             }
             Ok(x.clone())
         }
         Op::Concat { axis } => {
             if inputs.is_empty() {
-                return Err(ShapeError::Arity { op: name, expected: "1 or more".into(), found: 0 });
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: "1 or more".into(),
+                    found: 0,
+                });
             }
             let x = activation(name, inputs[0], 2, "a tensor `[N, ...]` of rank 2 or more")?;
             if *axis == 0 || *axis >= x.rank() {
-                return Err(ShapeError::Axis { axis: *axis, rank: x.rank() });
+                return Err(ShapeError::Axis {
+                    axis: *axis,
+                    rank: x.rank(),
+                });
             }
             let mut total = 0u64;
             for (i, other) in inputs.iter().enumerate() {
@@ -194,9 +339,16 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                     && other.dtype == x.dtype
                     && (0..x.rank()).all(|d| d == *axis || other.dims[d] == x.dims[d]);
                 if !same_elsewhere {
-                    return Err(ShapeError::Mismatch { op: name, index: i, first: x.clone(), other: (*other).clone() });
+                    return Err(ShapeError::Mismatch {
+                        op: name,
+                        index: i,
+                        first: x.clone(),
+                        other: (*other).clone(),
+                    });
                 }
-                total = total.checked_add(other.size(*axis).unwrap_or(0)).ok_or(ShapeError::TooLarge)?;
+                total = total
+                    .checked_add(other.size(*axis).unwrap_or(0))
+                    .ok_or(ShapeError::TooLarge)?;
             }
             let mut dims = x.dims.clone();
             dims[*axis] = Dim::Fixed(total);
@@ -206,14 +358,23 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             arity(name, inputs, 2)?;
             let x = activation(name, inputs[0], 1, "integer indices `[N, ...]`")?;
             if x.dtype.is_float() {
-                return Err(ShapeError::Dtype { op: name, expected: "integer (i32 or i64)", found: x.clone() });
+                return Err(ShapeError::Dtype {
+                    op: name,
+                    expected: "integer (i32 or i64)",
+                    found: x.clone(),
+                });
             }
             param(name, inputs[1], &[*vocab, *dim], DType::F32)?;
             let mut dims = x.dims.clone();
             dims.push(Dim::Fixed(*dim));
             Ok(TensorType::new(DType::F32, dims))
         }
-        Op::Rnn { cell, hidden, return_sequences, bias } => {
+        Op::Rnn {
+            cell,
+            hidden,
+            return_sequences,
+            bias,
+        } => {
             arity(name, inputs, if *bias { 5 } else { 3 })?;
             let x = float(name, inputs[0])?;
             if x.rank() != 3 || !x.has_batch() {
@@ -228,7 +389,11 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                 param(name, inputs[3], &[rows], x.dtype)?;
                 param(name, inputs[4], &[rows], x.dtype)?;
             }
-            let dims: &[u64] = if *return_sequences { &[steps, *hidden] } else { &[*hidden] };
+            let dims: &[u64] = if *return_sequences {
+                &[steps, *hidden]
+            } else {
+                &[*hidden]
+            };
             Ok(TensorType::batched(x.dtype, dims))
         }
     }
@@ -238,24 +403,41 @@ fn arity(op: &'static str, inputs: &[&TensorType], n: usize) -> R<()> {
     if inputs.len() == n {
         Ok(())
     } else {
-        Err(ShapeError::Arity { op, expected: n.to_string(), found: inputs.len() })
+        Err(ShapeError::Arity {
+            op,
+            expected: n.to_string(),
+            found: inputs.len(),
+        })
     }
 }
 
 fn rank_err(op: &'static str, expected: &str, found: &TensorType) -> ShapeError {
-    ShapeError::Rank { op, expected: expected.to_string(), found: found.clone() }
+    ShapeError::Rank {
+        op,
+        expected: expected.to_string(),
+        found: found.clone(),
+    }
 }
 
 fn float<'a>(op: &'static str, x: &'a TensorType) -> R<&'a TensorType> {
     if x.dtype.is_float() {
         Ok(x)
     } else {
-        Err(ShapeError::Dtype { op, expected: "floating-point (f32 or f64)", found: x.clone() })
+        Err(ShapeError::Dtype {
+            op,
+            expected: "floating-point (f32 or f64)",
+            found: x.clone(),
+        })
     }
 }
 
 /// An activation (batch first) of at least `min_rank`.
-fn activation<'a>(op: &'static str, x: &'a TensorType, min_rank: usize, expected: &str) -> R<&'a TensorType> {
+fn activation<'a>(
+    op: &'static str,
+    x: &'a TensorType,
+    min_rank: usize,
+    expected: &str,
+) -> R<&'a TensorType> {
     if x.has_batch() && x.rank() >= min_rank {
         Ok(x)
     } else {
@@ -277,7 +459,11 @@ fn param(op: &'static str, p: &TensorType, dims: &[u64], dtype: DType) -> R<()> 
     if *p == expected {
         Ok(())
     } else {
-        Err(ShapeError::ParamShape { role: op, expected, found: p.clone() })
+        Err(ShapeError::ParamShape {
+            role: op,
+            expected,
+            found: p.clone(),
+        })
     }
 }
 
@@ -290,16 +476,24 @@ fn positive(what: &'static str, v: u64) -> R<()> {
 }
 
 fn checked_product(dims: &[u64]) -> R<u64> {
-    dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS).ok_or(ShapeError::TooLarge)
+    dims.iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or(ShapeError::TooLarge)
 }
 
 /// PyTorch's rule: pooling padding is at most half the effective kernel.
 fn pool_pad(kernel: [u64; 2], pad: [u64; 4], dilation: [u64; 2]) -> R<()> {
     for (axis, sides) in [(0, [pad[0], pad[1]]), (1, [pad[2], pad[3]])] {
-        let eff = dilation[axis].saturating_mul(kernel[axis].saturating_sub(1)).saturating_add(1);
+        let eff = dilation[axis]
+            .saturating_mul(kernel[axis].saturating_sub(1))
+            .saturating_add(1);
         let worst = sides[0].max(sides[1]);
         if worst > eff / 2 {
-            return Err(ShapeError::PadTooLarge { pad: worst, kernel: kernel[axis] });
+            return Err(ShapeError::PadTooLarge {
+                pad: worst,
+                kernel: kernel[axis],
+            });
         }
     }
     Ok(())
@@ -307,17 +501,40 @@ fn pool_pad(kernel: [u64; 2], pad: [u64; 4], dilation: [u64; 2]) -> R<()> {
 
 /// Output length of a sliding window (convolution or pooling) along one axis, as PyTorch computes it.
 #[allow(clippy::too_many_arguments)]
-pub fn window(what: &'static str, len: u64, pad_lo: u64, pad_hi: u64, k: u64, s: u64, d: u64, ceil: bool) -> R<u64> {
+pub fn window(
+    what: &'static str,
+    len: u64,
+    pad_lo: u64,
+    pad_hi: u64,
+    k: u64,
+    s: u64,
+    d: u64,
+    ceil: bool,
+) -> R<u64> {
     positive("kernel size", k)?;
     positive("stride", s)?;
     positive("dilation", d)?;
-    let eff = d.checked_mul(k - 1).and_then(|v| v.checked_add(1)).ok_or(ShapeError::TooLarge)?;
-    let padded = len.checked_add(pad_lo).and_then(|v| v.checked_add(pad_hi)).ok_or(ShapeError::TooLarge)?;
+    let eff = d
+        .checked_mul(k - 1)
+        .and_then(|v| v.checked_add(1))
+        .ok_or(ShapeError::TooLarge)?;
+    let padded = len
+        .checked_add(pad_lo)
+        .and_then(|v| v.checked_add(pad_hi))
+        .ok_or(ShapeError::TooLarge)?;
     if eff > padded {
-        return Err(ShapeError::KernelTooLarge { what, kernel: eff, input: padded });
+        return Err(ShapeError::KernelTooLarge {
+            what,
+            kernel: eff,
+            input: padded,
+        });
     }
     let span = padded - eff;
-    let mut out = if ceil { span.div_ceil(s) + 1 } else { span / s + 1 };
+    let mut out = if ceil {
+        span.div_ceil(s) + 1
+    } else {
+        span / s + 1
+    };
     // A window may not start in the trailing padding (PyTorch's ceil-mode rule).
     if ceil && (out - 1) * s >= len + pad_lo {
         out -= 1;

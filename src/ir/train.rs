@@ -60,18 +60,56 @@ pub enum Loss {
     Mae,
     Mse,
     Rmse,
-    BinaryCrossentropy { from_logits: bool },
-    CategoricalCrossentropy { from_logits: bool, label_smoothing: f64 },
-    SparseCategoricalCrossentropy { from_logits: bool },
+    BinaryCrossentropy {
+        from_logits: bool,
+    },
+    CategoricalCrossentropy {
+        from_logits: bool,
+        label_smoothing: f64,
+    },
+    SparseCategoricalCrossentropy {
+        from_logits: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { lr: f64, momentum: f64, nesterov: bool, dampening: f64, weight_decay: f64 },
-    Adagrad { lr: f64, lr_decay: f64, initial_accumulator_value: f64, eps: f64, weight_decay: f64 },
-    Adadelta { lr: f64, rho: f64, eps: f64, weight_decay: f64 },
-    RmsProp { lr: f64, alpha: f64, eps: f64, momentum: f64, centered: bool, weight_decay: f64 },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, amsgrad: bool },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        dampening: f64,
+        weight_decay: f64,
+    },
+    Adagrad {
+        lr: f64,
+        lr_decay: f64,
+        initial_accumulator_value: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    Adadelta {
+        lr: f64,
+        rho: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    RmsProp {
+        lr: f64,
+        alpha: f64,
+        eps: f64,
+        momentum: f64,
+        centered: bool,
+        weight_decay: f64,
+    },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        amsgrad: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -86,7 +86,10 @@ impl TensorType {
 
     /// A parameter's type: fixed dimensions only.
     pub fn fixed(dtype: DType, dims: &[u64]) -> TensorType {
-        TensorType { dtype, dims: dims.iter().map(|&d| Dim::Fixed(d)).collect() }
+        TensorType {
+            dtype,
+            dims: dims.iter().map(|&d| Dim::Fixed(d)).collect(),
+        }
     }
 
     /// An activation's type: `[N, dims...]`.
@@ -114,13 +117,24 @@ impl TensorType {
 
     /// The fixed dimensions after the batch dimension (or all of them for a parameter).
     pub fn fixed_dims(&self) -> Vec<u64> {
-        self.dims.iter().filter_map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
+        self.dims
+            .iter()
+            .filter_map(|d| {
+                if let Dim::Fixed(n) = d {
+                    Some(*n)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Element count at `batch`. Types are built with bounded sizes, so this cannot overflow for sane batches;
     /// it saturates rather than wrap.
     pub fn elements(&self, batch: u64) -> u64 {
-        self.dims.iter().fold(1u64, |acc, d| acc.saturating_mul(d.at(batch)))
+        self.dims
+            .iter()
+            .fold(1u64, |acc, d| acc.saturating_mul(d.at(batch)))
     }
 
     pub fn bytes(&self, batch: u64) -> u64 {

@@ -23,8 +23,13 @@ pub fn bind(
         return Err(Diagnostic::error(
             Code::TooManyArguments,
             extra.span,
-            format!("{what} `{}` takes {} positional argument{} after its input, found {}", callee.name, params.len(),
-                if params.len() == 1 { "" } else { "s" }, pos.len()),
+            format!(
+                "{what} `{}` takes {} positional argument{} after its input, found {}",
+                callee.name,
+                params.len(),
+                if params.len() == 1 { "" } else { "s" },
+                pos.len()
+            ),
         )
         .with_label("unexpected argument")
         .with_secondary(callee.span, format!("parameters: {}", params.join(", "))));
@@ -42,12 +47,25 @@ pub fn bind(
             )
             .with_label("unknown argument")
             .with_help_opt(did_you_mean(&name.name, all))
-            .with_note(format!("`{}` takes: {}", callee.name, params.iter().chain(extra_kw).copied().collect::<Vec<_>>().join(", "))));
+            .with_note(format!(
+                "`{}` takes: {}",
+                callee.name,
+                params
+                    .iter()
+                    .chain(extra_kw)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         if let Some(prev) = out.get(&name.name) {
-            return Err(Diagnostic::error(Code::DuplicateArgument, name.span, format!("argument `{}` is given twice", name.name))
-                .with_label("given again here")
-                .with_secondary(prev.span, "first given here"));
+            return Err(Diagnostic::error(
+                Code::DuplicateArgument,
+                name.span,
+                format!("argument `{}` is given twice", name.name),
+            )
+            .with_label("given again here")
+            .with_secondary(prev.span, "first given here"));
         }
         out.insert(name.name, v);
     }
@@ -81,15 +99,26 @@ impl LayerArgs<'_> {
     }
 
     fn wrong(&mut self, name: &str, expected: &str) {
-        let v = self.get(name).cloned().expect("wrong() is called for present arguments");
+        let v = self
+            .get(name)
+            .cloned()
+            .expect("wrong() is called for present arguments");
         let d = match &v.value {
-            Value::Sym(s) => Diagnostic::error(Code::UnknownName, v.span, format!("cannot find `{s}` in this scope"))
-                .with_label(format!("`{name}` expects {expected}")),
+            Value::Sym(s) => Diagnostic::error(
+                Code::UnknownName,
+                v.span,
+                format!("cannot find `{s}` in this scope"),
+            )
+            .with_label(format!("`{name}` expects {expected}")),
             Value::Poison => return,
             other => Diagnostic::error(
                 Code::WrongType,
                 v.span,
-                format!("argument `{name}` of `{}` expects {expected}, found {}", self.callee.name, other.describe(self.graph)),
+                format!(
+                    "argument `{name}` of `{}` expects {expected}, found {}",
+                    self.callee.name,
+                    other.describe(self.graph)
+                ),
             )
             .with_label(format!("expected {expected}")),
         };
@@ -98,17 +127,28 @@ impl LayerArgs<'_> {
 
     fn missing(&mut self, name: &str) {
         self.errors.push(
-            Diagnostic::error(Code::MissingArgument, self.callee.span, format!("`{}` needs argument `{name}`", self.callee.name))
-                .with_label(format!("missing `{name}`"))
-                .with_help(format!("pass it by position or as `{name}=...`")),
+            Diagnostic::error(
+                Code::MissingArgument,
+                self.callee.span,
+                format!("`{}` needs argument `{name}`", self.callee.name),
+            )
+            .with_label(format!("missing `{name}`"))
+            .with_help(format!("pass it by position or as `{name}=...`")),
         );
     }
 
     fn non_positive(&mut self, name: &str, v: i64) {
         let span = self.span_of(name);
         self.errors.push(
-            Diagnostic::error(Code::NonPositive, span, format!("`{name}` of `{}` must be positive, found {v}", self.callee.name))
-                .with_label("must be at least 1"),
+            Diagnostic::error(
+                Code::NonPositive,
+                span,
+                format!(
+                    "`{name}` of `{}` must be positive, found {v}",
+                    self.callee.name
+                ),
+            )
+            .with_label("must be at least 1"),
         );
     }
 
@@ -160,15 +200,26 @@ impl LayerArgs<'_> {
     }
 
     /// A float in `[lo, hi)` (or `[lo, hi]` when `hi_inclusive`).
-    pub fn float_in(&mut self, name: &str, default: f64, lo: f64, hi: f64, hi_inclusive: bool) -> f64 {
+    pub fn float_in(
+        &mut self,
+        name: &str,
+        default: f64,
+        lo: f64,
+        hi: f64,
+        hi_inclusive: bool,
+    ) -> f64 {
         let v = self.float(name, default);
         let ok = v >= lo && (v < hi || (hi_inclusive && v == hi));
         if !ok {
             let span = self.span_of(name);
             let close = if hi_inclusive { "]" } else { ")" };
             self.errors.push(
-                Diagnostic::error(Code::BadValue, span, format!("`{name}` must be in [{lo}, {hi}{close}, found {v}"))
-                    .with_label("out of range"),
+                Diagnostic::error(
+                    Code::BadValue,
+                    span,
+                    format!("`{name}` must be in [{lo}, {hi}{close}, found {v}"),
+                )
+                .with_label("out of range"),
             );
         }
         v
@@ -179,7 +230,14 @@ impl LayerArgs<'_> {
         let v = self.float(name, default);
         if v <= 0.0 || v.is_nan() {
             let span = self.span_of(name);
-            self.errors.push(Diagnostic::error(Code::BadValue, span, format!("`{name}` must be positive, found {v}")).with_label("must be > 0"));
+            self.errors.push(
+                Diagnostic::error(
+                    Code::BadValue,
+                    span,
+                    format!("`{name}` must be positive, found {v}"),
+                )
+                .with_label("must be > 0"),
+            );
         }
         v
     }
@@ -196,7 +254,12 @@ impl LayerArgs<'_> {
     }
 
     /// One of a set of names (`activation=relu`).
-    pub fn choice(&mut self, name: &str, allowed: &[&'static str], default: &'static str) -> &'static str {
+    pub fn choice(
+        &mut self,
+        name: &str,
+        allowed: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
         match self.get(name).map(|v| v.value.clone()) {
             None => default,
             Some(Value::Sym(s)) | Some(Value::Str(s)) => match allowed.iter().find(|a| **a == s) {
@@ -204,9 +267,13 @@ impl LayerArgs<'_> {
                 None => {
                     let span = self.span_of(name);
                     self.errors.push(
-                        Diagnostic::error(Code::BadValue, span, format!("`{s}` is not a valid `{name}`"))
-                            .with_label(format!("expected one of: {}", allowed.join(", ")))
-                            .with_help_opt(did_you_mean(&s, allowed.iter().copied())),
+                        Diagnostic::error(
+                            Code::BadValue,
+                            span,
+                            format!("`{s}` is not a valid `{name}`"),
+                        )
+                        .with_label(format!("expected one of: {}", allowed.join(", ")))
+                        .with_help_opt(did_you_mean(&s, allowed.iter().copied())),
                     );
                     default
                 }
@@ -221,7 +288,16 @@ impl LayerArgs<'_> {
     fn int_list(&mut self, name: &str, value: &Value) -> Option<Vec<i64>> {
         match value {
             Value::Int(v) => Some(vec![*v]),
-            Value::List(items) => items.iter().map(|i| if let Value::Int(v) = i { Some(*v) } else { None }).collect(),
+            Value::List(items) => items
+                .iter()
+                .map(|i| {
+                    if let Value::Int(v) = i {
+                        Some(*v)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
             _ => {
                 let _ = name;
                 None
@@ -258,7 +334,9 @@ impl LayerArgs<'_> {
     /// Explicit non-negative padding: int, `[ph, pw]` or `[top, bottom, left, right]`; or `same`/`valid`
     /// when `symbolic`.
     pub fn padding(&mut self, name: &str, symbolic: bool) -> Padding {
-        let Some(v) = self.get(name).map(|v| v.value.clone()) else { return Padding::Explicit([0; 4]) };
+        let Some(v) = self.get(name).map(|v| v.value.clone()) else {
+            return Padding::Explicit([0; 4]);
+        };
         if symbolic {
             if let Value::Sym(s) | Value::Str(s) = &v {
                 match s.as_str() {
@@ -279,7 +357,14 @@ impl LayerArgs<'_> {
         let list = self.int_list(name, &v);
         if let Some(neg) = list.as_ref().and_then(|l| l.iter().find(|x| **x < 0)) {
             let span = self.span_of(name);
-            self.errors.push(Diagnostic::error(Code::NonPositive, span, format!("padding cannot be negative, found {neg}")).with_label("negative padding"));
+            self.errors.push(
+                Diagnostic::error(
+                    Code::NonPositive,
+                    span,
+                    format!("padding cannot be negative, found {neg}"),
+                )
+                .with_label("negative padding"),
+            );
             return Padding::Explicit([0; 4]);
         }
         match list.as_deref() {
@@ -287,7 +372,11 @@ impl LayerArgs<'_> {
             Some(&[h, w]) => Padding::Explicit([h as u64, h as u64, w as u64, w as u64]),
             Some(&[t, b, l, r]) => Padding::Explicit([t as u64, b as u64, l as u64, r as u64]),
             _ => {
-                let expected = if symbolic { "`same`, `valid`, an int, `[ph, pw]` or `[t, b, l, r]`" } else { "an int, `[ph, pw]` or `[t, b, l, r]`" };
+                let expected = if symbolic {
+                    "`same`, `valid`, an int, `[ph, pw]` or `[t, b, l, r]`"
+                } else {
+                    "an int, `[ph, pw]` or `[t, b, l, r]`"
+                };
                 self.wrong(name, expected);
                 Padding::Explicit([0; 4])
             }
@@ -312,7 +401,10 @@ impl LayerArgs<'_> {
 /// TensorFlow's `same` padding along one axis: output `ceil(len / stride)`, extra padding at the end.
 pub fn same_padding(len: u64, kernel: u64, stride: u64, dilation: u64) -> [u64; 2] {
     let out = len.div_ceil(stride.max(1));
-    let needed = (out.saturating_sub(1)).saturating_mul(stride).saturating_add(dilation.saturating_mul(kernel.saturating_sub(1))).saturating_add(1);
+    let needed = (out.saturating_sub(1))
+        .saturating_mul(stride)
+        .saturating_add(dilation.saturating_mul(kernel.saturating_sub(1)))
+        .saturating_add(1);
     let total = needed.saturating_sub(len);
     [total / 2, total - total / 2]
 }

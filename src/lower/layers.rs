@@ -44,31 +44,112 @@ macro_rules! layer {
 pub static LAYERS: &[LayerSpec] = &[
     layer!("dense", One, ["units", "bias", "activation"], true, dense),
     layer!("linear", One, ["units", "bias", "activation"], true, dense),
-    layer!("conv2d", One, ["filters", "kernel", "stride", "padding", "dilation", "groups", "bias", "activation"], true, conv2d),
-    layer!("maxpool", One, ["kernel", "stride", "padding", "dilation", "ceil_mode"], false, maxpool),
-    layer!("avgpool", One, ["kernel", "stride", "padding", "ceil_mode", "count_include_pad"], false, avgpool),
-    layer!("global_avgpool", One, ["keepdims"], false, |a, _| plain(Op::GlobalAvgPool { keepdims: a.bool("keepdims", true) })),
-    layer!("adaptive_avgpool", One, ["size"], false, |a, _| plain(Op::AdaptiveAvgPool2d { size: a.pair("size", None) })),
+    layer!(
+        "conv2d",
+        One,
+        [
+            "filters",
+            "kernel",
+            "stride",
+            "padding",
+            "dilation",
+            "groups",
+            "bias",
+            "activation"
+        ],
+        true,
+        conv2d
+    ),
+    layer!(
+        "maxpool",
+        One,
+        ["kernel", "stride", "padding", "dilation", "ceil_mode"],
+        false,
+        maxpool
+    ),
+    layer!(
+        "avgpool",
+        One,
+        [
+            "kernel",
+            "stride",
+            "padding",
+            "ceil_mode",
+            "count_include_pad"
+        ],
+        false,
+        avgpool
+    ),
+    layer!("global_avgpool", One, ["keepdims"], false, |a, _| plain(
+        Op::GlobalAvgPool {
+            keepdims: a.bool("keepdims", true)
+        }
+    )),
+    layer!("adaptive_avgpool", One, ["size"], false, |a, _| plain(
+        Op::AdaptiveAvgPool2d {
+            size: a.pair("size", None)
+        }
+    )),
     layer!("flatten", One, [], false, |_, _| plain(Op::Flatten)),
     layer!("reshape", One, ["shape"], false, reshape),
-    layer!("batchnorm", One, ["eps", "momentum", "affine"], true, batchnorm),
-    layer!("dropout", One, ["rate"], false, |a, _| plain(Op::Dropout { rate: a.float_in("rate", 0.5, 0.0, 1.0, false) })),
+    layer!(
+        "batchnorm",
+        One,
+        ["eps", "momentum", "affine"],
+        true,
+        batchnorm
+    ),
+    layer!("dropout", One, ["rate"], false, |a, _| plain(Op::Dropout {
+        rate: a.float_in("rate", 0.5, 0.0, 1.0, false)
+    })),
     layer!("lrn", One, ["size", "alpha", "beta", "k"], false, lrn),
     layer!("zeropad", One, ["padding"], false, zeropad),
-    layer!("relu", One, [], false, |_, _| plain(Op::Activation(Act::Relu))),
-    layer!("sigmoid", One, [], false, |_, _| plain(Op::Activation(Act::Sigmoid))),
-    layer!("tanh", One, [], false, |_, _| plain(Op::Activation(Act::Tanh))),
-    layer!("identity", One, [], false, |_, _| plain(Op::Activation(Act::Identity))),
-    layer!("leaky_relu", One, ["slope"], false, |a, _| plain(Op::Activation(Act::LeakyRelu { slope: a.float("slope", 0.01) }))),
+    layer!("relu", One, [], false, |_, _| plain(Op::Activation(
+        Act::Relu
+    ))),
+    layer!("sigmoid", One, [], false, |_, _| plain(Op::Activation(
+        Act::Sigmoid
+    ))),
+    layer!("tanh", One, [], false, |_, _| plain(Op::Activation(
+        Act::Tanh
+    ))),
+    layer!("identity", One, [], false, |_, _| plain(Op::Activation(
+        Act::Identity
+    ))),
+    layer!("leaky_relu", One, ["slope"], false, |a, _| plain(
+        Op::Activation(Act::LeakyRelu {
+            slope: a.float("slope", 0.01)
+        })
+    )),
     layer!("softmax", One, ["axis"], false, softmax),
     layer!("add", Many, [], false, |_, _| plain(Op::Add)),
     layer!("mul", Many, [], false, |_, _| plain(Op::Mul)),
-    layer!("scale", One, ["factor"], false, |a, _| plain(Op::Scale { factor: a.float("factor", 1.0) })),
+    layer!("scale", One, ["factor"], false, |a, _| plain(Op::Scale {
+        factor: a.float("factor", 1.0)
+    })),
     layer!("concat", Many, ["axis"], false, concat),
     layer!("embedding", One, ["vocab", "dim"], true, embedding),
-    layer!("simple_rnn", One, ["hidden", "return_sequences", "bias", "activation"], true, |a, i| rnn(a, i, None)),
-    layer!("lstm", One, ["hidden", "return_sequences", "bias"], true, |a, i| rnn(a, i, Some(Cell::Lstm))),
-    layer!("gru", One, ["hidden", "return_sequences", "bias"], true, |a, i| rnn(a, i, Some(Cell::Gru))),
+    layer!(
+        "simple_rnn",
+        One,
+        ["hidden", "return_sequences", "bias", "activation"],
+        true,
+        |a, i| rnn(a, i, None)
+    ),
+    layer!(
+        "lstm",
+        One,
+        ["hidden", "return_sequences", "bias"],
+        true,
+        |a, i| rnn(a, i, Some(Cell::Lstm))
+    ),
+    layer!(
+        "gru",
+        One,
+        ["hidden", "return_sequences", "bias"],
+        true,
+        |a, i| rnn(a, i, Some(Cell::Gru))
+    ),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static LayerSpec> {
@@ -76,13 +157,21 @@ pub fn lookup(name: &str) -> Option<&'static LayerSpec> {
 }
 
 fn plain(op: Op) -> Built {
-    Built { op, params: Vec::new(), activation: None }
+    Built {
+        op,
+        params: Vec::new(),
+        activation: None,
+    }
 }
 
 /// The input's size at `axis` (counting from the end if negative), or 0 when the input has no such fixed
 /// dimension; shape inference then reports the real problem.
 fn dim(x: &TensorType, axis: isize) -> u64 {
-    let i = if axis < 0 { x.rank() as isize + axis } else { axis };
+    let i = if axis < 0 {
+        x.rank() as isize + axis
+    } else {
+        axis
+    };
     if i < 0 {
         return 0;
     }
@@ -108,7 +197,11 @@ fn dense(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     if bias {
         params.push((ParamRole::Bias, vec![units]));
     }
-    Built { op: Op::Dense { units, bias }, params, activation: activation(a) }
+    Built {
+        op: Op::Dense { units, bias },
+        params,
+        activation: activation(a),
+    }
 }
 
 fn conv2d(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
@@ -121,14 +214,35 @@ fn conv2d(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     let bias = a.bool("bias", true);
     let pad = resolve_padding(a.padding("padding", true), x, kernel, stride, dilation);
     let cin = dim(x, 1);
-    let mut params = vec![(ParamRole::Weight, vec![filters, cin / groups, kernel[0], kernel[1]])];
+    let mut params = vec![(
+        ParamRole::Weight,
+        vec![filters, cin / groups, kernel[0], kernel[1]],
+    )];
     if bias {
         params.push((ParamRole::Bias, vec![filters]));
     }
-    Built { op: Op::Conv2d { filters, kernel, stride, pad, dilation, groups, bias }, params, activation: activation(a) }
+    Built {
+        op: Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            bias,
+        },
+        params,
+        activation: activation(a),
+    }
 }
 
-fn resolve_padding(p: Padding, x: &TensorType, kernel: [u64; 2], stride: [u64; 2], dilation: [u64; 2]) -> [u64; 4] {
+fn resolve_padding(
+    p: Padding,
+    x: &TensorType,
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    dilation: [u64; 2],
+) -> [u64; 4] {
     match p {
         Padding::Explicit(pad) => pad,
         Padding::Same => {
@@ -144,8 +258,20 @@ fn maxpool(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     let stride = a.pair("stride", Some(kernel));
     let dilation = a.pair("dilation", Some([1, 1]));
     let ceil_mode = a.bool("ceil_mode", false);
-    let pad = resolve_padding(a.padding("padding", true), inputs[0], kernel, stride, dilation);
-    plain(Op::MaxPool2d { kernel, stride, pad, dilation, ceil_mode })
+    let pad = resolve_padding(
+        a.padding("padding", true),
+        inputs[0],
+        kernel,
+        stride,
+        dilation,
+    );
+    plain(Op::MaxPool2d {
+        kernel,
+        stride,
+        pad,
+        dilation,
+        ceil_mode,
+    })
 }
 
 fn avgpool(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
@@ -153,29 +279,67 @@ fn avgpool(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     let stride = a.pair("stride", Some(kernel));
     let ceil_mode = a.bool("ceil_mode", false);
     let count_include_pad = a.bool("count_include_pad", true);
-    let pad = resolve_padding(a.padding("padding", true), inputs[0], kernel, stride, [1, 1]);
-    plain(Op::AvgPool2d { kernel, stride, pad, ceil_mode, count_include_pad })
+    let pad = resolve_padding(
+        a.padding("padding", true),
+        inputs[0],
+        kernel,
+        stride,
+        [1, 1],
+    );
+    plain(Op::AvgPool2d {
+        kernel,
+        stride,
+        pad,
+        ceil_mode,
+        count_include_pad,
+    })
 }
 
 fn reshape(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     use crate::diag::{Code, Diagnostic};
     let target = a.ints("shape");
     let span = a.span_of("shape");
-    let known: u64 = inputs[0].fixed_dims().iter().fold(1u64, |acc, &d| acc.saturating_mul(d));
+    let known: u64 = inputs[0]
+        .fixed_dims()
+        .iter()
+        .fold(1u64, |acc, &d| acc.saturating_mul(d));
     let wildcards = target.iter().filter(|&&d| d == -1).count();
     let bad = target.iter().find(|&&d| d == 0 || d < -1);
     if let Some(b) = bad {
-        a.errors.push(Diagnostic::error(Code::NonPositive, span, format!("reshape dimensions must be positive (or one -1), found {b}")).with_label("invalid dimension"));
+        a.errors.push(
+            Diagnostic::error(
+                Code::NonPositive,
+                span,
+                format!("reshape dimensions must be positive (or one -1), found {b}"),
+            )
+            .with_label("invalid dimension"),
+        );
         return plain(Op::Reshape { shape: vec![known] });
     }
     if wildcards > 1 {
-        a.errors.push(Diagnostic::error(Code::BadValue, span, "reshape takes at most one -1").with_label("more than one -1"));
+        a.errors.push(
+            Diagnostic::error(Code::BadValue, span, "reshape takes at most one -1")
+                .with_label("more than one -1"),
+        );
         return plain(Op::Reshape { shape: vec![known] });
     }
-    let given: u64 = target.iter().filter(|&&d| d > 0).fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
+    let given: u64 = target
+        .iter()
+        .filter(|&&d| d > 0)
+        .fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
     let shape = target
         .iter()
-        .map(|&d| if d == -1 { if given == 0 { 0 } else { known / given } } else { d as u64 })
+        .map(|&d| {
+            if d == -1 {
+                if given == 0 {
+                    0
+                } else {
+                    known / given
+                }
+            } else {
+                d as u64
+            }
+        })
         .collect();
     // An inexact -1 is caught by shape inference as an element-count mismatch.
     plain(Op::Reshape { shape })
@@ -193,7 +357,15 @@ fn batchnorm(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     }
     params.push((ParamRole::RunningMean, vec![c]));
     params.push((ParamRole::RunningVar, vec![c]));
-    Built { op: Op::BatchNorm { eps, momentum, affine }, params, activation: None }
+    Built {
+        op: Op::BatchNorm {
+            eps,
+            momentum,
+            affine,
+        },
+        params,
+        activation: None,
+    }
 }
 
 fn lrn(a: &mut LayerArgs, _: &[&TensorType]) -> Built {
@@ -201,7 +373,12 @@ fn lrn(a: &mut LayerArgs, _: &[&TensorType]) -> Built {
     let alpha = a.float("alpha", 1e-4);
     let beta = a.float("beta", 0.75);
     let k = a.float("k", 1.0);
-    plain(Op::Lrn { size, alpha, beta, k })
+    plain(Op::Lrn {
+        size,
+        alpha,
+        beta,
+        k,
+    })
 }
 
 fn zeropad(a: &mut LayerArgs, _: &[&TensorType]) -> Built {
@@ -221,8 +398,14 @@ fn normalize_axis(a: &mut LayerArgs, axis: i64, rank: usize) -> usize {
     if resolved <= 0 || resolved >= r {
         let span = a.span_of("axis");
         a.errors.push(
-            Diagnostic::error(Code::BadIndex, span, format!("axis {axis} is out of range for a tensor of rank {rank}"))
-                .with_label(format!("expected an axis in 1..{rank} (axis 0 is the batch)")),
+            Diagnostic::error(
+                Code::BadIndex,
+                span,
+                format!("axis {axis} is out of range for a tensor of rank {rank}"),
+            )
+            .with_label(format!(
+                "expected an axis in 1..{rank} (axis 0 is the batch)"
+            )),
         );
         return 1;
     }
@@ -244,20 +427,38 @@ fn concat(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
 fn embedding(a: &mut LayerArgs, _: &[&TensorType]) -> Built {
     let vocab = a.positive("vocab", None);
     let dim = a.positive("dim", None);
-    Built { op: Op::Embedding { vocab, dim }, params: vec![(ParamRole::Embedding, vec![vocab, dim])], activation: None }
+    Built {
+        op: Op::Embedding { vocab, dim },
+        params: vec![(ParamRole::Embedding, vec![vocab, dim])],
+        activation: None,
+    }
 }
 
 fn rnn(a: &mut LayerArgs, inputs: &[&TensorType], cell: Option<Cell>) -> Built {
     let hidden = a.positive("hidden", None);
     let return_sequences = a.bool("return_sequences", false);
     let bias = a.bool("bias", true);
-    let cell = cell.unwrap_or_else(|| Cell::Simple { relu: a.choice("activation", &["tanh", "relu"], "tanh") == "relu" });
+    let cell = cell.unwrap_or_else(|| Cell::Simple {
+        relu: a.choice("activation", &["tanh", "relu"], "tanh") == "relu",
+    });
     let rows = cell.gates() * hidden;
     let features = dim(inputs[0], 2);
-    let mut params = vec![(ParamRole::WeightIh, vec![rows, features]), (ParamRole::WeightHh, vec![rows, hidden])];
+    let mut params = vec![
+        (ParamRole::WeightIh, vec![rows, features]),
+        (ParamRole::WeightHh, vec![rows, hidden]),
+    ];
     if bias {
         params.push((ParamRole::BiasIh, vec![rows]));
         params.push((ParamRole::BiasHh, vec![rows]));
     }
-    Built { op: Op::Rnn { cell, hidden, return_sequences, bias }, params, activation: None }
+    Built {
+        op: Op::Rnn {
+            cell,
+            hidden,
+            return_sequences,
+            bias,
+        },
+        params,
+        activation: None,
+    }
 }

@@ -40,11 +40,18 @@ impl Scopes {
             Hint::Bind(v) => soft(scope, v),
             Hint::None => soft(scope, op_name),
         };
-        Ok(if scope.path.is_empty() { name } else { format!("{}.{name}", scope.path) })
+        Ok(if scope.path.is_empty() {
+            name
+        } else {
+            format!("{}.{name}", scope.path)
+        })
     }
 
     pub fn push(&mut self, path: String) {
-        self.stack.push(Scope { path, ..Scope::default() });
+        self.stack.push(Scope {
+            path,
+            ..Scope::default()
+        });
     }
 
     pub fn pop(&mut self) {
@@ -54,11 +61,19 @@ impl Scopes {
 
 fn hard(scope: &mut Scope, name: &str, span: Span, what: &str) -> Result<String, Diagnostic> {
     if let Some(prev) = scope.hard.get(name) {
-        let shown = if scope.path.is_empty() { name.to_string() } else { format!("{}.{name}", scope.path) };
-        return Err(Diagnostic::error(Code::DuplicateLayerName, span, format!("layer name `{shown}` is used twice"))
-            .with_label(format!("this {what} names a second layer `{name}`"))
-            .with_secondary(*prev, "first used here")
-            .with_help("give each layer in a scope its own label"));
+        let shown = if scope.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", scope.path)
+        };
+        return Err(Diagnostic::error(
+            Code::DuplicateLayerName,
+            span,
+            format!("layer name `{shown}` is used twice"),
+        )
+        .with_label(format!("this {what} names a second layer `{name}`"))
+        .with_secondary(*prev, "first used here")
+        .with_help("give each layer in a scope its own label"));
     }
     scope.hard.insert(name.to_string(), span);
     scope.taken.insert(name.to_string());

@@ -34,8 +34,15 @@ pub struct ParamSettings<'p> {
 
 impl ParamSettings<'_> {
     /// Options given at a call site: `init=`, `bias_init=`, `regularizer=` specs and `trainable=`.
-    pub fn call_options(&self, specs: &[(Ident, &Expr)], trainable: Option<bool>) -> Result<Options, Vec<Diagnostic>> {
-        let mut o = Options { trainable, ..Options::default() };
+    pub fn call_options(
+        &self,
+        specs: &[(Ident, &Expr)],
+        trainable: Option<bool>,
+    ) -> Result<Options, Vec<Diagnostic>> {
+        let mut o = Options {
+            trainable,
+            ..Options::default()
+        };
         let mut errors = Vec::new();
         for (name, e) in specs {
             let r = match name.name.as_str() {
@@ -57,7 +64,12 @@ impl ParamSettings<'_> {
     /// The parameter node for `role` of the layer at `layer_path`.
     pub fn resolve(&self, layer_path: &str, role: ParamRole, call: &Options) -> Param {
         if role.is_buffer() {
-            return Param { role, init: Init::Default, regularizer: Regularizer::None, trainable: false };
+            return Param {
+                role,
+                init: Init::Default,
+                regularizer: Regularizer::None,
+                trainable: false,
+            };
         }
         let mut chosen = self.defaults.clone();
         for rule in &self.rules {
@@ -67,7 +79,10 @@ impl ParamSettings<'_> {
             }
         }
         overlay(&mut chosen, call);
-        let is_bias = matches!(role, ParamRole::Bias | ParamRole::BiasIh | ParamRole::BiasHh);
+        let is_bias = matches!(
+            role,
+            ParamRole::Bias | ParamRole::BiasIh | ParamRole::BiasHh
+        );
         let init = if role.is_weight() {
             chosen.init
         } else if is_bias {
@@ -75,7 +90,11 @@ impl ParamSettings<'_> {
         } else {
             None
         };
-        let regularizer = if role.is_weight() { chosen.regularizer } else { None };
+        let regularizer = if role.is_weight() {
+            chosen.regularizer
+        } else {
+            None
+        };
         Param {
             role,
             init: init.unwrap_or(Init::Default),
@@ -124,7 +143,12 @@ pub fn read_setting(o: &mut Options, s: &Setting, diags: &mut Vec<Diagnostic>) -
                 o.trainable = Some(b);
                 Ok(())
             }
-            _ => Err(Diagnostic::error(Code::WrongType, s.value.span, "`trainable` must be `true` or `false`").with_label("expected a bool")),
+            _ => Err(Diagnostic::error(
+                Code::WrongType,
+                s.value.span,
+                "`trainable` must be `true` or `false`",
+            )
+            .with_label("expected a bool")),
         },
         _ => return false,
     };

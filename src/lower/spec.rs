@@ -25,7 +25,10 @@ pub fn constant(e: &Expr) -> Result<Value, Diagnostic> {
             _ => return Err(not_constant(e)),
         },
         ExprKind::Binary(op @ (BinOp::Mul | BinOp::Div | BinOp::Add | BinOp::Sub), l, r) => {
-            let (a, b) = (number(&constant(l)?).ok_or_else(|| not_constant(l))?, number(&constant(r)?).ok_or_else(|| not_constant(r))?);
+            let (a, b) = (
+                number(&constant(l)?).ok_or_else(|| not_constant(l))?,
+                number(&constant(r)?).ok_or_else(|| not_constant(r))?,
+            );
             Value::Float(match op {
                 BinOp::Mul => a * b,
                 BinOp::Div => a / b,
@@ -47,7 +50,8 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 fn not_constant(e: &Expr) -> Diagnostic {
-    Diagnostic::error(Code::WrongType, e.span, "expected a constant here").with_label("not a literal, name or list")
+    Diagnostic::error(Code::WrongType, e.span, "expected a constant here")
+        .with_label("not a literal, name or list")
 }
 
 /// A spec's name and its arguments, bound to `params` and readable with typed accessors.
@@ -57,31 +61,69 @@ pub struct Spec<'g> {
 }
 
 /// Reads `e` as one of `table`'s specs (`name` or `name(args)`); `what` names the kind in messages.
-pub fn read<'g>(e: &'g Expr, what: &str, table: &[(&'static str, &'static [&'static str])], graph: &'g Graph) -> Result<Spec<'g>, Diagnostic> {
+pub fn read<'g>(
+    e: &'g Expr,
+    what: &str,
+    table: &[(&'static str, &'static [&'static str])],
+    graph: &'g Graph,
+) -> Result<Spec<'g>, Diagnostic> {
     let (callee, args): (Ident, &[Arg]) = match &e.kind {
-        ExprKind::Name(n) => (Ident { name: n.clone(), span: e.span }, &[]),
+        ExprKind::Name(n) => (
+            Ident {
+                name: n.clone(),
+                span: e.span,
+            },
+            &[],
+        ),
         ExprKind::Call(c) => (c.callee.clone(), &c.args),
         _ => {
             let d = Diagnostic::error(Code::WrongType, e.span, format!("expected {what}"))
-                .with_label(format!("expected one of: {}", table.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")));
+                .with_label(format!(
+                    "expected one of: {}",
+                    table.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                ));
             return Err(d);
         }
     };
     let Some(&(name, params)) = table.iter().find(|t| t.0 == callee.name) else {
-        return Err(Diagnostic::error(Code::UnknownTrainValue, callee.span, format!("unknown {what} `{}`", callee.name))
-            .with_label(format!("expected one of: {}", table.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")))
-            .with_help_opt(did_you_mean(&callee.name, table.iter().map(|t| t.0))));
+        return Err(Diagnostic::error(
+            Code::UnknownTrainValue,
+            callee.span,
+            format!("unknown {what} `{}`", callee.name),
+        )
+        .with_label(format!(
+            "expected one of: {}",
+            table.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+        ))
+        .with_help_opt(did_you_mean(&callee.name, table.iter().map(|t| t.0))));
     };
     let mut pos = Vec::new();
     let mut kw = Vec::new();
     for a in args {
         match a {
-            Arg::Pos(x) => pos.push(Spanned { value: constant(x)?, span: x.span }),
-            Arg::Kw(k, x) => kw.push((k.clone(), Spanned { value: constant(x)?, span: x.span })),
+            Arg::Pos(x) => pos.push(Spanned {
+                value: constant(x)?,
+                span: x.span,
+            }),
+            Arg::Kw(k, x) => kw.push((
+                k.clone(),
+                Spanned {
+                    value: constant(x)?,
+                    span: x.span,
+                },
+            )),
         }
     }
     let vals: HashMap<String, Spanned> = bind(&callee, what, params, &[], pos, kw)?;
-    Ok(Spec { name, args: LayerArgs { callee, vals, errors: Vec::new(), graph } })
+    Ok(Spec {
+        name,
+        args: LayerArgs {
+            callee,
+            vals,
+            errors: Vec::new(),
+            graph,
+        },
+    })
 }
 
 /// Finishes reading a spec: its first argument error, if any.
@@ -110,13 +152,25 @@ pub fn init(e: &Expr) -> Result<Init, Diagnostic> {
     let v = match s.name {
         "zeros" => Init::Zeros,
         "ones" => Init::Ones,
-        "constant" => Init::Constant { value: s.args.float("value", 0.0) },
-        "random_normal" => Init::RandomNormal { mean: s.args.float("mean", 0.0), std: s.args.float_pos("std", 0.05) },
+        "constant" => Init::Constant {
+            value: s.args.float("value", 0.0),
+        },
+        "random_normal" => Init::RandomNormal {
+            mean: s.args.float("mean", 0.0),
+            std: s.args.float_pos("std", 0.05),
+        },
         "random_uniform" => {
             let (min, max) = (s.args.float("min", -0.05), s.args.float("max", 0.05));
             if min >= max {
                 let span = s.args.span_of("max");
-                s.args.errors.push(Diagnostic::error(Code::BadHyperParameter, span, format!("`max` ({max}) must be greater than `min` ({min})")).with_label("empty range"));
+                s.args.errors.push(
+                    Diagnostic::error(
+                        Code::BadHyperParameter,
+                        span,
+                        format!("`max` ({max}) must be greater than `min` ({min})"),
+                    )
+                    .with_label("empty range"),
+                );
             }
             Init::RandomUniform { min, max }
         }
@@ -128,7 +182,12 @@ pub fn init(e: &Expr) -> Result<Init, Diagnostic> {
     finish(s, v)
 }
 
-pub const REGULARIZERS: &[(&str, &[&str])] = &[("none", &[]), ("l1", &["factor"]), ("l2", &["factor"]), ("l1_l2", &["l1", "l2"])];
+pub const REGULARIZERS: &[(&str, &[&str])] = &[
+    ("none", &[]),
+    ("l1", &["factor"]),
+    ("l2", &["factor"]),
+    ("l1_l2", &["l1", "l2"]),
+];
 
 pub fn regularizer(e: &Expr) -> Result<Regularizer, Diagnostic> {
     let g = Graph::default();
@@ -137,7 +196,10 @@ pub fn regularizer(e: &Expr) -> Result<Regularizer, Diagnostic> {
         "none" => Regularizer::None,
         "l1" => Regularizer::L1(nonneg(&mut s, "factor", None)),
         "l2" => Regularizer::L2(nonneg(&mut s, "factor", None)),
-        _ => Regularizer::L1L2 { l1: nonneg(&mut s, "l1", Some(0.01)), l2: nonneg(&mut s, "l2", Some(0.01)) },
+        _ => Regularizer::L1L2 {
+            l1: nonneg(&mut s, "l1", Some(0.01)),
+            l2: nonneg(&mut s, "l2", Some(0.01)),
+        },
     };
     finish(s, v)
 }
@@ -151,7 +213,14 @@ fn nonneg(s: &mut Spec, name: &str, default: Option<f64>) -> f64 {
     let v = s.args.float(name, default.unwrap_or(0.0));
     if v < 0.0 || v.is_nan() {
         let span = s.args.span_of(name);
-        s.args.errors.push(Diagnostic::error(Code::BadHyperParameter, span, format!("`{name}` cannot be negative, found {v}")).with_label("must be >= 0"));
+        s.args.errors.push(
+            Diagnostic::error(
+                Code::BadHyperParameter,
+                span,
+                format!("`{name}` cannot be negative, found {v}"),
+            )
+            .with_label("must be >= 0"),
+        );
     }
     v
 }
@@ -161,7 +230,14 @@ fn in_range(s: &mut Spec, name: &str, default: f64, lo: f64, hi: f64) -> f64 {
     let v = s.args.float(name, default);
     if !(v >= lo && v < hi) {
         let span = s.args.span_of(name);
-        s.args.errors.push(Diagnostic::error(Code::BadHyperParameter, span, format!("`{name}` must be in [{lo}, {hi}), found {v}")).with_label("out of range"));
+        s.args.errors.push(
+            Diagnostic::error(
+                Code::BadHyperParameter,
+                span,
+                format!("`{name}` must be in [{lo}, {hi}), found {v}"),
+            )
+            .with_label("out of range"),
+        );
     }
     v
 }
@@ -171,7 +247,14 @@ fn positive(s: &mut Spec, name: &str, default: f64) -> f64 {
     let v = s.args.float(name, default);
     if !(v > 0.0) {
         let span = s.args.span_of(name);
-        s.args.errors.push(Diagnostic::error(Code::BadHyperParameter, span, format!("`{name}` must be positive, found {v}")).with_label("must be > 0"));
+        s.args.errors.push(
+            Diagnostic::error(
+                Code::BadHyperParameter,
+                span,
+                format!("`{name}` must be positive, found {v}"),
+            )
+            .with_label("must be > 0"),
+        );
     }
     v
 }
@@ -181,7 +264,10 @@ pub const LOSSES: &[(&str, &[&str])] = &[
     ("mse", &[]),
     ("rmse", &[]),
     ("binary_crossentropy", &["from_logits"]),
-    ("categorical_crossentropy", &["from_logits", "label_smoothing"]),
+    (
+        "categorical_crossentropy",
+        &["from_logits", "label_smoothing"],
+    ),
     ("sparse_categorical_crossentropy", &["from_logits"]),
 ];
 
@@ -192,22 +278,44 @@ pub fn loss(e: &Expr) -> Result<Loss, Diagnostic> {
         "mae" => Loss::Mae,
         "mse" => Loss::Mse,
         "rmse" => Loss::Rmse,
-        "binary_crossentropy" => Loss::BinaryCrossentropy { from_logits: s.args.bool("from_logits", false) },
+        "binary_crossentropy" => Loss::BinaryCrossentropy {
+            from_logits: s.args.bool("from_logits", false),
+        },
         "categorical_crossentropy" => Loss::CategoricalCrossentropy {
             from_logits: s.args.bool("from_logits", false),
             label_smoothing: in_range(&mut s, "label_smoothing", 0.0, 0.0, 1.0),
         },
-        _ => Loss::SparseCategoricalCrossentropy { from_logits: s.args.bool("from_logits", false) },
+        _ => Loss::SparseCategoricalCrossentropy {
+            from_logits: s.args.bool("from_logits", false),
+        },
     };
     finish(s, v)
 }
 
 pub const OPTIMIZERS: &[(&str, &[&str])] = &[
-    ("sgd", &["lr", "momentum", "nesterov", "dampening", "weight_decay"]),
-    ("adagrad", &["lr", "lr_decay", "initial_accumulator_value", "eps", "weight_decay"]),
+    (
+        "sgd",
+        &["lr", "momentum", "nesterov", "dampening", "weight_decay"],
+    ),
+    (
+        "adagrad",
+        &[
+            "lr",
+            "lr_decay",
+            "initial_accumulator_value",
+            "eps",
+            "weight_decay",
+        ],
+    ),
     ("adadelta", &["lr", "rho", "eps", "weight_decay"]),
-    ("rmsprop", &["lr", "alpha", "eps", "momentum", "centered", "weight_decay"]),
-    ("adam", &["lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad"]),
+    (
+        "rmsprop",
+        &["lr", "alpha", "eps", "momentum", "centered", "weight_decay"],
+    ),
+    (
+        "adam",
+        &["lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad"],
+    ),
 ];
 
 pub fn optimizer(e: &Expr) -> Result<Optimizer, Diagnostic> {
@@ -223,12 +331,22 @@ pub fn optimizer(e: &Expr) -> Result<Optimizer, Diagnostic> {
             if nesterov && (momentum <= 0.0 || dampening != 0.0) {
                 let span = s.args.span_of("nesterov");
                 s.args.errors.push(
-                    Diagnostic::error(Code::BadHyperParameter, span, "Nesterov momentum needs `momentum` > 0 and `dampening` = 0")
-                        .with_label("nesterov is on")
-                        .with_help("set `momentum=0.9`, for example"),
+                    Diagnostic::error(
+                        Code::BadHyperParameter,
+                        span,
+                        "Nesterov momentum needs `momentum` > 0 and `dampening` = 0",
+                    )
+                    .with_label("nesterov is on")
+                    .with_help("set `momentum=0.9`, for example"),
                 );
             }
-            Optimizer::Sgd { lr, momentum, nesterov, dampening, weight_decay }
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                dampening,
+                weight_decay,
+            }
         }
         "adagrad" => Optimizer::Adagrad {
             lr: positive(&mut s, "lr", 0.01),
@@ -282,7 +400,9 @@ pub fn metric(e: &Expr) -> Result<Metric, Diagnostic> {
         "binary_accuracy" => Metric::BinaryAccuracy,
         "categorical_accuracy" => Metric::CategoricalAccuracy,
         "sparse_categorical_accuracy" => Metric::SparseCategoricalAccuracy,
-        "top_k_accuracy" => Metric::TopKAccuracy { k: s.args.positive("k", Some(5)) },
+        "top_k_accuracy" => Metric::TopKAccuracy {
+            k: s.args.positive("k", Some(5)),
+        },
         "mae" => Metric::Mae,
         "mse" => Metric::Mse,
         _ => Metric::Rmse,

@@ -35,17 +35,25 @@ pub struct Stats {
 
 pub fn count(g: &Graph, batch: u64) -> Stats {
     let order: Vec<NodeId> = g.topo_order().unwrap_or_else(|| g.node_ids());
-    let mut stats = Stats { batch, layers: Vec::new(), trainable: 0, non_trainable: 0, macs: 0, activation_bytes: 0, weight_bytes: 0 };
+    let mut stats = Stats {
+        batch,
+        layers: Vec::new(),
+        trainable: 0,
+        non_trainable: 0,
+        macs: 0,
+        activation_bytes: 0,
+        weight_bytes: 0,
+    };
     for id in order {
         let node = g.node(id);
         if let Op::Param(p) = &node.op {
             let n = node.ty.elements(batch);
             if p.trainable {
-                stats.trainable += n;
+                stats.trainable = stats.trainable.saturating_add(n);
             } else {
-                stats.non_trainable += n;
+                stats.non_trainable = stats.non_trainable.saturating_add(n);
             }
-            stats.weight_bytes += node.ty.bytes(batch);
+            stats.weight_bytes = stats.weight_bytes.saturating_add(node.ty.bytes(batch));
             continue;
         }
         let (data, params) = g.split_inputs(id);
@@ -56,19 +64,19 @@ pub fn count(g: &Graph, batch: u64) -> Stats {
             let pn = g.node(p);
             let n = pn.ty.elements(batch);
             match &pn.op {
-                Op::Param(info) if info.trainable => trainable += n,
-                _ => non_trainable += n,
+                Op::Param(info) if info.trainable => trainable = u64::saturating_add(trainable, n),
+                _ => non_trainable = u64::saturating_add(non_trainable, n),
             }
         }
-        stats.macs += macs;
-        stats.activation_bytes += node.ty.bytes(batch);
+        stats.macs = stats.macs.saturating_add(macs);
+        stats.activation_bytes = stats.activation_bytes.saturating_add(node.ty.bytes(batch));
         stats.layers.push(LayerStats {
             id: id.to_string(),
             path: node.path.clone(),
             op: node.op.name(),
             shape: node.ty.shape_at(batch),
             dtype: node.ty.dtype.name(),
-            params: trainable + non_trainable,
+            params: trainable.saturating_add(non_trainable),
             trainable,
             non_trainable,
             macs,

@@ -29,12 +29,18 @@ pub const PASSES: &[Pass] = &[Pass {
 
 /// Every name `--after` accepts.
 pub fn pass_names() -> Vec<&'static str> {
-    std::iter::once("lower").chain(PASSES.iter().map(|p| p.name)).collect()
+    std::iter::once("lower")
+        .chain(PASSES.iter().map(|p| p.name))
+        .collect()
 }
 
 /// Runs the passes up to and including `until` (all of them if `None`), verifying after each.
 /// `on_pass` is told each pass's name and duration.
-pub fn run(g: &mut Graph, until: Option<&str>, mut on_pass: impl FnMut(&str, std::time::Duration)) -> Result<(), VerifyError> {
+pub fn run(
+    g: &mut Graph,
+    until: Option<&str>,
+    mut on_pass: impl FnMut(&str, std::time::Duration),
+) -> Result<(), VerifyError> {
     verify(g)?;
     if until == Some("lower") {
         return Ok(());

@@ -17,9 +17,17 @@ pub struct VerifyError {
 /// have no batch dimension and inputs do; every other node's type equals what shape inference derives;
 /// model inputs and outputs exist.
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
-    let err = |id: NodeId, problem: String| VerifyError { node: id, path: g.node(id).path.clone(), problem };
+    let err = |id: NodeId, problem: String| VerifyError {
+        node: id,
+        path: g.node(id).path.clone(),
+        problem,
+    };
     if g.topo_order().is_none() {
-        let id = g.node_ids().into_iter().next().expect("a cyclic graph has nodes");
+        let id = g
+            .node_ids()
+            .into_iter()
+            .next()
+            .expect("a cyclic graph has nodes");
         return Err(err(id, "the graph has a cycle".into()));
     }
     for id in g.node_ids() {
@@ -35,7 +43,10 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     return Err(err(id, "an input or parameter has inputs".into()));
                 }
                 if node.op.is_param() == node.ty.has_batch() {
-                    return Err(err(id, format!("batch dimension misplaced in `{}`", node.ty)));
+                    return Err(err(
+                        id,
+                        format!("batch dimension misplaced in `{}`", node.ty),
+                    ));
                 }
             }
             op => {
@@ -43,12 +54,25 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                 let tys: Vec<_> = inputs.iter().map(|&i| &g.node(i).ty).collect();
                 match infer(op, &tys) {
                     Ok(ty) if ty == node.ty => {}
-                    Ok(ty) => return Err(err(id, format!("type is `{}` but inference gives `{ty}`", node.ty))),
-                    Err(ShapeError::Declared) => unreachable!("only inputs and parameters are declared"),
+                    Ok(ty) => {
+                        return Err(err(
+                            id,
+                            format!("type is `{}` but inference gives `{ty}`", node.ty),
+                        ))
+                    }
+                    Err(ShapeError::Declared) => {
+                        unreachable!("only inputs and parameters are declared")
+                    }
                     Err(e) => return Err(err(id, format!("shape inference fails: {e}"))),
                 }
                 let (data, params) = g.split_inputs(id);
-                if data.iter().any(|&d| inputs.iter().position(|&i| i == d) > params.first().and_then(|p| inputs.iter().position(|i| i == p))) && !params.is_empty() {
+                if data.iter().any(|&d| {
+                    inputs.iter().position(|&i| i == d)
+                        > params
+                            .first()
+                            .and_then(|p| inputs.iter().position(|i| i == p))
+                }) && !params.is_empty()
+                {
                     return Err(err(id, "a data input comes after a parameter".into()));
                 }
             }
@@ -56,7 +80,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     }
     for (name, id) in g.inputs.iter().chain(&g.outputs) {
         if !g.contains(*id) {
-            return Err(VerifyError { node: *id, path: name.clone(), problem: "model input or output refers to a removed node".into() });
+            return Err(VerifyError {
+                node: *id,
+                path: name.clone(),
+                problem: "model input or output refers to a removed node".into(),
+            });
         }
     }
     Ok(())

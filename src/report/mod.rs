@@ -12,7 +12,15 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
     let rows: Vec<[String; 5]> = s
         .layers
         .iter()
-        .map(|l| [l.path.clone(), l.op.to_string(), shape(&l.shape), thousands(l.params), thousands(l.macs)])
+        .map(|l| {
+            [
+                l.path.clone(),
+                l.op.to_string(),
+                shape(&l.shape),
+                thousands(l.params),
+                thousands(l.macs),
+            ]
+        })
         .collect();
     let mut width = headers.map(str::len);
     for r in &rows {
@@ -27,8 +35,16 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
         let _ = writeln!(
             out,
             "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
-            cells[0], cells[1], cells[2], cells[3], cells[4],
-            w0 = width[0], w1 = width[1], w2 = width[2], w3 = width[3], w4 = width[4]
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4]
         );
     };
     let _ = writeln!(out, "{}", "-".repeat(total_width));
@@ -38,16 +54,40 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
         line(&mut out, r);
     }
     let _ = writeln!(out, "{}", "=".repeat(total_width));
-    let total = s.trainable + s.non_trainable;
+    let total = s.trainable.saturating_add(s.non_trainable);
     let per_param = 4; // bytes of an f32 parameter, for the sizes Keras shows next to counts
     let nums = [
-        ("Total params:", thousands(total), bytes(total * per_param)),
-        ("Trainable params:", thousands(s.trainable), bytes(s.trainable * per_param)),
-        ("Non-trainable params:", thousands(s.non_trainable), bytes(s.non_trainable * per_param)),
+        (
+            "Total params:",
+            thousands(total),
+            bytes(total.saturating_mul(per_param)),
+        ),
+        (
+            "Trainable params:",
+            thousands(s.trainable),
+            bytes(s.trainable.saturating_mul(per_param)),
+        ),
+        (
+            "Non-trainable params:",
+            thousands(s.non_trainable),
+            bytes(s.non_trainable.saturating_mul(per_param)),
+        ),
         ("MACs:", thousands(s.macs), si(s.macs)),
-        ("FLOPs:", thousands(2 * s.macs), format!("{}, 2 x MACs", si(2 * s.macs))),
-        ("Activation memory:", thousands(s.activation_bytes), format!("{}, all layer outputs, no reuse", bytes(s.activation_bytes))),
-        ("Weight memory:", thousands(s.weight_bytes), bytes(s.weight_bytes)),
+        (
+            "FLOPs:",
+            thousands(s.macs.saturating_mul(2)),
+            format!("{}, 2 x MACs", si(s.macs.saturating_mul(2))),
+        ),
+        (
+            "Activation memory:",
+            thousands(s.activation_bytes),
+            format!("{}, all layer outputs, no reuse", bytes(s.activation_bytes)),
+        ),
+        (
+            "Weight memory:",
+            thousands(s.weight_bytes),
+            bytes(s.weight_bytes),
+        ),
     ];
     let wl = nums.iter().map(|n| n.0.len()).max().unwrap_or(0);
     let wn = nums.iter().map(|n| n.1.len()).max().unwrap_or(0);
@@ -55,26 +95,38 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
         let _ = writeln!(out, "{label:<wl$} {n:>wn$} ({extra})");
     }
     for (name, id) in &g.outputs {
-        let _ = writeln!(out, "Output {name}: {}", shape(&g.node(*id).ty.shape_at(s.batch)));
+        let _ = writeln!(
+            out,
+            "Output {name}: {}",
+            shape(&g.node(*id).ty.shape_at(s.batch))
+        );
     }
     out
 }
 
 /// The summary as JSON (keys documented in docs/cli.md).
 pub fn summary_json(g: &Graph, s: &Stats) -> String {
-    let shapes = |list: &[(String, crate::ir::NodeId)]| -> serde_json::Map<String, serde_json::Value> {
-        list.iter().map(|(n, id)| (n.clone(), serde_json::json!(g.node(*id).ty.shape_at(s.batch)))).collect()
-    };
+    let shapes =
+        |list: &[(String, crate::ir::NodeId)]| -> serde_json::Map<String, serde_json::Value> {
+            list.iter()
+                .map(|(n, id)| {
+                    (
+                        n.clone(),
+                        serde_json::json!(g.node(*id).ty.shape_at(s.batch)),
+                    )
+                })
+                .collect()
+        };
     let v = serde_json::json!({
         "model": g.name,
         "batch": s.batch,
         "params": {
             "trainable": s.trainable,
             "non_trainable": s.non_trainable,
-            "total": s.trainable + s.non_trainable,
+            "total": s.trainable.saturating_add(s.non_trainable),
         },
         "macs": s.macs,
-        "flops": 2 * s.macs,
+        "flops": s.macs.saturating_mul(2),
         "memory": {
             "activation_bytes": s.activation_bytes,
             "weight_bytes": s.weight_bytes,
@@ -87,7 +139,13 @@ pub fn summary_json(g: &Graph, s: &Stats) -> String {
 }
 
 fn shape(dims: &[u64]) -> String {
-    format!("[{}]", dims.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        dims.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// `25557032` -> `25,557,032`.

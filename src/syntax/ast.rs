@@ -120,7 +120,11 @@ pub struct Body {
 #[derive(Clone, Debug)]
 pub enum Stmt {
     Bind(Ident, Expr),
-    Assert { cond: Expr, message: Option<Expr>, span: Span },
+    Assert {
+        cond: Expr,
+        message: Option<Expr>,
+        span: Span,
+    },
     Return(Vec<Expr>, Span),
     Expr(Expr),
 }
@@ -190,7 +194,11 @@ pub enum ExprKind {
     /// `label: stage`, naming the layer, block call or seq it wraps.
     Labelled(Ident, Box<Expr>),
     Seq(Vec<SeqItem>),
-    If { cond: Box<Expr>, then: Body, otherwise: Option<Body> },
+    If {
+        cond: Box<Expr>,
+        then: Body,
+        otherwise: Option<Body>,
+    },
     /// `input |> stage`.
     Pipe(Box<Expr>, Box<Expr>),
 }
@@ -211,6 +219,15 @@ pub enum Arg {
 pub enum SeqItem {
     /// A stage, optionally repeated: `bottleneck(64) * 3`.
     Stage { stage: Expr, repeat: Option<Expr> },
-    For { var: Ident, lo: Expr, hi: Expr, items: Vec<SeqItem> },
-    If { cond: Expr, then: Vec<SeqItem>, otherwise: Vec<SeqItem> },
+    For {
+        var: Ident,
+        lo: Expr,
+        hi: Expr,
+        items: Vec<SeqItem>,
+    },
+    If {
+        cond: Expr,
+        then: Vec<SeqItem>,
+        otherwise: Vec<SeqItem>,
+    },
 }

@@ -25,14 +25,29 @@ pub struct Program {
 /// Loads `path` and its imports. Returns `None` only if the root file itself cannot be read.
 pub fn load(path: &Path, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Option<Program> {
     let text = std::fs::read_to_string(path).ok()?;
-    let mut loader = Loader { sources, diags, program: Program::default(), by_path: HashMap::new() };
+    let mut loader = Loader {
+        sources,
+        diags,
+        program: Program::default(),
+        by_path: HashMap::new(),
+    };
     loader.add(path.to_path_buf(), text, &mut Vec::new());
     Some(loader.program)
 }
 
 /// Loads a root file given as text (for tests and tools); imports are resolved relative to `path`.
-pub fn load_text(path: &Path, text: String, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Program {
-    let mut loader = Loader { sources, diags, program: Program::default(), by_path: HashMap::new() };
+pub fn load_text(
+    path: &Path,
+    text: String,
+    sources: &mut SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> Program {
+    let mut loader = Loader {
+        sources,
+        diags,
+        program: Program::default(),
+        by_path: HashMap::new(),
+    };
     loader.add(path.to_path_buf(), text, &mut Vec::new());
     loader.program
 }
@@ -53,13 +68,24 @@ impl Loader<'_> {
         let key = canonical(&path);
         let index = self.program.modules.len();
         self.by_path.insert(key.clone(), index);
-        self.program.modules.push(Module { file, path: path.clone(), ast, imports: Vec::new() });
+        self.program.modules.push(Module {
+            file,
+            path: path.clone(),
+            ast,
+            imports: Vec::new(),
+        });
         active.push(key);
         let import_items: Vec<(String, crate::diag::Span)> = self.program.modules[index]
             .ast
             .items
             .iter()
-            .filter_map(|i| if let Item::Import(imp) = i { Some((imp.path.clone(), imp.path_span)) } else { None })
+            .filter_map(|i| {
+                if let Item::Import(imp) = i {
+                    Some((imp.path.clone(), imp.path_span))
+                } else {
+                    None
+                }
+            })
             .collect();
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut imports = Vec::new();
@@ -68,9 +94,13 @@ impl Loader<'_> {
             let key = canonical(&target);
             if active.contains(&key) {
                 self.diags.push(
-                    Diagnostic::error(Code::BadImport, span, format!("import cycle: `{rel}` imports this file back"))
-                        .with_label("this import closes a cycle")
-                        .with_help("move the shared blocks into a third file that both import"),
+                    Diagnostic::error(
+                        Code::BadImport,
+                        span,
+                        format!("import cycle: `{rel}` imports this file back"),
+                    )
+                    .with_label("this import closes a cycle")
+                    .with_help("move the shared blocks into a third file that both import"),
                 );
                 imports.push(None);
                 continue;
@@ -83,8 +113,12 @@ impl Loader<'_> {
                 Ok(text) => imports.push(Some(self.add(target, text, active))),
                 Err(e) => {
                     self.diags.push(
-                        Diagnostic::error(Code::BadImport, span, format!("cannot read imported file `{rel}`"))
-                            .with_label(format!("{e} (looked for {})", target.display())),
+                        Diagnostic::error(
+                            Code::BadImport,
+                            span,
+                            format!("cannot read imported file `{rel}`"),
+                        )
+                        .with_label(format!("{e} (looked for {})", target.display())),
                     );
                     imports.push(None);
                 }

@@ -42,14 +42,19 @@ fn item_chunks(src: &str) -> Vec<(usize, usize)> {
     let mut offset = 0;
     for line in src.split_inclusive('\n') {
         let starts_item = ["import", "block", "model", "train"].iter().any(|k| {
-            line.strip_prefix(k).is_some_and(|rest| rest.starts_with([' ', '\t', '{', '"']))
+            line.strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with([' ', '\t', '{', '"']))
         });
         if starts_item && offset > 0 {
             starts.push(offset);
         }
         offset += line.len();
     }
-    starts.iter().enumerate().map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(src.len()))).collect()
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(src.len())))
+        .collect()
 }
 
 /// Brackets nested deeper than this are refused before parsing, so the recursive parser and the
@@ -65,9 +70,13 @@ fn too_deep(src: &str, file: FileId) -> Option<Diagnostic> {
                 if depth > MAX_NESTING {
                     let span = Span::new(file, i, i + 1);
                     return Some(
-                        Diagnostic::error(Code::Syntax, span, format!("brackets nested more than {MAX_NESTING} deep"))
-                            .with_label("too deep")
-                            .with_help("split the expression with bindings or blocks"),
+                        Diagnostic::error(
+                            Code::Syntax,
+                            span,
+                            format!("brackets nested more than {MAX_NESTING} deep"),
+                        )
+                        .with_label("too deep")
+                        .with_help("split the expression with bindings or blocks"),
                     );
                 }
             }

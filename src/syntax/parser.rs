@@ -11,9 +11,18 @@ use crate::diag::{Code, Diagnostic, FileId, Span};
 struct NnParser;
 
 /// Parses `src` (file `file`), starting at byte `offset` of that file, into items.
-pub(super) fn parse_items(src: &str, file: FileId, offset: usize) -> Result<Vec<Item>, Vec<Diagnostic>> {
-    let pairs = NnParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(e, src, file, offset)])?;
-    let mut b = Builder { file, offset, diags: Vec::new() };
+pub(super) fn parse_items(
+    src: &str,
+    file: FileId,
+    offset: usize,
+) -> Result<Vec<Item>, Vec<Diagnostic>> {
+    let pairs =
+        NnParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(e, src, file, offset)])?;
+    let mut b = Builder {
+        file,
+        offset,
+        diags: Vec::new(),
+    };
     let mut items = Vec::new();
     for pair in pairs.flatten().filter(|p| p.as_rule() == Rule::file) {
         for item in pair.into_inner() {
@@ -33,8 +42,14 @@ pub(super) fn parse_items(src: &str, file: FileId, offset: usize) -> Result<Vec<
 fn rule_name(rule: &Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::ident => "a name",
-        Rule::expr | Rule::or_expr | Rule::and_expr | Rule::cmp_expr | Rule::add_expr | Rule::mul_expr
-        | Rule::unary | Rule::postfix => "an expression",
+        Rule::expr
+        | Rule::or_expr
+        | Rule::and_expr
+        | Rule::cmp_expr
+        | Rule::add_expr
+        | Rule::mul_expr
+        | Rule::unary
+        | Rule::postfix => "an expression",
         Rule::int => "an integer",
         Rule::float => "a number",
         Rule::string => "a string",
@@ -52,7 +67,9 @@ fn rule_name(rule: &Rule) -> Option<&'static str> {
         Rule::tensor_type => "a tensor type like `f32[N, 3, 224, 224]`",
         Rule::dtype => "an element type (f32, f64, i32, i64)",
         Rule::dim => "a dimension",
-        Rule::import | Rule::block_def | Rule::model_def | Rule::train_def => "`import`, `block`, `model` or `train`",
+        Rule::import | Rule::block_def | Rule::model_def | Rule::train_def => {
+            "`import`, `block`, `model` or `train`"
+        }
         Rule::EOI => "end of file",
         Rule::binding | Rule::assert_stmt | Rule::return_stmt | Rule::expr_stmt => "a statement",
         Rule::layer_rule | Rule::setting => "a setting",
@@ -77,7 +94,14 @@ fn syntax_error(e: pest::error::Error<Rule>, src: &str, file: FileId, offset: us
             let mut names: Vec<&str> = positives.iter().filter_map(rule_name).collect();
             names.dedup();
             let mut seen = Vec::new();
-            names.retain(|n| if seen.contains(n) { false } else { seen.push(*n); true });
+            names.retain(|n| {
+                if seen.contains(n) {
+                    false
+                } else {
+                    seen.push(*n);
+                    true
+                }
+            });
             names
         }
         ErrorVariant::CustomError { .. } => Vec::new(),
@@ -85,7 +109,11 @@ fn syntax_error(e: pest::error::Error<Rule>, src: &str, file: FileId, offset: us
     let found = token_at(src, pos);
     let end = pos + found.len().max(if pos < src.len() { 1 } else { 0 });
     let span = Span::new(file, offset + pos, offset + end.min(src.len()));
-    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let found_text = if found.is_empty() {
+        "end of file".to_string()
+    } else {
+        format!("`{found}`")
+    };
     let message = if expected.is_empty() {
         format!("unexpected {found_text}")
     } else {
@@ -103,7 +131,10 @@ fn syntax_error(e: pest::error::Error<Rule>, src: &str, file: FileId, offset: us
 /// The token that starts at `pos`: a word, a number, or one punctuation character.
 fn token_at(src: &str, pos: usize) -> &str {
     let rest = &src[pos.min(src.len())..];
-    let word = rest.char_indices().take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_').last();
+    let word = rest
+        .char_indices()
+        .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_')
+        .last();
     match word {
         Some((i, c)) => &rest[..i + c.len_utf8()],
         None => rest.chars().next().map_or("", |c| &rest[..c.len_utf8()]),
@@ -118,6 +149,9 @@ fn join_or(names: &[&str]) -> String {
     }
 }
 
+/// Longest operator chain (`a + b + ...`, `x |> f |> ...`) in one expression.
+const MAX_CHAIN: usize = 256;
+
 struct Builder {
     file: FileId,
     offset: usize,
@@ -125,13 +159,19 @@ struct Builder {
 }
 
 impl Builder {
+    /// The pair's span without trailing whitespace and comments, which pest includes in a rule that
+    /// ends with an optional or repeated part.
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.file, self.offset + s.start(), self.offset + s.end())
+        let end = s.start() + trimmed_len(s.as_str());
+        Span::new(self.file, self.offset + s.start(), self.offset + end)
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
     }
 
     fn item(&mut self, p: Pair<Rule>) -> Item {
@@ -139,8 +179,14 @@ impl Builder {
             Rule::import => {
                 let mut inner = p.into_inner();
                 let path = inner.next().expect("grammar: import has a path");
-                let names = inner.next().map(|l| l.into_inner().map(|i| self.ident(i)).collect());
-                Item::Import(Import { path: unquote(path.as_str()), path_span: self.span(&path), names })
+                let names = inner
+                    .next()
+                    .map(|l| l.into_inner().map(|i| self.ident(i)).collect());
+                Item::Import(Import {
+                    path: unquote(path.as_str()),
+                    path_span: self.span(&path),
+                    names,
+                })
             }
             Rule::block_def => {
                 let mut inner = p.into_inner();
@@ -153,15 +199,34 @@ impl Builder {
                         _ => body = Some(self.body(q)),
                     }
                 }
-                Item::Block(BlockDef { name, params, body: body.expect("grammar: block body") })
+                Item::Block(BlockDef {
+                    name,
+                    params,
+                    body: body.expect("grammar: block body"),
+                })
             }
             Rule::model_def => {
                 let mut inner = p.into_inner();
                 let name = self.ident(inner.next().expect("grammar: model name"));
-                let inputs = inner.next().expect("grammar: inputs").into_inner().map(|t| self.typed_name(t)).collect();
-                let outputs = inner.next().expect("grammar: outputs").into_inner().map(|t| self.typed_name(t)).collect();
+                let inputs = inner
+                    .next()
+                    .expect("grammar: inputs")
+                    .into_inner()
+                    .map(|t| self.typed_name(t))
+                    .collect();
+                let outputs = inner
+                    .next()
+                    .expect("grammar: outputs")
+                    .into_inner()
+                    .map(|t| self.typed_name(t))
+                    .collect();
                 let body = self.body(inner.next().expect("grammar: model body"));
-                Item::Model(ModelDef { name, inputs, outputs, body })
+                Item::Model(ModelDef {
+                    name,
+                    inputs,
+                    outputs,
+                    body,
+                })
             }
             Rule::train_def => {
                 let span = self.span(&p);
@@ -181,7 +246,11 @@ impl Builder {
                         }
                     }
                 }
-                Item::Train(TrainDef { settings, rules, span })
+                Item::Train(TrainDef {
+                    settings,
+                    rules,
+                    span,
+                })
             }
             r => unreachable!("grammar: unexpected item {r:?}"),
         }
@@ -190,7 +259,10 @@ impl Builder {
     fn setting(&mut self, p: Pair<Rule>) -> Setting {
         let mut inner = p.into_inner();
         let key = self.ident(inner.next().expect("grammar: setting key"));
-        Setting { key, value: self.expr(inner.next().expect("grammar: setting value")) }
+        Setting {
+            key,
+            value: self.expr(inner.next().expect("grammar: setting value")),
+        }
     }
 
     fn param(&mut self, p: Pair<Rule>) -> Param {
@@ -210,7 +282,9 @@ impl Builder {
     fn ty(&self, p: Pair<Rule>) -> Ty {
         let q = p.into_inner().next().expect("grammar: type");
         match q.as_rule() {
-            Rule::list_ty => Ty::List(Box::new(self.ty(q.into_inner().next().expect("grammar: element type")))),
+            Rule::list_ty => Ty::List(Box::new(
+                self.ty(q.into_inner().next().expect("grammar: element type")),
+            )),
             _ => match q.as_str() {
                 "int" => Ty::Int,
                 "float" => Ty::Float,
@@ -237,15 +311,24 @@ impl Builder {
                 }
             })
             .collect();
-        TypedName { name, dtype, dims, span }
+        TypedName {
+            name,
+            dtype,
+            dims,
+            span,
+        }
     }
 
     fn int(&mut self, p: &Pair<Rule>) -> i64 {
         let text: String = p.as_str().chars().filter(|c| *c != '_').collect();
         text.parse().unwrap_or_else(|_| {
             self.diags.push(
-                Diagnostic::error(Code::BadLiteral, self.span(p), "integer literal is too large")
-                    .with_label("does not fit in a 64-bit signed integer"),
+                Diagnostic::error(
+                    Code::BadLiteral,
+                    self.span(p),
+                    "integer literal is too large",
+                )
+                .with_label("does not fit in a 64-bit signed integer"),
             );
             0
         })
@@ -264,17 +347,43 @@ impl Builder {
         match rule {
             Rule::binding => {
                 let name = self.ident(inner.next().expect("grammar: binding name"));
-                Stmt::Bind(name, self.expr(inner.next().expect("grammar: binding value")))
+                Stmt::Bind(
+                    name,
+                    self.expr(inner.next().expect("grammar: binding value")),
+                )
             }
             Rule::assert_stmt => {
                 let cond = self.expr(inner.next().expect("grammar: assert condition"));
                 let message = inner.next().map(|m| self.expr(m));
-                Stmt::Assert { cond, message, span }
+                Stmt::Assert {
+                    cond,
+                    message,
+                    span,
+                }
             }
             Rule::return_stmt => Stmt::Return(inner.map(|e| self.expr(e)).collect(), span),
             Rule::expr_stmt => Stmt::Expr(self.expr(inner.next().expect("grammar: expression"))),
             r => unreachable!("grammar: unexpected statement {r:?}"),
         }
+    }
+
+    /// Refuses operator chains longer than [`MAX_CHAIN`]: each operator deepens the tree, and the evaluator
+    /// recurses on it.
+    fn check_chain(&mut self, p: &Pair<Rule>) -> bool {
+        let n = p.clone().into_inner().count();
+        let ok = n <= 2 * MAX_CHAIN;
+        if !ok {
+            self.diags.push(
+                Diagnostic::error(
+                    Code::Syntax,
+                    self.span(p),
+                    format!("expression chains more than {MAX_CHAIN} operators"),
+                )
+                .with_label("too long")
+                .with_help("split it with bindings"),
+            );
+        }
+        ok
     }
 
     fn mk(&self, kind: ExprKind, span: Span) -> Expr {
@@ -285,6 +394,9 @@ impl Builder {
         let span = self.span(&p);
         match p.as_rule() {
             Rule::expr => {
+                if !self.check_chain(&p) {
+                    return self.mk(ExprKind::Int(0), span);
+                }
                 let mut inner = p.into_inner();
                 let mut e = self.expr(inner.next().expect("grammar: pipeline head"));
                 while let Some(_pipe) = inner.next() {
@@ -295,27 +407,43 @@ impl Builder {
                 e
             }
             Rule::or_expr | Rule::and_expr | Rule::add_expr | Rule::mul_expr | Rule::cmp_expr => {
+                if !self.check_chain(&p) {
+                    return self.mk(ExprKind::Int(0), span);
+                }
                 let mut inner = p.into_inner();
                 let mut e = self.expr(inner.next().expect("grammar: operand"));
                 while let Some(op) = inner.next() {
                     let rhs = self.expr(inner.next().expect("grammar: operand"));
                     let s = e.span.to(rhs.span);
-                    e = self.mk(ExprKind::Binary(binop(op.as_str()), Box::new(e), Box::new(rhs)), s);
+                    e = self.mk(
+                        ExprKind::Binary(binop(op.as_str()), Box::new(e), Box::new(rhs)),
+                        s,
+                    );
                 }
                 e
             }
             Rule::unary => {
+                if !self.check_chain(&p) {
+                    return self.mk(ExprKind::Int(0), span);
+                }
                 let parts: Vec<Pair<Rule>> = p.into_inner().collect();
                 let (ops, last) = parts.split_at(parts.len() - 1);
                 let mut e = self.expr(last[0].clone());
                 for op in ops.iter().rev() {
-                    let u = if op.as_str() == "-" { UnOp::Neg } else { UnOp::Not };
+                    let u = if op.as_str() == "-" {
+                        UnOp::Neg
+                    } else {
+                        UnOp::Not
+                    };
                     let s = self.span(op).to(e.span);
                     e = self.mk(ExprKind::Unary(u, Box::new(e)), s);
                 }
                 e
             }
             Rule::postfix => {
+                if !self.check_chain(&p) {
+                    return self.mk(ExprKind::Int(0), span);
+                }
                 let mut inner = p.into_inner();
                 let mut e = self.expr(inner.next().expect("grammar: postfix head"));
                 for q in inner {
@@ -338,10 +466,18 @@ impl Builder {
             }
             Rule::float => {
                 let text: String = p.as_str().chars().filter(|c| *c != '_').collect();
-                let v = text.parse::<f64>().ok().filter(|v| v.is_finite()).unwrap_or_else(|| {
-                    self.diags.push(Diagnostic::error(Code::BadLiteral, span, "number literal is out of range"));
-                    0.0
-                });
+                let v = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .unwrap_or_else(|| {
+                        self.diags.push(Diagnostic::error(
+                            Code::BadLiteral,
+                            span,
+                            "number literal is out of range",
+                        ));
+                        0.0
+                    });
                 self.mk(ExprKind::Float(v), span)
             }
             Rule::string => self.mk(ExprKind::Str(unquote(p.as_str())), span),
@@ -391,7 +527,10 @@ impl Builder {
             Rule::kwarg => {
                 let mut inner = q.into_inner();
                 let name = self.ident(inner.next().expect("grammar: keyword"));
-                Arg::Kw(name, self.expr(inner.next().expect("grammar: keyword value")))
+                Arg::Kw(
+                    name,
+                    self.expr(inner.next().expect("grammar: keyword value")),
+                )
             }
             _ => Arg::Pos(self.expr(q)),
         }
@@ -407,10 +546,20 @@ impl Builder {
             _ => {
                 // `else if`: a body whose only statement is the nested if.
                 let e = self.if_expr(q);
-                Body { span: e.span, stmts: vec![Stmt::Expr(e)] }
+                Body {
+                    span: e.span,
+                    stmts: vec![Stmt::Expr(e)],
+                }
             }
         });
-        self.mk(ExprKind::If { cond: Box::new(cond), then, otherwise }, span)
+        self.mk(
+            ExprKind::If {
+                cond: Box::new(cond),
+                then,
+                otherwise,
+            },
+            span,
+        )
     }
 
     fn seq_block(&mut self, p: Pair<Rule>) -> Vec<SeqItem> {
@@ -422,7 +571,10 @@ impl Builder {
             Rule::seq_repeat => {
                 let mut inner = p.into_inner();
                 let stage = self.stage(inner.next().expect("grammar: seq stage"));
-                SeqItem::Stage { stage, repeat: inner.next().map(|r| self.expr(r)) }
+                SeqItem::Stage {
+                    stage,
+                    repeat: inner.next().map(|r| self.expr(r)),
+                }
             }
             Rule::seq_for => {
                 let mut inner = p.into_inner();
@@ -440,9 +592,15 @@ impl Builder {
                 let otherwise = match inner.next() {
                     None => Vec::new(),
                     Some(q) if q.as_rule() == Rule::seq_block => self.seq_block(q),
-                    Some(q) => vec![self.seq_item(q.into_inner().next().expect("grammar: else if"))],
+                    Some(q) => {
+                        vec![self.seq_item(q.into_inner().next().expect("grammar: else if"))]
+                    }
                 };
-                SeqItem::If { cond, then, otherwise }
+                SeqItem::If {
+                    cond,
+                    then,
+                    otherwise,
+                }
             }
             r => unreachable!("grammar: unexpected seq item {r:?}"),
         }
@@ -469,4 +627,39 @@ fn binop(s: &str) -> BinOp {
 
 fn unquote(s: &str) -> String {
     s.trim_matches('"').to_string()
+}
+
+/// Length of `text` without trailing whitespace and comments.
+fn trimmed_len(text: &str) -> usize {
+    let mut t = text.trim_end();
+    loop {
+        let line_start = t.rfind('\n').map_or(0, |i| i + 1);
+        let line = &t[line_start..];
+        let comment = line_comment_start(line);
+        if let Some(c) = comment {
+            t = t[..line_start + c].trim_end();
+        } else if t.ends_with("*/") {
+            match t.rfind("/*") {
+                Some(open) => t = t[..open].trim_end(),
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    t.len()
+}
+
+/// Where a `//` comment starts in one line, ignoring `//` inside strings.
+fn line_comment_start(line: &str) -> Option<usize> {
+    let mut in_string = false;
+    let bytes = line.as_bytes();
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }

@@ -1,0 +1,148 @@
+//! The `nnc` binary as users run it: exit codes, silence on success, the documented JSON keys, and
+//! usage errors.
+
+use std::process::{Command, Output};
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .output()
+        .expect("nnc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_is_silent_on_a_good_model() {
+    let out = nnc(&["check", "models/resnet50.nn"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (String::new(), String::new())
+    );
+}
+
+#[test]
+fn check_accepts_a_block_library() {
+    let out = nnc(&["check", "models/lib/inception.nn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn model_errors_exit_1_with_rendered_diagnostics() {
+    let out = nnc(&[
+        "check",
+        "--color",
+        "never",
+        "tests/diagnostics/E0101_unknown_layer.nn",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error[E0101]: unknown layer or block `maxpol`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(" --> tests/diagnostics/E0101_unknown_layer.nn:2:17"),
+        "{err}"
+    );
+    assert!(err.contains("= help: did you mean `maxpool`?"), "{err}");
+}
+
+#[test]
+fn warnings_do_not_fail() {
+    let out = nnc(&[
+        "check",
+        "--color",
+        "never",
+        "tests/diagnostics/W0001_unused.nn",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).starts_with("warning[W0001]"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["summary"][..],
+        &["summary", "models/resnet50.nn", "--batch", "0"],
+        &["summary", "models/resnet50.nn", "--batch", "-3"],
+        &["frobnicate"],
+        &["dump", "models/resnet50.nn", "--after", "nope"],
+        &["dump", "models/resnet50.nn", "--format", "svg"],
+        &["check", "no/such/file.nn"],
+        &["check", "models"],
+    ] {
+        let out = nnc(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn summary_json_has_the_documented_keys() {
+    let out = nnc(&["summary", "models/resnet50.nn", "--json", "--batch", "8"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["model"], "resnet50");
+    assert_eq!(v["batch"], 8);
+    assert_eq!(v["params"]["trainable"], 25_557_032);
+    assert_eq!(v["params"]["non_trainable"], 53_120);
+    assert_eq!(v["params"]["total"], 25_610_152);
+    assert_eq!(v["macs"], 8 * 4_089_184_256u64);
+    assert_eq!(v["flops"], 16 * 4_089_184_256u64);
+    assert_eq!(v["output_shapes"]["logits"], serde_json::json!([8, 1000]));
+    assert_eq!(v["input_shapes"]["x"], serde_json::json!([8, 3, 224, 224]));
+    assert_eq!(v["memory"]["weight_bytes"], 4 * 25_610_152u64);
+    let fc = v["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["path"] == "fc")
+        .expect("fc row");
+    assert_eq!(
+        (
+            fc["op"].as_str(),
+            fc["params"].as_u64(),
+            fc["macs"].as_u64()
+        ),
+        (Some("dense"), Some(2_049_000), Some(8 * 2_048_000))
+    );
+}
+
+#[test]
+fn dump_after_lower_keeps_dead_layers_and_dce_removes_them() {
+    let lowered = text(
+        &nnc(&[
+            "dump",
+            "tests/diagnostics/W0001_unused.nn",
+            "--after",
+            "lower",
+        ])
+        .stdout,
+    );
+    let full = text(&nnc(&["dump", "tests/diagnostics/W0001_unused.nn"]).stdout);
+    assert!(
+        lowered.contains("# probe.weight") && lowered.contains("# probe\n"),
+        "{lowered}"
+    );
+    assert!(!full.contains("probe"), "{full}");
+}
+
+#[test]
+fn dump_dot_is_a_digraph() {
+    let out = nnc(&["dump", "models/lenet5.nn", "--format", "dot"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dot = text(&out.stdout);
+    assert!(
+        dot.starts_with("digraph \"lenet5\" {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert!(dot.contains("->"));
+}

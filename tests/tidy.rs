@@ -1,0 +1,135 @@
+//! Tidy: cheap conventions of the code base (rust-analyzer's tidy.rs): every source file says what it is
+//! for in a leading `//!` line, rooms import only the rooms upstream of them, and files stay short.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn all(dirs: &[&str]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for d in dirs {
+        rust_files(Path::new(d), &mut files);
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_file_starts_with_a_doc_line() {
+    let bad: Vec<String> = all(&["src", "tests", "benches"])
+        .into_iter()
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .expect("readable")
+                .starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "files without a leading `//!` line: {bad:?}"
+    );
+}
+
+#[test]
+fn files_stay_under_800_lines() {
+    let long: Vec<String> = all(&["src", "tests"])
+        .into_iter()
+        .filter_map(|p| {
+            let n = std::fs::read_to_string(&p)
+                .expect("readable")
+                .lines()
+                .count();
+            (n > 800).then(|| format!("{} ({n} lines)", p.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by concern: {long:?}");
+}
+
+/// Each room and the crate paths it must not use. Data flows text -> syntax -> lower -> ir/passes -> report;
+/// every room may use `diag`.
+const BOUNDARIES: &[(&str, &[&str])] = &[
+    (
+        "src/diag",
+        &[
+            "crate::syntax",
+            "crate::ir",
+            "crate::lower",
+            "crate::passes",
+            "crate::report",
+        ],
+    ),
+    (
+        "src/syntax",
+        &[
+            "crate::ir",
+            "crate::lower",
+            "crate::passes",
+            "crate::report",
+        ],
+    ),
+    (
+        "src/ir",
+        &[
+            "crate::syntax",
+            "crate::lower",
+            "crate::passes",
+            "crate::report",
+        ],
+    ),
+    ("src/lower", &["crate::passes", "crate::report"]),
+    (
+        "src/passes",
+        &["crate::syntax", "crate::lower", "crate::report"],
+    ),
+    ("src/report", &["crate::syntax", "crate::lower"]),
+];
+
+#[test]
+fn rooms_import_only_upstream() {
+    let mut bad = Vec::new();
+    for (room, forbidden) in BOUNDARIES {
+        for file in all(&[room]) {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            for f in *forbidden {
+                if text.contains(f) {
+                    bad.push(format!("{} uses {f}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "import boundaries crossed: {bad:?}");
+}
+
+/// Third-party types stay in their rooms: pest in the parser, petgraph in the graph module,
+/// codespan in the diagnostics room, clap in main.
+#[test]
+fn dependencies_stay_in_their_rooms() {
+    let homes: &[(&str, &[&str])] = &[
+        ("pest", &["src/syntax/parser.rs"]),
+        ("petgraph", &["src/ir/graph.rs"]),
+        ("codespan_reporting", &["src/diag/mod.rs"]),
+        ("clap", &["src/main.rs"]),
+    ];
+    let mut bad = Vec::new();
+    for file in all(&["src"]) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        for (krate, allowed) in homes {
+            let uses =
+                text.contains(&format!("use {krate}")) || text.contains(&format!("{krate}::"));
+            if uses && !allowed.iter().any(|a| Path::new(a) == file) {
+                bad.push(format!("{} uses {krate}", file.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "dependencies outside their rooms: {bad:?}");
+}
