@@ -8,19 +8,39 @@ use nnc::ir::{Graph, Op};
 use nnc::{compile_text, diag, Options};
 
 fn graph(src: &str) -> Graph {
-    let c = compile_text(Path::new("tests/inline.nn"), src.to_string(), &Options::default());
-    assert!(!c.has_errors(), "{}", diag::render(&c.sources, &c.diags, false));
+    let c = compile_text(
+        Path::new("tests/inline.nn"),
+        src.to_string(),
+        &Options::default(),
+    );
+    assert!(
+        !c.has_errors(),
+        "{}",
+        diag::render(&c.sources, &c.diags, false)
+    );
     c.graph.expect("no errors")
 }
 
 fn errors(src: &str) -> Vec<&'static str> {
-    let c = compile_text(Path::new("tests/inline.nn"), src.to_string(), &Options::default());
-    c.diags.iter().filter(|d| d.is_error()).map(|d| d.code.id()).collect()
+    let c = compile_text(
+        Path::new("tests/inline.nn"),
+        src.to_string(),
+        &Options::default(),
+    );
+    c.diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id())
+        .collect()
 }
 
 /// `(path, shape)` of every parameter, in graph order.
 fn params(g: &Graph) -> Vec<(String, Vec<u64>)> {
-    g.node_ids().into_iter().filter(|&id| g.node(id).op.is_param()).map(|id| (g.node(id).path.clone(), g.node(id).ty.fixed_dims())).collect()
+    g.node_ids()
+        .into_iter()
+        .filter(|&id| g.node(id).op.is_param())
+        .map(|id| (g.node(id).path.clone(), g.node(id).ty.fixed_dims()))
+        .collect()
 }
 
 fn param_names(g: &Graph) -> Vec<String> {
@@ -46,8 +66,17 @@ fn names_come_from_labels_seq_positions_bindings_then_op_names() {
     assert_eq!(
         param_names(&g),
         [
-            "a.weight", "a.bias", "body.0.weight", "body.0.bias", "body.2.conv.weight", "body.2.conv.bias",
-            "body.named.weight", "body.named.bias", "h.weight", "h.bias", "h_1.weight",
+            "a.weight",
+            "a.bias",
+            "body.0.weight",
+            "body.0.bias",
+            "body.2.conv.weight",
+            "body.2.conv.bias",
+            "body.named.weight",
+            "body.named.bias",
+            "h.weight",
+            "h.bias",
+            "h_1.weight",
         ]
     );
 }
@@ -63,7 +92,19 @@ fn repetition_and_loops_number_seq_items_in_order() {
              }
          }",
     );
-    assert_eq!(param_names(&g), ["stack.0.weight", "stack.0.bias", "stack.1.weight", "stack.1.bias", "stack.3.weight", "stack.3.bias", "stack.5.weight", "stack.5.bias"]);
+    assert_eq!(
+        param_names(&g),
+        [
+            "stack.0.weight",
+            "stack.0.bias",
+            "stack.1.weight",
+            "stack.1.bias",
+            "stack.3.weight",
+            "stack.3.bias",
+            "stack.5.weight",
+            "stack.5.bias"
+        ]
+    );
     assert_eq!(params(&g)[2].1, [8, 8]);
     assert_eq!(output_shape(&g), [2]);
 }
@@ -104,9 +145,19 @@ fn operators_build_add_mul_and_scale() {
              return 0.5 * (a + x) * x
          }",
     );
-    let ops: Vec<&str> = g.node_ids().into_iter().map(|id| g.node(id).op.name()).collect();
+    let ops: Vec<&str> = g
+        .node_ids()
+        .into_iter()
+        .map(|id| g.node(id).op.name())
+        .collect();
     assert_eq!(ops, ["input", "relu", "add", "scale", "mul"]);
-    let scale = g.node_ids().into_iter().find_map(|id| if let Op::Scale { factor } = g.node(id).op { Some(factor) } else { None });
+    let scale = g.node_ids().into_iter().find_map(|id| {
+        if let Op::Scale { factor } = g.node(id).op {
+            Some(factor)
+        } else {
+            None
+        }
+    });
     assert_eq!(scale, Some(0.5));
 }
 
@@ -116,7 +167,16 @@ fn imports_bring_blocks_into_scope() {
         "import \"../models/lib/inception.nn\" { conv_bn }
          model m(x: f32[N, 3, 32, 32]) -> y: f32[N, 8, 32, 32] { return x |> stem: conv_bn(8, 3, padding=1) }",
     );
-    assert_eq!(param_names(&g), ["stem.conv.weight", "stem.bn.weight", "stem.bn.bias", "stem.bn.running_mean", "stem.bn.running_var"]);
+    assert_eq!(
+        param_names(&g),
+        [
+            "stem.conv.weight",
+            "stem.bn.weight",
+            "stem.bn.bias",
+            "stem.bn.running_mean",
+            "stem.bn.running_var"
+        ]
+    );
     assert_eq!(errors("import \"../models/lib/inception.nn\" { conv_bn }\nmodel m(x: f32[N, 4]) -> y: f32[N, 4] { return reduction_a(x) }"), ["E0101"]);
 }
 
@@ -128,10 +188,22 @@ fn same_padding_follows_tensorflow_and_pooling_ceil_mode_follows_pytorch() {
              return maxpool(h, 3, stride=2, ceil_mode=true) // ceil((4-3)/2)+1 = 2
          }",
     );
-    let conv = g.node_ids().into_iter().find_map(|id| if let Op::Conv2d { pad, .. } = g.node(id).op { Some(pad) } else { None });
+    let conv = g.node_ids().into_iter().find_map(|id| {
+        if let Op::Conv2d { pad, .. } = g.node(id).op {
+            Some(pad)
+        } else {
+            None
+        }
+    });
     assert_eq!(conv, Some([1, 1, 1, 1]));
     let g = graph("model m(x: f32[N, 3, 8, 8]) -> y: f32[N, 3, 4, 4] { return conv2d(x, 3, 2, stride=2, padding=same) }");
-    let conv = g.node_ids().into_iter().find_map(|id| if let Op::Conv2d { pad, .. } = g.node(id).op { Some(pad) } else { None });
+    let conv = g.node_ids().into_iter().find_map(|id| {
+        if let Op::Conv2d { pad, .. } = g.node(id).op {
+            Some(pad)
+        } else {
+            None
+        }
+    });
     assert_eq!(conv, Some([0, 0, 0, 0]));
     // GoogLeNet's first pool: 112 -> 56 with ceil mode; a window may not start in the padding.
     graph("model m(x: f32[N, 1, 112, 112]) -> y: f32[N, 1, 56, 56] { return maxpool(x, 3, stride=2, ceil_mode=true) }");
@@ -150,7 +222,9 @@ fn convolution_shapes_with_groups_dilation_and_asymmetric_padding() {
 
 #[test]
 fn reshape_flatten_embedding_and_recurrent_shapes() {
-    let g = graph("model m(x: f32[N, 784]) -> y: f32[N, 16, 7, 7] { return x |> reshape([16, -1, 7]) }");
+    let g = graph(
+        "model m(x: f32[N, 784]) -> y: f32[N, 16, 7, 7] { return x |> reshape([16, -1, 7]) }",
+    );
     assert_eq!(output_shape(&g), [16, 7, 7]);
     let g = graph(
         "model m(t: i32[N, 12]) -> y: f32[N, 5] {
@@ -176,14 +250,23 @@ fn reshape_flatten_embedding_and_recurrent_shapes() {
 
 #[test]
 fn activation_argument_adds_a_named_activation_layer() {
-    let g = graph("model m(x: f32[N, 4]) -> y: f32[N, 3] { return x |> fc: dense(3, activation=softmax) }");
+    let g = graph(
+        "model m(x: f32[N, 4]) -> y: f32[N, 3] { return x |> fc: dense(3, activation=softmax) }",
+    );
     let last = g.node(g.outputs[0].1);
-    assert_eq!((last.op.clone(), last.path.as_str()), (Op::Softmax { axis: 1 }, "fc.activation"));
+    assert_eq!(
+        (last.op.clone(), last.path.as_str()),
+        (Op::Softmax { axis: 1 }, "fc.activation")
+    );
 }
 
 /// The parameter settings of the layer at `path`: (init, regularizer, trainable) of its weight.
 fn weight_settings(g: &Graph, path: &str) -> (Init, Regularizer, bool) {
-    let id = g.node_ids().into_iter().find(|&id| g.node(id).path == format!("{path}.weight")).expect("weight exists");
+    let id = g
+        .node_ids()
+        .into_iter()
+        .find(|&id| g.node(id).path == format!("{path}.weight"))
+        .expect("weight exists");
     match &g.node(id).op {
         Op::Param(p) => (p.init.clone(), p.regularizer.clone(), p.trainable),
         _ => unreachable!("a weight is a parameter"),
@@ -205,10 +288,22 @@ fn call_site_options_win_over_rules_which_win_over_defaults() {
              layer \"c*\" { trainable = false; regularizer = none }
          }",
     );
-    assert_eq!(weight_settings(&g, "a"), (Init::HeUniform, Regularizer::L2(0.01), true));
-    assert_eq!(weight_settings(&g, "b"), (Init::Zeros, Regularizer::L2(0.01), true));
-    assert_eq!(weight_settings(&g, "c"), (Init::HeUniform, Regularizer::None, false));
-    assert_eq!(weight_settings(&g, "d"), (Init::HeUniform, Regularizer::L1(0.5), true));
+    assert_eq!(
+        weight_settings(&g, "a"),
+        (Init::HeUniform, Regularizer::L2(0.01), true)
+    );
+    assert_eq!(
+        weight_settings(&g, "b"),
+        (Init::Zeros, Regularizer::L2(0.01), true)
+    );
+    assert_eq!(
+        weight_settings(&g, "c"),
+        (Init::HeUniform, Regularizer::None, false)
+    );
+    assert_eq!(
+        weight_settings(&g, "d"),
+        (Init::HeUniform, Regularizer::L1(0.5), true)
+    );
 }
 
 #[test]
@@ -236,8 +331,24 @@ fn train_section_is_validated_into_a_config() {
          }",
     );
     let t = g.train.expect("a train config");
-    assert_eq!(t.loss, Loss::CategoricalCrossentropy { from_logits: true, label_smoothing: 0.0 });
-    assert_eq!(t.optimizer, Optimizer::RmsProp { lr: 1e-3, alpha: 0.99, eps: 1e-8, momentum: 0.0, centered: true, weight_decay: 0.0 });
+    assert_eq!(
+        t.loss,
+        Loss::CategoricalCrossentropy {
+            from_logits: true,
+            label_smoothing: 0.0
+        }
+    );
+    assert_eq!(
+        t.optimizer,
+        Optimizer::RmsProp {
+            lr: 1e-3,
+            alpha: 0.99,
+            eps: 1e-8,
+            momentum: 0.0,
+            centered: true,
+            weight_decay: 0.0
+        }
+    );
     assert_eq!((t.batch_size, t.epochs, t.seed), (16, 3, 9));
     assert_eq!(t.metrics, [Metric::Accuracy, Metric::TopKAccuracy { k: 2 }]);
 }
@@ -245,13 +356,38 @@ fn train_section_is_validated_into_a_config() {
 #[test]
 fn bad_hyper_parameters_are_rejected() {
     let m = "model m(x: f32[N, 4]) -> y: f32[N, 3] { return dense(x, 3) }\n";
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; optimizer = adam(lr=0) }}")), ["E0402"]);
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; optimizer = adam(beta2=1.0) }}")), ["E0402"]);
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; regularizer = l2(-1) }}")), ["E0402"]);
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; init = he_normall }}")), ["E0401"]);
-    assert_eq!(errors(&format!("{m}train {{ optimizer = sgd }}")), ["E0403"]);
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; loss = mae }}")), ["E0403"]);
-    assert_eq!(errors(&format!("{m}train {{ loss = mse; batch_size = 0 }}")), ["E0402"]);
+    assert_eq!(
+        errors(&format!(
+            "{m}train {{ loss = mse; optimizer = adam(lr=0) }}"
+        )),
+        ["E0402"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{m}train {{ loss = mse; optimizer = adam(beta2=1.0) }}"
+        )),
+        ["E0402"]
+    );
+    assert_eq!(
+        errors(&format!("{m}train {{ loss = mse; regularizer = l2(-1) }}")),
+        ["E0402"]
+    );
+    assert_eq!(
+        errors(&format!("{m}train {{ loss = mse; init = he_normall }}")),
+        ["E0401"]
+    );
+    assert_eq!(
+        errors(&format!("{m}train {{ optimizer = sgd }}")),
+        ["E0403"]
+    );
+    assert_eq!(
+        errors(&format!("{m}train {{ loss = mse; loss = mae }}")),
+        ["E0403"]
+    );
+    assert_eq!(
+        errors(&format!("{m}train {{ loss = mse; batch_size = 0 }}")),
+        ["E0402"]
+    );
 }
 
 #[test]

@@ -686,10 +686,22 @@ fn shape_diagnostic(e: &ShapeError, op: &str, span: Span, head: Span) -> Diagnos
         ShapeError::Rank { .. } | ShapeError::Dtype { .. } => e.to_string(),
         other => format!("`{op}`: {other}"),
     };
+    let help = match e {
+        ShapeError::Rank { .. } => {
+            Some("change a tensor's rank with `flatten` or `reshape([...])`")
+        }
+        ShapeError::KernelTooLarge { .. } => {
+            Some("use a smaller kernel or stride, or pad the input (`padding=same`)")
+        }
+        ShapeError::PadTooLarge { .. } => Some("use `padding=same` or at most half the kernel"),
+        _ => None,
+    };
     let primary = if matches!(e, ShapeError::Mismatch { .. }) {
         span
     } else {
         head
     };
-    Diagnostic::error(code, primary, message).with_label(label)
+    Diagnostic::error(code, primary, message)
+        .with_label(label)
+        .with_help_opt(help.map(String::from))
 }
