@@ -194,18 +194,8 @@ fn mutated_zoo_files_never_panic() {
     );
 }
 
-/// Error codes reported for `text`.
 fn codes(text: &str) -> Vec<&'static str> {
-    let c = compile_text(
-        Path::new("absurd.nn"),
-        text.to_string(),
-        &Options::default(),
-    );
-    c.diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.code.id())
-        .collect()
+    common::error_codes("absurd.nn", text)
 }
 
 #[test]

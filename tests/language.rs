@@ -1,6 +1,8 @@
 //! Language semantics on small inline models: naming rules, seq numbering, loops and conditions, blocks,
 //! imports, operators, padding and shape rules, and how parameter options are resolved.
 
+mod common;
+
 use std::path::Path;
 
 use nnc::ir::train::{Init, Regularizer};
@@ -22,16 +24,7 @@ fn graph(src: &str) -> Graph {
 }
 
 fn errors(src: &str) -> Vec<&'static str> {
-    let c = compile_text(
-        Path::new("tests/inline.nn"),
-        src.to_string(),
-        &Options::default(),
-    );
-    c.diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.code.id())
-        .collect()
+    common::error_codes("tests/inline.nn", src)
 }
 
 /// `(path, shape)` of every parameter, in graph order.

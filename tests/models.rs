@@ -29,7 +29,8 @@ fn summary_snapshots() {
 }
 
 /// (file, input shape, output shape, trainable, BN running stats, MACs at batch 1); shapes without batch.
-const REFERENCE: &[(&str, &[u64], &[u64], u64, u64, u64)] = &[
+type Row = (&'static str, &'static [u64], &'static [u64], u64, u64, u64);
+const REFERENCE: &[Row] = &[
     ("mlp_binary", &[8], &[1], 289, 0, 264),
     ("mlp_iris", &[4], &[3], 83, 0, 70),
     ("mlp_regression", &[8], &[1], 187, 0, 168),

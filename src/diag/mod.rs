@@ -186,7 +186,7 @@ pub fn did_you_mean<'a>(
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
         let close = score > 0.85 || strsim::levenshtein(word, c) <= (word.len().max(2) / 3).max(1);
-        if close && best.map_or(true, |(s, _)| score > s) {
+        if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }
     }

@@ -134,26 +134,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             if *bias {
                 param(name, inputs[2], &[*filters], x.dtype)?;
             }
-            let ho = window(
-                "height",
-                h,
-                pad[0],
-                pad[1],
-                kernel[0],
-                stride[0],
-                dilation[0],
-                false,
-            )?;
-            let wo = window(
-                "width",
-                w,
-                pad[2],
-                pad[3],
-                kernel[1],
-                stride[1],
-                dilation[1],
-                false,
-            )?;
+            let (ho, wo) = spatial((h, w), *kernel, *stride, *pad, *dilation, false)?;
             Ok(TensorType::batched(x.dtype, &[*filters, ho, wo]))
         }
         Op::MaxPool2d {
@@ -166,26 +147,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             arity(name, inputs, 1)?;
             let (x, c, h, w) = image(name, inputs[0])?;
             pool_pad(*kernel, *pad, *dilation)?;
-            let ho = window(
-                "height",
-                h,
-                pad[0],
-                pad[1],
-                kernel[0],
-                stride[0],
-                dilation[0],
-                *ceil_mode,
-            )?;
-            let wo = window(
-                "width",
-                w,
-                pad[2],
-                pad[3],
-                kernel[1],
-                stride[1],
-                dilation[1],
-                *ceil_mode,
-            )?;
+            let (ho, wo) = spatial((h, w), *kernel, *stride, *pad, *dilation, *ceil_mode)?;
             Ok(TensorType::batched(x.dtype, &[c, ho, wo]))
         }
         Op::AvgPool2d {
@@ -198,12 +160,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             arity(name, inputs, 1)?;
             let (x, c, h, w) = image(name, inputs[0])?;
             pool_pad(*kernel, *pad, [1, 1])?;
-            let ho = window(
-                "height", h, pad[0], pad[1], kernel[0], stride[0], 1, *ceil_mode,
-            )?;
-            let wo = window(
-                "width", w, pad[2], pad[3], kernel[1], stride[1], 1, *ceil_mode,
-            )?;
+            let (ho, wo) = spatial((h, w), *kernel, *stride, *pad, [1, 1], *ceil_mode)?;
             Ok(TensorType::batched(x.dtype, &[c, ho, wo]))
         }
         Op::AdaptiveAvgPool2d { size } => {
@@ -497,6 +454,38 @@ fn pool_pad(kernel: [u64; 2], pad: [u64; 4], dilation: [u64; 2]) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// Output height and width of a 2-d sliding window over `(h, w)`; `pad` is `[top, bottom, left, right]`.
+fn spatial(
+    hw: (u64, u64),
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: [u64; 4],
+    dilation: [u64; 2],
+    ceil: bool,
+) -> R<(u64, u64)> {
+    let ho = window(
+        "height",
+        hw.0,
+        pad[0],
+        pad[1],
+        kernel[0],
+        stride[0],
+        dilation[0],
+        ceil,
+    )?;
+    let wo = window(
+        "width",
+        hw.1,
+        pad[2],
+        pad[3],
+        kernel[1],
+        stride[1],
+        dilation[1],
+        ceil,
+    )?;
+    Ok((ho, wo))
 }
 
 /// Output length of a sliding window (convolution or pooling) along one axis, as PyTorch computes it.

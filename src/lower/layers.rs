@@ -331,11 +331,7 @@ fn reshape(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
         .iter()
         .map(|&d| {
             if d == -1 {
-                if given == 0 {
-                    0
-                } else {
-                    known / given
-                }
+                known.checked_div(given).unwrap_or(0)
             } else {
                 d as u64
             }

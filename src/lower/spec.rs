@@ -245,7 +245,8 @@ fn in_range(s: &mut Spec, name: &str, default: f64, lo: f64, hi: f64) -> f64 {
 /// A strictly positive hyper-parameter.
 fn positive(s: &mut Spec, name: &str, default: f64) -> f64 {
     let v = s.args.float(name, default);
-    if !(v > 0.0) {
+    // NaN is not positive either.
+    if v.is_nan() || v <= 0.0 {
         let span = s.args.span_of(name);
         s.args.errors.push(
             Diagnostic::error(

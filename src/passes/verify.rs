@@ -65,15 +65,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     }
                     Err(e) => return Err(err(id, format!("shape inference fails: {e}"))),
                 }
-                let (data, params) = g.split_inputs(id);
-                if data.iter().any(|&d| {
-                    inputs.iter().position(|&i| i == d)
-                        > params
-                            .first()
-                            .and_then(|p| inputs.iter().position(|i| i == p))
-                }) && !params.is_empty()
-                {
-                    return Err(err(id, "a data input comes after a parameter".into()));
+                let is_param = |i: &NodeId| g.node(*i).op.is_param();
+                if let Some(first) = inputs.iter().position(is_param) {
+                    if !inputs[first..].iter().all(is_param) {
+                        return Err(err(id, "a data input comes after a parameter".into()));
+                    }
                 }
             }
         }

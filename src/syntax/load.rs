@@ -25,14 +25,7 @@ pub struct Program {
 /// Loads `path` and its imports. Returns `None` only if the root file itself cannot be read.
 pub fn load(path: &Path, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Option<Program> {
     let text = std::fs::read_to_string(path).ok()?;
-    let mut loader = Loader {
-        sources,
-        diags,
-        program: Program::default(),
-        by_path: HashMap::new(),
-    };
-    loader.add(path.to_path_buf(), text, &mut Vec::new());
-    Some(loader.program)
+    Some(load_text(path, text, sources, diags))
 }
 
 /// Loads a root file given as text (for tests and tools); imports are resolved relative to `path`.

@@ -120,7 +120,7 @@ fn syntax_error(e: pest::error::Error<Rule>, src: &str, file: FileId, offset: us
         format!("expected {}, found {found_text}", join_or(&expected))
     };
     let mut d = Diagnostic::error(Code::Syntax, span, message).with_label("unexpected here");
-    if found == "=" && expected.iter().any(|n| *n == "a comparison") {
+    if found == "=" && expected.contains(&"a comparison") {
         d = d.with_help("use `==` to compare values");
     } else if found.starts_with('\'') {
         d = d.with_help("strings use double quotes: \"...\"");

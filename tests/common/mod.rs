@@ -45,3 +45,13 @@ pub fn stem(path: &Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The error codes `text` produces when compiled as `path`, in order.
+pub fn error_codes(path: &str, text: &str) -> Vec<&'static str> {
+    let c = nnc::compile_text(Path::new(path), text.to_string(), &Options::default());
+    c.diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id())
+        .collect()
+}
