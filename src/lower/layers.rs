@@ -42,8 +42,20 @@ macro_rules! layer {
 }
 
 pub static LAYERS: &[LayerSpec] = &[
-    layer!("dense", One, ["units", "bias", "activation"], true, dense),
-    layer!("linear", One, ["units", "bias", "activation"], true, dense),
+    layer!(
+        "dense",
+        One,
+        ["units", "bias", "activation", "in_features"],
+        true,
+        dense
+    ),
+    layer!(
+        "linear",
+        One,
+        ["units", "bias", "activation", "in_features"],
+        true,
+        dense
+    ),
     layer!(
         "conv2d",
         One,
@@ -193,6 +205,22 @@ fn dense(a: &mut LayerArgs, inputs: &[&TensorType]) -> Built {
     let units = a.positive("units", None);
     let bias = a.bool("bias", true);
     let features = dim(inputs[0], -1);
+    // PyTorch users state the input size (`nn.Linear(256, 120)`); when given, it must match the input.
+    if a.has("in_features") {
+        let stated = a.positive("in_features", None);
+        if stated != features && features > 0 {
+            let span = a.span_of("in_features");
+            a.errors.push(
+                crate::diag::Diagnostic::error(
+                    crate::diag::Code::RankMismatch,
+                    span,
+                    format!("`{}` is declared with {stated} input features, but its input `{}` has {features}", a.callee.name, inputs[0]),
+                )
+                .with_label(format!("the input has {features} features"))
+                .with_help("flatten or reshape the input first, or correct `in_features`"),
+            );
+        }
+    }
     let mut params = vec![(ParamRole::Weight, vec![units, features])];
     if bias {
         params.push((ParamRole::Bias, vec![units]));
