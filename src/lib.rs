@@ -7,11 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod diag;
+pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod passes;
 pub mod report;
 pub mod syntax;
+pub mod tensor;
 
 use std::path::Path;
 use std::time::Duration;

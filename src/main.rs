@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use nnc::{diag, ir, passes, report, Compilation, Options};
 
+mod commands;
+
 #[derive(Parser)]
 #[command(
     name = "nnc",
@@ -53,6 +55,49 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write initialized weights (the model's initializers, or PyTorch's defaults) to a safetensors file.
+    Init {
+        file: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Seed of the initializers (default: the train section's `seed`, else 0).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run inference: read inputs from .npy/.npz, print or write the outputs.
+    Run {
+        file: PathBuf,
+        /// Weights (safetensors, by parameter name; PyTorch state_dict files load as they are).
+        #[arg(long, short)]
+        weights: Option<PathBuf>,
+        /// `x.npy` for a one-input model, `NAME=FILE.npy` per input, or an .npz with one array per input.
+        #[arg(long, short, required = true)]
+        input: Vec<String>,
+        /// Write the outputs here (.npy for one output, .npz for several) instead of printing a summary.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+        /// Initialize parameters the weights file lacks instead of refusing it.
+        #[arg(long)]
+        allow_missing: bool,
+        /// Ignore tensors in the weights file that the model does not have.
+        #[arg(long)]
+        allow_extra: bool,
+        /// Seed for initialization of missing weights and for dropout in --train-mode.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run in training mode: batch norm uses batch statistics, dropout drops.
+        #[arg(long)]
+        train_mode: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The reference interpreter (f64, PyTorch semantics).
+    Interp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +156,7 @@ fn run(cli: Cli) -> u8 {
                 false,
             )
         }
+        Command::Init { file, .. } | Command::Run { file, .. } => (file, Options::default(), false),
     };
     let _ = allow_no_model;
     if let Err(e) = std::fs::metadata(file).and_then(|m| {
@@ -142,8 +188,37 @@ fn run(cli: Cli) -> u8 {
             Format::Text => print!("{}", ir::dump::to_text(graph)),
             Format::Dot => print!("{}", ir::dump::to_dot(graph)),
         },
+        Command::Init { output, seed, .. } => return report_command(commands::init(graph, output, *seed)),
+        Command::Run { weights, input, output, backend: Backend::Interp, allow_missing, allow_extra, seed, train_mode, .. } => {
+            let args = commands::RunArgs {
+                weights: weights.clone(),
+                inputs: input.clone(),
+                output: output.clone(),
+                allow_missing: *allow_missing,
+                allow_extra: *allow_extra,
+                seed: *seed,
+                train_mode: *train_mode,
+            };
+            return report_command(commands::run(graph, &args));
+        }
     }
     exit_code(&c)
+}
+
+fn report_command(result: Result<String, commands::Failure>) -> u8 {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if !text.is_empty() && !text.ends_with('\n') {
+                println!();
+            }
+            0
+        }
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            f.code
+        }
+    }
 }
 
 fn exit_code(c: &Compilation) -> u8 {

@@ -1,0 +1,129 @@
+//! The commands that run models: `nnc init` (initial weights) and `nnc run` (inference on the reference
+//! interpreter). Argument parsing lives in main.rs; this file turns arguments into library calls and
+//! prints results.
+
+use std::path::{Path, PathBuf};
+
+use nnc::interp::{self, Mode, RunOptions};
+use nnc::ir::Graph;
+use nnc::tensor::{self, FileError, LoadOptions, Tensor};
+
+/// A failed command: what to print and the exit code (1: the data does not fit the model, 2: usage).
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+fn file_failure(e: FileError) -> Failure {
+    let code = if matches!(e, FileError::Read { .. }) { 2 } else { 1 };
+    Failure { message: e.to_string(), code }
+}
+
+fn seed_of(g: &Graph, seed: Option<u64>) -> u64 {
+    seed.or(g.train.as_ref().map(|t| t.seed)).unwrap_or(0)
+}
+
+pub fn init(g: &Graph, output: &Path, seed: Option<u64>) -> Result<String, Failure> {
+    let weights = tensor::initialize(g, seed_of(g, seed));
+    tensor::write_weights(output, &weights).map_err(file_failure)?;
+    let count: usize = weights.values().map(|a| a.len()).sum();
+    Ok(format!("wrote {} tensors ({count} values) to {}", weights.len(), output.display()))
+}
+
+pub struct RunArgs {
+    pub weights: Option<PathBuf>,
+    pub inputs: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub allow_missing: bool,
+    pub allow_extra: bool,
+    pub seed: Option<u64>,
+    pub train_mode: bool,
+}
+
+pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
+    let seed = seed_of(g, args.seed);
+    let mut notes = String::new();
+    let weights = match &args.weights {
+        Some(path) => {
+            let options = LoadOptions { allow_missing: args.allow_missing, allow_extra: args.allow_extra };
+            let (mut w, missing) = tensor::read_weights(path, g, options).map_err(file_failure)?;
+            if !missing.is_empty() {
+                let fresh = tensor::initialize(g, seed);
+                for name in &missing {
+                    w.insert(name.clone(), fresh[name].clone());
+                }
+                notes.push_str(&format!("note: initialized {} parameters missing from {}\n", missing.len(), path.display()));
+            }
+            w
+        }
+        None => {
+            notes.push_str(&format!("note: no --weights given: using freshly initialized weights (seed {seed})\n"));
+            tensor::initialize(g, seed)
+        }
+    };
+    let inputs = read_inputs(g, &args.inputs)?;
+    let mode = if args.train_mode { Mode::Train } else { Mode::Eval };
+    let outcome = interp::run(g, &weights, &inputs, RunOptions { mode, seed }).map_err(|e| Failure { message: e.to_string(), code: 1 })?;
+    match &args.output {
+        Some(path) => {
+            tensor::write_arrays(path, &outcome.outputs).map_err(file_failure)?;
+            notes.push_str(&format!("wrote {} output(s) to {}\n", outcome.outputs.len(), path.display()));
+            Ok(notes)
+        }
+        None => Ok(notes + &describe(&outcome.outputs)),
+    }
+}
+
+/// Inputs from `--input` values: `file.npy` for a one-input model, `name=file.npy`, or `file.npz` with one
+/// member per input name.
+fn read_inputs(g: &Graph, specs: &[String]) -> Result<Vec<(String, Tensor)>, Failure> {
+    let usage = |message: String| Failure { message, code: 2 };
+    let mut inputs = Vec::new();
+    for spec in specs {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (Some(n.to_string()), p),
+            None => (None, spec.as_str()),
+        };
+        for (member, t) in tensor::read_arrays(Path::new(path)).map_err(file_failure)? {
+            let name = match (name.clone(), member) {
+                (Some(n), _) => n,
+                (None, Some(m)) => m,
+                (None, None) if g.inputs.len() == 1 => g.inputs[0].0.clone(),
+                (None, None) => {
+                    let names: Vec<&str> = g.inputs.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(usage(format!("the model has inputs {names:?}: name them, `--input NAME=FILE.npy`, or pass an .npz")));
+                }
+            };
+            inputs.push((name, t));
+        }
+    }
+    if inputs.is_empty() {
+        return Err(usage("no input given: pass `--input x.npy` (or an .npz with one array per model input)".into()));
+    }
+    Ok(inputs)
+}
+
+/// A short description of outputs: shape, and for `[N, C]` outputs each row's top classes.
+fn describe(outputs: &[(String, Tensor)]) -> String {
+    let mut out = String::new();
+    for (name, t) in outputs {
+        out.push_str(&format!("{name}: {} {:?}\n", t.kind(), t.shape()));
+        let Tensor::F(a) = t else { continue };
+        if a.ndim() == 2 && a.shape()[1] > 1 {
+            for (row, values) in a.outer_iter().enumerate().take(8) {
+                let mut idx: Vec<usize> = (0..values.len()).collect();
+                idx.sort_by(|&i, &j| values[j].total_cmp(&values[i]));
+                let top: Vec<String> = idx.iter().take(5).map(|&i| format!("{i}: {:.6}", values[i])).collect();
+                out.push_str(&format!("  row {row}: argmax {}  top: {}\n", idx[0], top.join(", ")));
+            }
+            if a.shape()[0] > 8 {
+                out.push_str(&format!("  ... {} more rows\n", a.shape()[0] - 8));
+            }
+        } else {
+            let shown: Vec<String> = a.iter().take(10).map(|v| format!("{v:.6}")).collect();
+            let more = if a.len() > 10 { ", ..." } else { "" };
+            out.push_str(&format!("  [{}{more}]\n", shown.join(", ")));
+        }
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! Pooling and zero padding, forward and backward, with PyTorch's window and divisor rules.
+
+use ndarray::{s, Array4, ArrayD, Ix4};
+
+use crate::ir::Op;
+
+fn as4(a: &ArrayD<f64>) -> ndarray::ArrayView4<'_, f64> {
+    a.view().into_dimensionality::<Ix4>().expect("4-d tensor")
+}
+
+/// A pooling window along one axis: the input range it covers and its divisor's extent.
+#[derive(Clone, Copy)]
+struct Span1 {
+    start: usize,
+    end: usize,
+    /// For average pooling with `count_include_pad`: the window clipped to the padded input.
+    padded_len: usize,
+}
+
+/// The window of output cell `o` along an axis of length `len` (PyTorch's rule: clip to input + trailing
+/// padding for the divisor, to the input for the cells read).
+fn window(o: usize, len: usize, k: usize, s: usize, pad_lo: usize, pad_hi: usize) -> Span1 {
+    let start = (o * s) as i64 - pad_lo as i64;
+    let end = (start + k as i64).min((len + pad_hi) as i64);
+    let padded_len = (end - start) as usize;
+    Span1 { start: start.max(0) as usize, end: end.min(len as i64).max(0) as usize, padded_len }
+}
+
+/// Adaptive pooling's window `[floor(o*len/out), ceil((o+1)*len/out))`.
+fn adaptive(o: usize, len: usize, out: usize) -> (usize, usize) {
+    (o * len / out, ((o + 1) * len).div_ceil(out))
+}
+
+pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
+    let x = as4(x);
+    let (n, c, h, w) = x.dim();
+    let (ho, wo) = (out_shape[2], out_shape[3]);
+    let mut y = Array4::<f64>::zeros((n, c, ho, wo));
+    for b in 0..n {
+        for ch in 0..c {
+            let plane = x.slice(s![b, ch, .., ..]);
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    y[[b, ch, oh, ow]] = match op {
+                        Op::MaxPool2d { kernel, stride, pad, dilation, .. } => {
+                            let mut best = f64::NEG_INFINITY;
+                            for i in 0..kernel[0] as usize {
+                                for j in 0..kernel[1] as usize {
+                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize) as i64 - pad[0] as i64;
+                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize) as i64 - pad[2] as i64;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                        let v = plane[[ih as usize, iw as usize]];
+                                        // NaN propagates, as in PyTorch.
+                                        if v > best || v.is_nan() {
+                                            best = v;
+                                        }
+                                    }
+                                }
+                            }
+                            best
+                        }
+                        Op::AvgPool2d { kernel, stride, pad, count_include_pad, .. } => {
+                            let wh = window(oh, h, kernel[0] as usize, stride[0] as usize, pad[0] as usize, pad[1] as usize);
+                            let ww = window(ow, w, kernel[1] as usize, stride[1] as usize, pad[2] as usize, pad[3] as usize);
+                            let sum: f64 = plane.slice(s![wh.start..wh.end, ww.start..ww.end]).sum();
+                            let divisor = if *count_include_pad {
+                                wh.padded_len * ww.padded_len
+                            } else {
+                                (wh.end - wh.start) * (ww.end - ww.start)
+                            };
+                            sum / divisor as f64
+                        }
+                        Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
+                            let (h0, h1) = adaptive(oh, h, ho);
+                            let (w0, w1) = adaptive(ow, w, wo);
+                            plane.slice(s![h0..h1, w0..w1]).mean().expect("windows are not empty")
+                        }
+                        _ => unreachable!("pool::forward is called for pooling ops"),
+                    };
+                }
+            }
+        }
+    }
+    y.into_shape_with_order(ndarray::IxDyn(out_shape)).expect("global pooling may drop the 1x1 axes")
+}
+
+/// Gradient of a pooling op: `dy` routed back to the input cells each output read.
+pub fn backward(op: &Op, x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
+    let xv = as4(x);
+    let (n, c, h, w) = xv.dim();
+    let mut dx = Array4::<f64>::zeros((n, c, h, w));
+    // Global pooling without kept dimensions gives `[N, C]`; every other pool `[N, C, Ho, Wo]`.
+    let (ho, wo) = if dy.ndim() == 4 { (dy.shape()[2], dy.shape()[3]) } else { (1, 1) };
+    let dy = dy.to_shape((n, c, ho, wo)).expect("pool gradient has the output's element count");
+    for b in 0..n {
+        for ch in 0..c {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let g = dy[[b, ch, oh, ow]];
+                    match op {
+                        Op::MaxPool2d { kernel, stride, pad, dilation, .. } => {
+                            // The first maximum in row-major window order gets the gradient, as in PyTorch.
+                            let mut best: Option<(usize, usize, f64)> = None;
+                            for i in 0..kernel[0] as usize {
+                                for j in 0..kernel[1] as usize {
+                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize) as i64 - pad[0] as i64;
+                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize) as i64 - pad[2] as i64;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                        let v = xv[[b, ch, ih as usize, iw as usize]];
+                                        if best.is_none_or(|(_, _, bv)| v > bv || (v.is_nan() && !bv.is_nan())) {
+                                            best = Some((ih as usize, iw as usize, v));
+                                        }
+                                    }
+                                }
+                            }
+                            if let Some((ih, iw, _)) = best {
+                                dx[[b, ch, ih, iw]] += g;
+                            }
+                        }
+                        Op::AvgPool2d { kernel, stride, pad, count_include_pad, .. } => {
+                            let wh = window(oh, h, kernel[0] as usize, stride[0] as usize, pad[0] as usize, pad[1] as usize);
+                            let ww = window(ow, w, kernel[1] as usize, stride[1] as usize, pad[2] as usize, pad[3] as usize);
+                            let divisor = if *count_include_pad {
+                                wh.padded_len * ww.padded_len
+                            } else {
+                                (wh.end - wh.start) * (ww.end - ww.start)
+                            };
+                            dx.slice_mut(s![b, ch, wh.start..wh.end, ww.start..ww.end]).mapv_inplace(|v| v + g / divisor as f64);
+                        }
+                        Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
+                            let (h0, h1) = adaptive(oh, h, ho);
+                            let (w0, w1) = adaptive(ow, w, wo);
+                            let count = ((h1 - h0) * (w1 - w0)) as f64;
+                            dx.slice_mut(s![b, ch, h0..h1, w0..w1]).mapv_inplace(|v| v + g / count);
+                        }
+                        _ => unreachable!("pool::backward is called for pooling ops"),
+                    }
+                }
+            }
+        }
+    }
+    dx.into_dyn()
+}
+
+pub fn zeropad(x: &ArrayD<f64>, pad: [u64; 4]) -> ArrayD<f64> {
+    let x = as4(x);
+    let (n, c, h, w) = x.dim();
+    let p = pad.map(|v| v as usize);
+    let mut y = Array4::zeros((n, c, h + p[0] + p[1], w + p[2] + p[3]));
+    y.slice_mut(s![.., .., p[0]..p[0] + h, p[2]..p[2] + w]).assign(&x);
+    y.into_dyn()
+}
+
+/// Gradient of zero padding: the interior of `dy`.
+pub fn zeropad_grad(dy: &ArrayD<f64>, pad: [u64; 4]) -> ArrayD<f64> {
+    let dy = as4(dy);
+    let (_, _, h, w) = dy.dim();
+    let p = pad.map(|v| v as usize);
+    dy.slice(s![.., .., p[0]..h - p[1], p[2]..w - p[3]]).to_owned().into_dyn()
+}

@@ -1,0 +1,218 @@
+//! Files: weights in safetensors (by parameter name, stored as f32) and arrays in .npy/.npz. Every write goes
+//! to a temporary file that is renamed into place, so a failure never leaves a half-written file.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayD;
+use ndarray_npy::{NpzReader, NpzWriter, ReadNpyExt, WriteNpyExt};
+use safetensors::{Dtype, SafeTensors};
+
+use super::{Tensor, Weights};
+use crate::ir::Graph;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("`{path}` is not a valid {format} file: {reason}")]
+    Corrupt { path: PathBuf, format: &'static str, reason: String },
+    #[error("`{path}` does not fit the model:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Mismatch { path: PathBuf, problems: Vec<String> },
+}
+
+/// What a weights file may lack or have in excess.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Parameters missing from the file are reported back instead of refused (the caller initializes them).
+    pub allow_missing: bool,
+    /// Tensors the model does not have are ignored instead of refused.
+    pub allow_extra: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), FileError> {
+    let err = |source| FileError::Write { path: path.to_path_buf(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        write(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Reads the model's parameters from a safetensors file, checking names and shapes against `g`. Returns the
+/// weights and the names of parameters the file lacks (only with `allow_missing`). PyTorch's int64
+/// `num_batches_tracked` entries are accepted and ignored.
+pub fn read_weights(path: &Path, g: &Graph, options: LoadOptions) -> Result<(Weights, Vec<String>), FileError> {
+    let bytes = read(path)?;
+    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: "safetensors", reason };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let expected: Vec<(String, Vec<usize>)> = g
+        .node_ids()
+        .into_iter()
+        .filter(|&id| g.node(id).op.is_param())
+        .map(|id| (g.node(id).path.clone(), g.node(id).ty.fixed_dims().iter().map(|&d| d as usize).collect()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut weights = Weights::new();
+    let mut missing = Vec::new();
+    for (name, shape) in &expected {
+        let Ok(view) = st.tensor(name) else {
+            missing.push(name.clone());
+            continue;
+        };
+        if view.shape() != shape.as_slice() {
+            problems.push(format!("`{name}` has shape {:?}, the model expects {shape:?}", view.shape()));
+            continue;
+        }
+        match to_f64(view.dtype(), view.data()) {
+            Some(values) => {
+                weights.insert(name.clone(), ArrayD::from_shape_vec(shape.clone(), values).expect("shape checked"));
+            }
+            None => problems.push(format!("`{name}` has element type {:?}; expected a float type", view.dtype())),
+        }
+    }
+    if !options.allow_missing {
+        problems.extend(missing.iter().map(|m| format!("`{m}` is missing (pass --allow-missing to initialize it)")));
+    }
+    if !options.allow_extra {
+        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let mut extra: Vec<String> =
+            st.names().into_iter().filter(|n| !known.contains(*n) && !n.ends_with("num_batches_tracked")).map(str::to_string).collect();
+        extra.sort();
+        problems.extend(extra.iter().map(|e| format!("`{e}` is not a parameter of this model (pass --allow-extra to ignore it)")));
+    }
+    if problems.is_empty() {
+        Ok((weights, missing))
+    } else {
+        Err(FileError::Mismatch { path: path.to_path_buf(), problems })
+    }
+}
+
+/// Little-endian element data to f64, for the float types checkpoints use.
+fn to_f64(dtype: Dtype, data: &[u8]) -> Option<Vec<f64>> {
+    Some(match dtype {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
+        Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64).collect(),
+        _ => return None,
+    })
+}
+
+fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// Writes weights as f32 safetensors under their parameter names.
+pub fn write_weights(path: &Path, weights: &Weights) -> Result<(), FileError> {
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .iter()
+        .map(|(name, a)| (name.clone(), a.shape().to_vec(), a.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()))
+        .collect();
+    let views = buffers.iter().map(|(name, shape, data)| {
+        (name.clone(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).expect("length matches shape"))
+    });
+    let bytes = safetensors::tensor::serialize(views, None).map_err(|e| FileError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    write_atomically(path, |f| std::io::Write::write_all(f, &bytes))
+}
+
+/// Reads a `.npy` (one unnamed array) or `.npz` (named arrays) file. Float arrays of any width become f64;
+/// integer arrays i64.
+pub fn read_arrays(path: &Path) -> Result<Vec<(Option<String>, Tensor)>, FileError> {
+    let bytes = read(path)?;
+    let is_npz = bytes.starts_with(b"PK");
+    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: if is_npz { "npz" } else { "npy" }, reason };
+    if !is_npz {
+        return Ok(vec![(None, npy_any(&bytes).map_err(corrupt)?)]);
+    }
+    let mut npz = NpzReader::new(Cursor::new(&bytes)).map_err(|e| corrupt(e.to_string()))?;
+    let names = npz.names().map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for name in names {
+        // Read the member's raw bytes through the reader's typed API: try each supported element type.
+        let t = npz_any(&mut npz, &name).map_err(corrupt)?;
+        out.push((Some(name.trim_end_matches(".npy").to_string()), t));
+    }
+    Ok(out)
+}
+
+fn npy_any(bytes: &[u8]) -> Result<Tensor, String> {
+    if let Ok(a) = ArrayD::<f32>::read_npy(Cursor::new(bytes)) {
+        return Ok(Tensor::F(a.mapv(|v| v as f64)));
+    }
+    if let Ok(a) = ArrayD::<f64>::read_npy(Cursor::new(bytes)) {
+        return Ok(Tensor::F(a));
+    }
+    if let Ok(a) = ArrayD::<i64>::read_npy(Cursor::new(bytes)) {
+        return Ok(Tensor::I(a));
+    }
+    match ArrayD::<i32>::read_npy(Cursor::new(bytes)) {
+        Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
+        Err(e) => Err(format!("{e} (supported element types: float32, float64, int32, int64)")),
+    }
+}
+
+fn npz_any<R: std::io::Read + std::io::Seek>(npz: &mut NpzReader<R>, name: &str) -> Result<Tensor, String> {
+    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name) {
+        return Ok(Tensor::F(a.mapv(|v| v as f64)));
+    }
+    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(name) {
+        return Ok(Tensor::F(a));
+    }
+    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<i64>, ndarray::IxDyn>(name) {
+        return Ok(Tensor::I(a));
+    }
+    match npz.by_name::<ndarray::OwnedRepr<i32>, ndarray::IxDyn>(name) {
+        Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
+        Err(e) => Err(format!("member `{name}`: {e} (supported element types: float32, float64, int32, int64)")),
+    }
+}
+
+/// Writes arrays: one to a `.npy` file, or several (or any number, to a path ending in `.npz`) to an
+/// `.npz` archive under their names. Floats are written as float32.
+pub fn write_arrays(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), FileError> {
+    let npz = path.extension().is_some_and(|e| e == "npz") || arrays.len() != 1;
+    let io = |e: String| std::io::Error::other(e);
+    write_atomically(path, |f| {
+        if !npz {
+            return match &arrays[0].1 {
+                Tensor::F(a) => a.mapv(|v| v as f32).write_npy(f).map_err(|e| io(e.to_string())),
+                Tensor::I(a) => a.write_npy(f).map_err(|e| io(e.to_string())),
+            };
+        }
+        let mut w = NpzWriter::new(f);
+        for (name, t) in arrays {
+            match t {
+                Tensor::F(a) => w.add_array(name.as_str(), &a.mapv(|v| v as f32)),
+                Tensor::I(a) => w.add_array(name.as_str(), a),
+            }
+            .map_err(|e| io(e.to_string()))?;
+        }
+        w.finish().map(|_| ()).map_err(|e| io(e.to_string()))
+    })
+}

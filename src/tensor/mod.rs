@@ -1,0 +1,49 @@
+//! The tensor room: values the interpreter computes with, weights and their files (safetensors), input and
+//! output arrays (.npy/.npz), and parameter initialization. Float data is held in f64 (the oracle's
+//! precision) and stored as f32, as PyTorch checkpoints are.
+
+mod files;
+mod init;
+mod rng;
+
+pub use files::{read_arrays, read_weights, write_arrays, write_weights, FileError, LoadOptions};
+pub use init::initialize;
+pub use rng::Rng;
+
+use std::collections::BTreeMap;
+
+use ndarray::ArrayD;
+
+/// A tensor value: floating-point (held in f64) or integer (token ids, class labels).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor {
+    F(ArrayD<f64>),
+    I(ArrayD<i64>),
+}
+
+impl Tensor {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::F(a) => a.shape(),
+            Tensor::I(a) => a.shape(),
+        }
+    }
+
+    /// The float data; integer tensors are converted.
+    pub fn to_f64(&self) -> ArrayD<f64> {
+        match self {
+            Tensor::F(a) => a.clone(),
+            Tensor::I(a) => a.mapv(|v| v as f64),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Tensor::F(_) => "float",
+            Tensor::I(_) => "integer",
+        }
+    }
+}
+
+/// Parameter values by full name (`layer1.0.conv1.weight`), batch-norm running statistics included.
+pub type Weights = BTreeMap<String, ArrayD<f64>>;
