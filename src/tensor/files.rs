@@ -125,6 +125,25 @@ fn f16_to_f64(h: u16) -> f64 {
     }
 }
 
+/// Every tensor of a safetensors file, by name: floats as f64, integers as i64 (test fixtures, tools).
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
+    let bytes = read(path)?;
+    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: "safetensors", reason };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let t = match view.dtype() {
+            Dtype::I64 => Tensor::I(ArrayD::from_shape_vec(shape, view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()).expect("shape")),
+            Dtype::I32 => Tensor::I(ArrayD::from_shape_vec(shape, view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()).expect("shape")),
+            d => Tensor::F(ArrayD::from_shape_vec(shape, to_f64(d, view.data()).ok_or_else(|| corrupt(format!("`{name}` has unsupported type {d:?}")))?).expect("shape")),
+        };
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// Writes weights as f32 safetensors under their parameter names.
 pub fn write_weights(path: &Path, weights: &Weights) -> Result<(), FileError> {
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = weights
