@@ -15,8 +15,15 @@ pub struct Failure {
 }
 
 fn file_failure(e: FileError) -> Failure {
-    let code = if matches!(e, FileError::Read { .. }) { 2 } else { 1 };
-    Failure { message: e.to_string(), code }
+    let code = if matches!(e, FileError::Read { .. }) {
+        2
+    } else {
+        1
+    };
+    Failure {
+        message: e.to_string(),
+        code,
+    }
 }
 
 fn seed_of(g: &Graph, seed: Option<u64>) -> u64 {
@@ -27,7 +34,11 @@ pub fn init(g: &Graph, output: &Path, seed: Option<u64>) -> Result<String, Failu
     let weights = tensor::initialize(g, seed_of(g, seed));
     tensor::write_weights(output, &weights).map_err(file_failure)?;
     let count: usize = weights.values().map(|a| a.len()).sum();
-    Ok(format!("wrote {} tensors ({count} values) to {}", weights.len(), output.display()))
+    Ok(format!(
+        "wrote {} tensors ({count} values) to {}",
+        weights.len(),
+        output.display()
+    ))
 }
 
 pub struct RunArgs {
@@ -45,29 +56,50 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
     let mut notes = String::new();
     let weights = match &args.weights {
         Some(path) => {
-            let options = LoadOptions { allow_missing: args.allow_missing, allow_extra: args.allow_extra };
+            let options = LoadOptions {
+                allow_missing: args.allow_missing,
+                allow_extra: args.allow_extra,
+            };
             let (mut w, missing) = tensor::read_weights(path, g, options).map_err(file_failure)?;
             if !missing.is_empty() {
                 let fresh = tensor::initialize(g, seed);
                 for name in &missing {
                     w.insert(name.clone(), fresh[name].clone());
                 }
-                notes.push_str(&format!("note: initialized {} parameters missing from {}\n", missing.len(), path.display()));
+                notes.push_str(&format!(
+                    "note: initialized {} parameters missing from {}\n",
+                    missing.len(),
+                    path.display()
+                ));
             }
             w
         }
         None => {
-            notes.push_str(&format!("note: no --weights given: using freshly initialized weights (seed {seed})\n"));
+            notes.push_str(&format!(
+                "note: no --weights given: using freshly initialized weights (seed {seed})\n"
+            ));
             tensor::initialize(g, seed)
         }
     };
     let inputs = read_inputs(g, &args.inputs)?;
-    let mode = if args.train_mode { Mode::Train } else { Mode::Eval };
-    let outcome = interp::run(g, &weights, &inputs, RunOptions { mode, seed }).map_err(|e| Failure { message: e.to_string(), code: 1 })?;
+    let mode = if args.train_mode {
+        Mode::Train
+    } else {
+        Mode::Eval
+    };
+    let outcome =
+        interp::run(g, &weights, &inputs, RunOptions { mode, seed }).map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })?;
     match &args.output {
         Some(path) => {
             tensor::write_arrays(path, &outcome.outputs).map_err(file_failure)?;
-            notes.push_str(&format!("wrote {} output(s) to {}\n", outcome.outputs.len(), path.display()));
+            notes.push_str(&format!(
+                "wrote {} output(s) to {}\n",
+                outcome.outputs.len(),
+                path.display()
+            ));
             Ok(notes)
         }
         None => Ok(notes + &describe(&outcome.outputs)),
@@ -98,7 +130,10 @@ fn read_inputs(g: &Graph, specs: &[String]) -> Result<Vec<(String, Tensor)>, Fai
         }
     }
     if inputs.is_empty() {
-        return Err(usage("no input given: pass `--input x.npy` (or an .npz with one array per model input)".into()));
+        return Err(usage(
+            "no input given: pass `--input x.npy` (or an .npz with one array per model input)"
+                .into(),
+        ));
     }
     Ok(inputs)
 }
@@ -113,8 +148,16 @@ fn describe(outputs: &[(String, Tensor)]) -> String {
             for (row, values) in a.outer_iter().enumerate().take(8) {
                 let mut idx: Vec<usize> = (0..values.len()).collect();
                 idx.sort_by(|&i, &j| values[j].total_cmp(&values[i]));
-                let top: Vec<String> = idx.iter().take(5).map(|&i| format!("{i}: {:.6}", values[i])).collect();
-                out.push_str(&format!("  row {row}: argmax {}  top: {}\n", idx[0], top.join(", ")));
+                let top: Vec<String> = idx
+                    .iter()
+                    .take(5)
+                    .map(|&i| format!("{i}: {:.6}", values[i]))
+                    .collect();
+                out.push_str(&format!(
+                    "  row {row}: argmax {}  top: {}\n",
+                    idx[0],
+                    top.join(", ")
+                ));
             }
             if a.shape()[0] > 8 {
                 out.push_str(&format!("  ... {} more rows\n", a.shape()[0] - 8));

@@ -6,6 +6,7 @@
 // Diagnostics are large and only on the error path; boxing them would cost clarity for no measurable gain.
 #![allow(clippy::result_large_err)]
 
+pub mod autodiff;
 pub mod diag;
 pub mod interp;
 pub mod ir;

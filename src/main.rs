@@ -188,8 +188,20 @@ fn run(cli: Cli) -> u8 {
             Format::Text => print!("{}", ir::dump::to_text(graph)),
             Format::Dot => print!("{}", ir::dump::to_dot(graph)),
         },
-        Command::Init { output, seed, .. } => return report_command(commands::init(graph, output, *seed)),
-        Command::Run { weights, input, output, backend: Backend::Interp, allow_missing, allow_extra, seed, train_mode, .. } => {
+        Command::Init { output, seed, .. } => {
+            return report_command(commands::init(graph, output, *seed))
+        }
+        Command::Run {
+            weights,
+            input,
+            output,
+            backend: Backend::Interp,
+            allow_missing,
+            allow_extra,
+            seed,
+            train_mode,
+            ..
+        } => {
             let args = commands::RunArgs {
                 weights: weights.clone(),
                 inputs: input.clone(),

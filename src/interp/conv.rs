@@ -5,7 +5,10 @@ use ndarray::{s, Array2, Array4, ArrayD, ArrayView2, Axis, Ix2, Ix4, IxDyn};
 
 /// `x [.., in] . W^T + b`, over the last axis.
 pub fn dense(x: &ArrayD<f64>, w: &ArrayD<f64>, b: Option<&ArrayD<f64>>) -> ArrayD<f64> {
-    let w = w.view().into_dimensionality::<Ix2>().expect("dense weight is 2-d");
+    let w = w
+        .view()
+        .into_dimensionality::<Ix2>()
+        .expect("dense weight is 2-d");
     let (rows, x2) = rows_of(x);
     let mut y = x2.dot(&w.t());
     if let Some(b) = b {
@@ -14,14 +17,20 @@ pub fn dense(x: &ArrayD<f64>, w: &ArrayD<f64>, b: Option<&ArrayD<f64>>) -> Array
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank >= 2") = w.nrows();
     let _ = rows;
-    y.into_shape_with_order(IxDyn(&shape)).expect("same element count")
+    y.to_shape(IxDyn(&shape))
+        .expect("same element count")
+        .into_owned()
 }
 
 /// A tensor as a matrix of rows over its last axis.
 pub fn rows_of(x: &ArrayD<f64>) -> (usize, Array2<f64>) {
     let last = *x.shape().last().expect("rank >= 1");
     let rows = x.len() / last.max(1);
-    let m = x.as_standard_layout().into_owned().into_shape_with_order((rows, last)).expect("row-major");
+    let m = x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((rows, last))
+        .expect("row-major");
     (rows, m)
 }
 
@@ -40,13 +49,30 @@ pub struct Geom {
 }
 
 impl Geom {
-    pub fn new(h: usize, w: usize, kernel: [usize; 2], stride: [u64; 2], pad: [u64; 4], dilation: [u64; 2]) -> Geom {
+    pub fn new(
+        h: usize,
+        w: usize,
+        kernel: [usize; 2],
+        stride: [u64; 2],
+        pad: [u64; 4],
+        dilation: [u64; 2],
+    ) -> Geom {
         let stride = stride.map(|v| v as usize);
         let pad = pad.map(|v| v as usize);
         let dilation = dilation.map(|v| v as usize);
         let ho = (h + pad[0] + pad[1] - dilation[0] * (kernel[0] - 1) - 1) / stride[0] + 1;
         let wo = (w + pad[2] + pad[3] - dilation[1] * (kernel[1] - 1) - 1) / stride[1] + 1;
-        Geom { h, w, kh: kernel[0], kw: kernel[1], ho, wo, stride, pad, dilation }
+        Geom {
+            h,
+            w,
+            kh: kernel[0],
+            kw: kernel[1],
+            ho,
+            wo,
+            stride,
+            pad,
+            dilation,
+        }
     }
 
     /// The input cell a kernel tap reads for an output cell, if inside the (unpadded) input.
@@ -79,7 +105,13 @@ pub fn im2col(x: &ndarray::ArrayView3<f64>, c0: usize, cg: usize, g: &Geom) -> A
 }
 
 /// The adjoint of `im2col`: adds patch gradients back into an image gradient `[C, H, W]`.
-pub fn col2im(col: &ArrayView2<f64>, dx: &mut ndarray::ArrayViewMut3<f64>, c0: usize, cg: usize, g: &Geom) {
+pub fn col2im(
+    col: &ArrayView2<f64>,
+    dx: &mut ndarray::ArrayViewMut3<f64>,
+    c0: usize,
+    cg: usize,
+    g: &Geom,
+) {
     for c in 0..cg {
         for i in 0..g.kh {
             for j in 0..g.kw {
@@ -121,10 +153,18 @@ pub fn conv2d(
         let xs = x.index_axis(Axis(0), s);
         for gi in 0..groups {
             let col = im2col(&xs, gi * cg, cg, &g);
-            let wg = w.slice(s![gi * fg..(gi + 1) * fg, .., .., ..]).to_owned().into_shape_with_order((fg, cg * kh * kw)).expect("contiguous");
+            let wg = w
+                .slice(s![gi * fg..(gi + 1) * fg, .., .., ..])
+                .to_owned()
+                .into_shape_with_order((fg, cg * kh * kw))
+                .expect("contiguous");
             let out = wg.dot(&col);
             let mut ys = y.slice_mut(s![s, gi * fg..(gi + 1) * fg, .., ..]);
-            ys.assign(&out.into_shape_with_order((fg, g.ho, g.wo)).expect("same count"));
+            ys.assign(
+                &out.to_shape((fg, g.ho, g.wo))
+                    .expect("same count")
+                    .into_owned(),
+            );
         }
     }
     if let Some(b) = b {
@@ -157,9 +197,21 @@ pub fn conv2d_grad(
         let xs = x.index_axis(Axis(0), s);
         for gi in 0..groups {
             let col = im2col(&xs, gi * cg, cg, &g);
-            let dyg = dy.slice(s![s, gi * fg..(gi + 1) * fg, .., ..]).to_owned().into_shape_with_order((fg, g.ho * g.wo)).expect("contiguous");
-            let wg = w.slice(s![gi * fg..(gi + 1) * fg, .., .., ..]).to_owned().into_shape_with_order((fg, cg * kh * kw)).expect("contiguous");
-            let dwg = dyg.dot(&col.t()).into_shape_with_order((fg, cg, kh, kw)).expect("same count");
+            let dyg = dy
+                .slice(s![s, gi * fg..(gi + 1) * fg, .., ..])
+                .to_owned()
+                .into_shape_with_order((fg, g.ho * g.wo))
+                .expect("contiguous");
+            let wg = w
+                .slice(s![gi * fg..(gi + 1) * fg, .., .., ..])
+                .to_owned()
+                .into_shape_with_order((fg, cg * kh * kw))
+                .expect("contiguous");
+            let dwg = dyg
+                .dot(&col.t())
+                .to_shape((fg, cg, kh, kw))
+                .expect("same count")
+                .into_owned();
             let mut dw_slice = dw.slice_mut(s![gi * fg..(gi + 1) * fg, .., .., ..]);
             dw_slice += &dwg;
             let dcol = wg.t().dot(&dyg);
@@ -171,7 +223,12 @@ pub fn conv2d_grad(
 }
 
 /// Rows of `w [vocab, dim]` picked by integer indices; `Err(index)` for the first index out of range.
-pub fn embedding(idx: &ArrayD<i64>, w: &ArrayD<f64>, vocab: u64, dim: u64) -> Result<ArrayD<f64>, i64> {
+pub fn embedding(
+    idx: &ArrayD<i64>,
+    w: &ArrayD<f64>,
+    vocab: u64,
+    dim: u64,
+) -> Result<ArrayD<f64>, i64> {
     let mut shape = idx.shape().to_vec();
     shape.push(dim as usize);
     let mut out = Vec::with_capacity(idx.len() * dim as usize);

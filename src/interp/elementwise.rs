@@ -5,7 +5,9 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use crate::ir::Act;
 
 pub fn reshape(x: &ArrayD<f64>, shape: &[usize]) -> ArrayD<f64> {
-    x.to_shape(IxDyn(shape)).expect("reshapes keep the element count").to_owned()
+    x.to_shape(IxDyn(shape))
+        .expect("reshapes keep the element count")
+        .to_owned()
 }
 
 fn sigmoid(v: f64) -> f64 {
@@ -74,7 +76,11 @@ pub fn log_softmax(x: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
 /// Softmax gradient from its output: `dx = y * (dy - sum(dy * y))` along the axis.
 pub fn softmax_grad(y: &ArrayD<f64>, dy: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
     let mut dx = dy.clone();
-    for (mut g, yl) in dx.lanes_mut(Axis(axis)).into_iter().zip(y.lanes(Axis(axis))) {
+    for (mut g, yl) in dx
+        .lanes_mut(Axis(axis))
+        .into_iter()
+        .zip(y.lanes(Axis(axis)))
+    {
         let dot: f64 = g.iter().zip(yl.iter()).map(|(a, b)| a * b).sum();
         g.zip_mut_with(&yl, |gv, &yv| *gv = yv * (*gv - dot));
     }
@@ -104,5 +110,6 @@ pub fn concat(xs: &[&ArrayD<f64>], axis: usize) -> ArrayD<f64> {
 
 /// The part `[start, start + len)` of `x` along `axis` (the gradient of one concat input).
 pub fn slice(x: &ArrayD<f64>, axis: usize, start: usize, len: usize) -> ArrayD<f64> {
-    x.slice_axis(Axis(axis), Slice::from(start..start + len)).to_owned()
+    x.slice_axis(Axis(axis), Slice::from(start..start + len))
+        .to_owned()
 }

@@ -4,13 +4,15 @@
 
 mod conv;
 mod elementwise;
+mod grad;
+mod loss;
 mod norm;
 mod pool;
 mod rnn;
 
 use std::collections::HashMap;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 
 use crate::ir::{Dim, Graph, NodeId, Op};
 use crate::tensor::{Tensor, Weights};
@@ -30,15 +32,29 @@ pub enum RunError {
     #[error("input `{0}` is not given")]
     MissingInput(String),
     #[error("input `{name}` has shape {found:?}, the model expects {expected}")]
-    InputShape { name: String, found: Vec<usize>, expected: String },
+    InputShape {
+        name: String,
+        found: Vec<usize>,
+        expected: String,
+    },
     #[error("input `{name}` holds {found} values, the model expects {expected}")]
-    InputKind { name: String, found: &'static str, expected: &'static str },
+    InputKind {
+        name: String,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("inputs disagree on the batch size: {0:?}")]
     BatchMismatch(Vec<usize>),
     #[error("`{layer}`: index {index} is out of range for a vocabulary of {vocab}")]
-    IndexOutOfRange { layer: String, index: i64, vocab: u64 },
+    IndexOutOfRange {
+        layer: String,
+        index: i64,
+        vocab: u64,
+    },
     #[error("parameter `{0}` has no value")]
     MissingWeight(String),
+    #[error("target class {class} is out of range for the model's classes")]
+    ClassOutOfRange { class: i64 },
 }
 
 /// What a run produces: the model's outputs in order, and in train mode the updated batch-norm running
@@ -58,24 +74,48 @@ pub struct RunOptions {
 }
 
 /// Runs `g` on `inputs` (by model input name) with `weights`.
-pub fn run(g: &Graph, weights: &Weights, inputs: &[(String, Tensor)], options: RunOptions) -> Result<Outcome, RunError> {
+pub fn run(
+    g: &Graph,
+    weights: &Weights,
+    inputs: &[(String, Tensor)],
+    options: RunOptions,
+) -> Result<Outcome, RunError> {
     let batch = check_inputs(g, inputs)?;
     let order = g.topo_order().expect("a verified graph is acyclic");
     // Values are dropped after their last use.
-    let mut uses: HashMap<NodeId, usize> = order.iter().map(|&id| (id, g.users(id).len())).collect();
+    let mut uses: HashMap<NodeId, usize> =
+        order.iter().map(|&id| (id, g.users(id).len())).collect();
     let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
     let mut values: HashMap<NodeId, Tensor> = HashMap::new();
-    let mut cx = Context { g, options, batch, updated: Weights::new() };
+    let mut cx = Context {
+        g,
+        options,
+        batch,
+        updated: Weights::new(),
+    };
     for id in order {
         let node = g.node(id);
         let value = match &node.op {
             Op::Input { index } => {
                 let name = &g.inputs[*index].0;
-                inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).expect("inputs were checked")
+                inputs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.clone())
+                    .expect("inputs were checked")
             }
-            Op::Param(_) => Tensor::F(weights.get(&node.path).cloned().ok_or_else(|| RunError::MissingWeight(node.path.clone()))?),
+            Op::Param(_) => Tensor::F(
+                weights
+                    .get(&node.path)
+                    .cloned()
+                    .ok_or_else(|| RunError::MissingWeight(node.path.clone()))?,
+            ),
             op => {
-                let args: Vec<&Tensor> = g.inputs(id).iter().map(|i| values.get(i).expect("inputs computed first")).collect();
+                let args: Vec<&Tensor> = g
+                    .inputs(id)
+                    .iter()
+                    .map(|i| values.get(i).expect("inputs computed first"))
+                    .collect();
                 cx.eval(id, op, &args)?
             }
         };
@@ -88,8 +128,15 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &[(String, Tensor)], options: R
         }
         values.insert(id, value);
     }
-    let outputs = g.outputs.iter().map(|(name, id)| (name.clone(), values[id].clone())).collect();
-    Ok(Outcome { outputs, updated: cx.updated })
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|(name, id)| (name.clone(), values[id].clone()))
+        .collect();
+    Ok(Outcome {
+        outputs,
+        updated: cx.updated,
+    })
 }
 
 /// Checks the inputs against the model's declared types and returns the batch size.
@@ -101,17 +148,33 @@ fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<usize, RunErro
     }
     let mut batches = Vec::new();
     for (name, id) in &g.inputs {
-        let (_, t) = inputs.iter().find(|(n, _)| n == name).ok_or_else(|| RunError::MissingInput(name.clone()))?;
+        let (_, t) = inputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| RunError::MissingInput(name.clone()))?;
         let ty = &g.node(*id).ty;
         let shape = t.shape();
-        let fits = shape.len() == ty.rank() && ty.dims.iter().zip(shape).all(|(d, &s)| matches!(d, Dim::Batch) || *d == Dim::Fixed(s as u64));
+        let fits = shape.len() == ty.rank()
+            && ty
+                .dims
+                .iter()
+                .zip(shape)
+                .all(|(d, &s)| matches!(d, Dim::Batch) || *d == Dim::Fixed(s as u64));
         if !fits || shape.first() == Some(&0) {
-            return Err(RunError::InputShape { name: name.clone(), found: shape.to_vec(), expected: ty.to_string() });
+            return Err(RunError::InputShape {
+                name: name.clone(),
+                found: shape.to_vec(),
+                expected: ty.to_string(),
+            });
         }
         let float = ty.dtype.is_float();
         if float != matches!(t, Tensor::F(_)) {
             let expected = if float { "float" } else { "integer" };
-            return Err(RunError::InputKind { name: name.clone(), found: t.kind(), expected });
+            return Err(RunError::InputKind {
+                name: name.clone(),
+                found: t.kind(),
+                expected,
+            });
         }
         batches.push(shape[0]);
     }
@@ -146,26 +209,54 @@ impl Context<'_> {
         let x = || f(args[0]);
         let param = |i: usize| f(args[i]);
         let out = match op {
-            Op::Input { .. } | Op::Param(_) => unreachable!("inputs and parameters are read, not computed"),
+            Op::Input { .. } | Op::Param(_) => {
+                unreachable!("inputs and parameters are read, not computed")
+            }
             Op::Dense { bias, .. } => conv::dense(x(), param(1), bias.then(|| param(2))),
-            Op::Conv2d { stride, pad, dilation, groups, bias, .. } => {
-                conv::conv2d(x(), param(1), bias.then(|| param(2)), *stride, *pad, *dilation, *groups)
-            }
-            Op::MaxPool2d { .. } | Op::AvgPool2d { .. } | Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
-                pool::forward(op, x(), &self.out_shape(id))
-            }
+            Op::Conv2d {
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+                ..
+            } => conv::conv2d(
+                x(),
+                param(1),
+                bias.then(|| param(2)),
+                *stride,
+                *pad,
+                *dilation,
+                *groups,
+            ),
+            Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::GlobalAvgPool { .. } => pool::forward(op, x(), &self.out_shape(id)),
             Op::ZeroPad2d { pad } => pool::zeropad(x(), *pad),
             Op::Flatten | Op::Reshape { .. } => elementwise::reshape(x(), &self.out_shape(id)),
-            Op::BatchNorm { eps, momentum, affine } => {
+            Op::BatchNorm {
+                eps,
+                momentum,
+                affine,
+            } => {
                 let p: Vec<&ArrayD<f64>> = (1..args.len()).map(param).collect();
-                let (gamma, beta) = if *affine { (Some(p[0]), Some(p[1])) } else { (None, None) };
+                let (gamma, beta) = if *affine {
+                    (Some(p[0]), Some(p[1]))
+                } else {
+                    (None, None)
+                };
                 let (mean, var) = (p[p.len() - 2], p[p.len() - 1]);
                 match self.options.mode {
                     Mode::Eval => norm::batchnorm_eval(x(), gamma, beta, mean, var, *eps),
                     Mode::Train => {
-                        let (y, new_mean, new_var) = norm::batchnorm_train(x(), gamma, beta, mean, var, *eps, *momentum);
+                        let (y, new_mean, new_var) =
+                            norm::batchnorm_train(x(), gamma, beta, mean, var, *eps, *momentum);
                         let ids = self.g.inputs(id);
-                        let names = [&self.g.node(ids[ids.len() - 2]).path, &self.g.node(ids[ids.len() - 1]).path];
+                        let names = [
+                            &self.g.node(ids[ids.len() - 2]).path,
+                            &self.g.node(ids[ids.len() - 1]).path,
+                        ];
                         self.updated.insert(names[0].clone(), new_mean);
                         self.updated.insert(names[1].clone(), new_var);
                         y
@@ -174,26 +265,66 @@ impl Context<'_> {
             }
             Op::Dropout { rate } => match self.options.mode {
                 Mode::Eval => x().clone(),
-                Mode::Train => norm::dropout(x(), *rate, &norm::dropout_mask_rng(self.options.seed, &self.g.node(id).path)),
+                Mode::Train => norm::dropout(
+                    x(),
+                    *rate,
+                    &norm::dropout_mask_rng(self.options.seed, &self.g.node(id).path),
+                ),
             },
-            Op::Lrn { size, alpha, beta, k } => norm::lrn(x(), *size as usize, *alpha, *beta, *k),
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => norm::lrn(x(), *size as usize, *alpha, *beta, *k),
             Op::Activation(act) => elementwise::activation(*act, x()),
             Op::Softmax { axis } => elementwise::softmax(x(), *axis),
             Op::Add => elementwise::sum(&args.iter().map(|a| f(a)).collect::<Vec<_>>()),
             Op::Mul => elementwise::product(&args.iter().map(|a| f(a)).collect::<Vec<_>>()),
             Op::Scale { factor } => x() * *factor,
-            Op::Concat { axis } => elementwise::concat(&args.iter().map(|a| f(a)).collect::<Vec<_>>(), *axis),
+            Op::Concat { axis } => {
+                elementwise::concat(&args.iter().map(|a| f(a)).collect::<Vec<_>>(), *axis)
+            }
             Op::Embedding { vocab, dim } => {
-                let Tensor::I(idx) = args[0] else { unreachable!("embedding indices are integers") };
-                conv::embedding(idx, param(1), *vocab, *dim).map_err(|index| RunError::IndexOutOfRange {
-                    layer: self.g.node(id).path.clone(),
-                    index,
-                    vocab: *vocab,
+                let Tensor::I(idx) = args[0] else {
+                    unreachable!("embedding indices are integers")
+                };
+                conv::embedding(idx, param(1), *vocab, *dim).map_err(|index| {
+                    RunError::IndexOutOfRange {
+                        layer: self.g.node(id).path.clone(),
+                        index,
+                        vocab: *vocab,
+                    }
                 })?
             }
-            Op::Rnn { cell, hidden, return_sequences, bias } => {
+            Op::Rnn {
+                cell,
+                hidden,
+                return_sequences,
+                bias,
+            } => {
                 let b = bias.then(|| (param(3), param(4)));
-                rnn::forward(*cell, *hidden as usize, x(), param(1), param(2), b, *return_sequences)
+                rnn::forward(
+                    *cell,
+                    *hidden as usize,
+                    x(),
+                    param(1),
+                    param(2),
+                    b,
+                    *return_sequences,
+                )
+            }
+            Op::Constant { value } => ArrayD::from_elem(IxDyn(&[]), *value),
+            Op::Loss { loss: l } => {
+                let (value, _) = loss::loss(l, x(), args[1])
+                    .map_err(|class| RunError::ClassOutOfRange { class })?;
+                ArrayD::from_elem(IxDyn(&[]), value)
+            }
+            Op::Penalty { reg } => ArrayD::from_elem(IxDyn(&[]), loss::penalty(reg, x()).0),
+            Op::Grad { forward, slot } => {
+                let k = args.len() - 2;
+                let fwd = self.g.inputs(id)[k];
+                self.grad(fwd, forward, *slot, &args[..k], args[k], f(args[k + 1]))?
             }
         };
         Ok(Tensor::F(out))
@@ -201,6 +332,12 @@ impl Context<'_> {
 
     /// The node's output shape at this run's batch size.
     fn out_shape(&self, id: NodeId) -> Vec<usize> {
-        self.g.node(id).ty.shape_at(self.batch as u64).iter().map(|&d| d as usize).collect()
+        self.g
+            .node(id)
+            .ty
+            .shape_at(self.batch as u64)
+            .iter()
+            .map(|&d| d as usize)
+            .collect()
     }
 }

@@ -9,7 +9,9 @@ use crate::tensor::Rng;
 fn ncl(x: &ArrayD<f64>) -> Array3<f64> {
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let l = x.len() / (n * c).max(1);
-    x.to_shape((n, c, l)).expect("same element count").to_owned()
+    x.to_shape((n, c, l))
+        .expect("same element count")
+        .to_owned()
 }
 
 fn per_channel(a: &ArrayD<f64>) -> Array1<f64> {
@@ -17,7 +19,13 @@ fn per_channel(a: &ArrayD<f64>) -> Array1<f64> {
 }
 
 /// Applies `y = (x - mean) * scale + shift` per channel, where `scale = gamma / sqrt(var + eps)`.
-fn normalize(x: &ArrayD<f64>, mean: &Array1<f64>, inv_std: &Array1<f64>, gamma: Option<&ArrayD<f64>>, beta: Option<&ArrayD<f64>>) -> ArrayD<f64> {
+fn normalize(
+    x: &ArrayD<f64>,
+    mean: &Array1<f64>,
+    inv_std: &Array1<f64>,
+    gamma: Option<&ArrayD<f64>>,
+    beta: Option<&ArrayD<f64>>,
+) -> ArrayD<f64> {
     let x3 = ncl(x);
     let gamma = gamma.map(per_channel);
     let beta = beta.map(per_channel);
@@ -27,7 +35,8 @@ fn normalize(x: &ArrayD<f64>, mean: &Array1<f64>, inv_std: &Array1<f64>, gamma: 
         let b = beta.as_ref().map_or(0.0, |b| b[ch]);
         *v = (*v - mean[ch]) * inv_std[ch] * g + b;
     }
-    y.into_shape_with_order(x.raw_dim()).expect("same element count")
+    y.into_shape_with_order(x.raw_dim())
+        .expect("same element count")
 }
 
 pub fn batchnorm_eval(
@@ -68,7 +77,11 @@ pub fn batchnorm_train(
     let (mean, var, m) = batch_stats(x);
     let inv_std = var.mapv(|v| 1.0 / (v + eps).sqrt());
     let y = normalize(x, &mean, &inv_std, gamma, beta);
-    let unbiased = if m > 1 { &var * (m as f64 / (m - 1) as f64) } else { var.clone() };
+    let unbiased = if m > 1 {
+        &var * (m as f64 / (m - 1) as f64)
+    } else {
+        var.clone()
+    };
     let new_mean = running_mean * (1.0 - momentum) + &(mean.into_dyn() * momentum);
     let new_var = running_var * (1.0 - momentum) + &(unbiased.into_dyn() * momentum);
     (y, new_mean, new_var)
@@ -76,7 +89,12 @@ pub fn batchnorm_train(
 
 /// Training-mode batch-norm gradients `(dx, dgamma, dbeta)`:
 /// `dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))`.
-pub fn batchnorm_train_grad(x: &ArrayD<f64>, gamma: Option<&ArrayD<f64>>, dy: &ArrayD<f64>, eps: f64) -> (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>) {
+pub fn batchnorm_train_grad(
+    x: &ArrayD<f64>,
+    gamma: Option<&ArrayD<f64>>,
+    dy: &ArrayD<f64>,
+    eps: f64,
+) -> (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>) {
     let (mean, var, m) = batch_stats(x);
     let inv_std = var.mapv(|v| 1.0 / (v + eps).sqrt());
     let (x3, dy3) = (ncl(x), ncl(dy));
@@ -92,9 +110,14 @@ pub fn batchnorm_train_grad(x: &ArrayD<f64>, gamma: Option<&ArrayD<f64>>, dy: &A
     let mut dx = x3.clone();
     for (((_, ch, _), v), g) in dx.indexed_iter_mut().zip(dy3.iter()) {
         let xhat = (*v - mean[ch]) * inv_std[ch];
-        *v = gamma[ch] * inv_std[ch] / m as f64 * (m as f64 * g - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
+        *v = gamma[ch] * inv_std[ch] / m as f64
+            * (m as f64 * g - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
     }
-    (dx.into_shape_with_order(x.raw_dim()).expect("same count"), sum_dy_xhat.into_dyn(), sum_dy.into_dyn())
+    (
+        dx.into_shape_with_order(x.raw_dim()).expect("same count"),
+        sum_dy_xhat.into_dyn(),
+        sum_dy.into_dyn(),
+    )
 }
 
 /// Inference-mode batch-norm gradients `(dx, dgamma, dbeta)` (running statistics are constants).
@@ -106,7 +129,10 @@ pub fn batchnorm_eval_grad(
     dy: &ArrayD<f64>,
     eps: f64,
 ) -> (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>) {
-    let (mean, inv_std) = (per_channel(mean), per_channel(var).mapv(|v| 1.0 / (v + eps).sqrt()));
+    let (mean, inv_std) = (
+        per_channel(mean),
+        per_channel(var).mapv(|v| 1.0 / (v + eps).sqrt()),
+    );
     let c = mean.len();
     let gamma = gamma.map(per_channel).unwrap_or_else(|| Array1::ones(c));
     let (x3, dy3) = (ncl(x), ncl(dy));
@@ -118,7 +144,11 @@ pub fn batchnorm_eval_grad(
         dbeta[ch] += *v;
         *v *= gamma[ch] * inv_std[ch];
     }
-    (dx.into_shape_with_order(x.raw_dim()).expect("same count"), dgamma.into_dyn(), dbeta.into_dyn())
+    (
+        dx.into_shape_with_order(x.raw_dim()).expect("same count"),
+        dgamma.into_dyn(),
+        dbeta.into_dyn(),
+    )
 }
 
 /// `torch.nn.LocalResponseNorm`: `b_c = a_c / (k + alpha / n * sum_{c'} a_c'^2)^beta`, the sum over
@@ -144,7 +174,14 @@ fn lrn_denominator(x3: &Array3<f64>, size: usize, alpha: f64, k: f64) -> Array3<
 }
 
 /// Gradient of LRN: `dx_j = dy_j / d_j^beta - 2 alpha beta / n * x_j * sum_{c: j in window(c)} dy_c x_c d_c^(-beta-1)`.
-pub fn lrn_grad(x: &ArrayD<f64>, dy: &ArrayD<f64>, size: usize, alpha: f64, beta: f64, k: f64) -> ArrayD<f64> {
+pub fn lrn_grad(
+    x: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    size: usize,
+    alpha: f64,
+    beta: f64,
+    k: f64,
+) -> ArrayD<f64> {
     let (x3, dy3) = (ncl(x), ncl(dy));
     let (_, c, _) = x3.dim();
     let d = lrn_denominator(&x3, size, alpha, k);

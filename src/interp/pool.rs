@@ -23,7 +23,11 @@ fn window(o: usize, len: usize, k: usize, s: usize, pad_lo: usize, pad_hi: usize
     let start = (o * s) as i64 - pad_lo as i64;
     let end = (start + k as i64).min((len + pad_hi) as i64);
     let padded_len = (end - start) as usize;
-    Span1 { start: start.max(0) as usize, end: end.min(len as i64).max(0) as usize, padded_len }
+    Span1 {
+        start: start.max(0) as usize,
+        end: end.min(len as i64).max(0) as usize,
+        padded_len,
+    }
 }
 
 /// Adaptive pooling's window `[floor(o*len/out), ceil((o+1)*len/out))`.
@@ -42,13 +46,24 @@ pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
             for oh in 0..ho {
                 for ow in 0..wo {
                     y[[b, ch, oh, ow]] = match op {
-                        Op::MaxPool2d { kernel, stride, pad, dilation, .. } => {
+                        Op::MaxPool2d {
+                            kernel,
+                            stride,
+                            pad,
+                            dilation,
+                            ..
+                        } => {
                             let mut best = f64::NEG_INFINITY;
                             for i in 0..kernel[0] as usize {
                                 for j in 0..kernel[1] as usize {
-                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize) as i64 - pad[0] as i64;
-                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize) as i64 - pad[2] as i64;
-                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize)
+                                        as i64
+                                        - pad[0] as i64;
+                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize)
+                                        as i64
+                                        - pad[2] as i64;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w
+                                    {
                                         let v = plane[[ih as usize, iw as usize]];
                                         // NaN propagates, as in PyTorch.
                                         if v > best || v.is_nan() {
@@ -59,10 +74,31 @@ pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
                             }
                             best
                         }
-                        Op::AvgPool2d { kernel, stride, pad, count_include_pad, .. } => {
-                            let wh = window(oh, h, kernel[0] as usize, stride[0] as usize, pad[0] as usize, pad[1] as usize);
-                            let ww = window(ow, w, kernel[1] as usize, stride[1] as usize, pad[2] as usize, pad[3] as usize);
-                            let sum: f64 = plane.slice(s![wh.start..wh.end, ww.start..ww.end]).sum();
+                        Op::AvgPool2d {
+                            kernel,
+                            stride,
+                            pad,
+                            count_include_pad,
+                            ..
+                        } => {
+                            let wh = window(
+                                oh,
+                                h,
+                                kernel[0] as usize,
+                                stride[0] as usize,
+                                pad[0] as usize,
+                                pad[1] as usize,
+                            );
+                            let ww = window(
+                                ow,
+                                w,
+                                kernel[1] as usize,
+                                stride[1] as usize,
+                                pad[2] as usize,
+                                pad[3] as usize,
+                            );
+                            let sum: f64 =
+                                plane.slice(s![wh.start..wh.end, ww.start..ww.end]).sum();
                             let divisor = if *count_include_pad {
                                 wh.padded_len * ww.padded_len
                             } else {
@@ -73,7 +109,10 @@ pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
                         Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
                             let (h0, h1) = adaptive(oh, h, ho);
                             let (w0, w1) = adaptive(ow, w, wo);
-                            plane.slice(s![h0..h1, w0..w1]).mean().expect("windows are not empty")
+                            plane
+                                .slice(s![h0..h1, w0..w1])
+                                .mean()
+                                .expect("windows are not empty")
                         }
                         _ => unreachable!("pool::forward is called for pooling ops"),
                     };
@@ -81,7 +120,8 @@ pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
             }
         }
     }
-    y.into_shape_with_order(ndarray::IxDyn(out_shape)).expect("global pooling may drop the 1x1 axes")
+    y.into_shape_with_order(ndarray::IxDyn(out_shape))
+        .expect("global pooling may drop the 1x1 axes")
 }
 
 /// Gradient of a pooling op: `dy` routed back to the input cells each output read.
@@ -90,24 +130,43 @@ pub fn backward(op: &Op, x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
     let (n, c, h, w) = xv.dim();
     let mut dx = Array4::<f64>::zeros((n, c, h, w));
     // Global pooling without kept dimensions gives `[N, C]`; every other pool `[N, C, Ho, Wo]`.
-    let (ho, wo) = if dy.ndim() == 4 { (dy.shape()[2], dy.shape()[3]) } else { (1, 1) };
-    let dy = dy.to_shape((n, c, ho, wo)).expect("pool gradient has the output's element count");
+    let (ho, wo) = if dy.ndim() == 4 {
+        (dy.shape()[2], dy.shape()[3])
+    } else {
+        (1, 1)
+    };
+    let dy = dy
+        .to_shape((n, c, ho, wo))
+        .expect("pool gradient has the output's element count");
     for b in 0..n {
         for ch in 0..c {
             for oh in 0..ho {
                 for ow in 0..wo {
                     let g = dy[[b, ch, oh, ow]];
                     match op {
-                        Op::MaxPool2d { kernel, stride, pad, dilation, .. } => {
+                        Op::MaxPool2d {
+                            kernel,
+                            stride,
+                            pad,
+                            dilation,
+                            ..
+                        } => {
                             // The first maximum in row-major window order gets the gradient, as in PyTorch.
                             let mut best: Option<(usize, usize, f64)> = None;
                             for i in 0..kernel[0] as usize {
                                 for j in 0..kernel[1] as usize {
-                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize) as i64 - pad[0] as i64;
-                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize) as i64 - pad[2] as i64;
-                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize)
+                                        as i64
+                                        - pad[0] as i64;
+                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize)
+                                        as i64
+                                        - pad[2] as i64;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w
+                                    {
                                         let v = xv[[b, ch, ih as usize, iw as usize]];
-                                        if best.is_none_or(|(_, _, bv)| v > bv || (v.is_nan() && !bv.is_nan())) {
+                                        if best.is_none_or(|(_, _, bv)| {
+                                            v > bv || (v.is_nan() && !bv.is_nan())
+                                        }) {
                                             best = Some((ih as usize, iw as usize, v));
                                         }
                                     }
@@ -117,21 +176,43 @@ pub fn backward(op: &Op, x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
                                 dx[[b, ch, ih, iw]] += g;
                             }
                         }
-                        Op::AvgPool2d { kernel, stride, pad, count_include_pad, .. } => {
-                            let wh = window(oh, h, kernel[0] as usize, stride[0] as usize, pad[0] as usize, pad[1] as usize);
-                            let ww = window(ow, w, kernel[1] as usize, stride[1] as usize, pad[2] as usize, pad[3] as usize);
+                        Op::AvgPool2d {
+                            kernel,
+                            stride,
+                            pad,
+                            count_include_pad,
+                            ..
+                        } => {
+                            let wh = window(
+                                oh,
+                                h,
+                                kernel[0] as usize,
+                                stride[0] as usize,
+                                pad[0] as usize,
+                                pad[1] as usize,
+                            );
+                            let ww = window(
+                                ow,
+                                w,
+                                kernel[1] as usize,
+                                stride[1] as usize,
+                                pad[2] as usize,
+                                pad[3] as usize,
+                            );
                             let divisor = if *count_include_pad {
                                 wh.padded_len * ww.padded_len
                             } else {
                                 (wh.end - wh.start) * (ww.end - ww.start)
                             };
-                            dx.slice_mut(s![b, ch, wh.start..wh.end, ww.start..ww.end]).mapv_inplace(|v| v + g / divisor as f64);
+                            dx.slice_mut(s![b, ch, wh.start..wh.end, ww.start..ww.end])
+                                .mapv_inplace(|v| v + g / divisor as f64);
                         }
                         Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
                             let (h0, h1) = adaptive(oh, h, ho);
                             let (w0, w1) = adaptive(ow, w, wo);
                             let count = ((h1 - h0) * (w1 - w0)) as f64;
-                            dx.slice_mut(s![b, ch, h0..h1, w0..w1]).mapv_inplace(|v| v + g / count);
+                            dx.slice_mut(s![b, ch, h0..h1, w0..w1])
+                                .mapv_inplace(|v| v + g / count);
                         }
                         _ => unreachable!("pool::backward is called for pooling ops"),
                     }
@@ -147,7 +228,8 @@ pub fn zeropad(x: &ArrayD<f64>, pad: [u64; 4]) -> ArrayD<f64> {
     let (n, c, h, w) = x.dim();
     let p = pad.map(|v| v as usize);
     let mut y = Array4::zeros((n, c, h + p[0] + p[1], w + p[2] + p[3]));
-    y.slice_mut(s![.., .., p[0]..p[0] + h, p[2]..p[2] + w]).assign(&x);
+    y.slice_mut(s![.., .., p[0]..p[0] + h, p[2]..p[2] + w])
+        .assign(&x);
     y.into_dyn()
 }
 
@@ -156,5 +238,7 @@ pub fn zeropad_grad(dy: &ArrayD<f64>, pad: [u64; 4]) -> ArrayD<f64> {
     let dy = as4(dy);
     let (_, _, h, w) = dy.dim();
     let p = pad.map(|v| v as usize);
-    dy.slice(s![.., .., p[0]..h - p[1], p[2]..w - p[3]]).to_owned().into_dyn()
+    dy.slice(s![.., .., p[0]..h - p[1], p[2]..w - p[3]])
+        .to_owned()
+        .into_dyn()
 }

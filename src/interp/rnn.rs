@@ -26,7 +26,11 @@ struct Weights<'a> {
     b_hh: Array1<f64>,
 }
 
-fn weights<'a>(w_ih: &'a ArrayD<f64>, w_hh: &'a ArrayD<f64>, bias: Option<(&ArrayD<f64>, &ArrayD<f64>)>) -> Weights<'a> {
+fn weights<'a>(
+    w_ih: &'a ArrayD<f64>,
+    w_hh: &'a ArrayD<f64>,
+    bias: Option<(&ArrayD<f64>, &ArrayD<f64>)>,
+) -> Weights<'a> {
     let rows = w_ih.shape()[0];
     let (b_ih, b_hh) = match bias {
         Some((a, b)) => (a.iter().copied().collect(), b.iter().copied().collect()),
@@ -44,13 +48,24 @@ fn block(v: &Array1<f64>, k: usize, h: usize) -> Array1<f64> {
     v.slice(s![k * h..(k + 1) * h]).to_owned()
 }
 
-fn step_forward(cell: Cell, hd: usize, w: &Weights, x: ArrayView1<f64>, h: &Array1<f64>, c: &Array1<f64>) -> (Array1<f64>, Array1<f64>, Vec<Array1<f64>>) {
+fn step_forward(
+    cell: Cell,
+    hd: usize,
+    w: &Weights,
+    x: ArrayView1<f64>,
+    h: &Array1<f64>,
+    c: &Array1<f64>,
+) -> (Array1<f64>, Array1<f64>, Vec<Array1<f64>>) {
     let gi = w.w_ih.dot(&x) + &w.b_ih;
     let gh = w.w_hh.dot(h) + &w.b_hh;
     match cell {
         Cell::Simple { relu } => {
             let pre = &gi + &gh;
-            let h2 = if relu { pre.mapv(|v| v.max(0.0)) } else { pre.mapv(f64::tanh) };
+            let h2 = if relu {
+                pre.mapv(|v| v.max(0.0))
+            } else {
+                pre.mapv(f64::tanh)
+            };
             (h2.clone(), c.clone(), vec![h2])
         }
         Cell::Lstm => {
@@ -75,9 +90,20 @@ fn step_forward(cell: Cell, hd: usize, w: &Weights, x: ArrayView1<f64>, h: &Arra
 }
 
 fn trace(cell: Cell, hd: usize, w: &Weights, xs: ndarray::ArrayView2<f64>) -> Trace {
-    let mut t = Trace { h: vec![Array1::zeros(hd)], c: vec![Array1::zeros(hd)], gates: Vec::new() };
+    let mut t = Trace {
+        h: vec![Array1::zeros(hd)],
+        c: vec![Array1::zeros(hd)],
+        gates: Vec::new(),
+    };
     for x in xs.outer_iter() {
-        let (h, c, g) = step_forward(cell, hd, w, x, t.h.last().expect("h_0"), t.c.last().expect("c_0"));
+        let (h, c, g) = step_forward(
+            cell,
+            hd,
+            w,
+            x,
+            t.h.last().expect("h_0"),
+            t.c.last().expect("c_0"),
+        );
         t.h.push(h);
         t.c.push(c);
         t.gates.push(g);
@@ -150,7 +176,11 @@ pub fn backward(
             let (d_gi, d_gh) = match cell {
                 Cell::Simple { relu } => {
                     let h2 = &gates[0];
-                    let d = if relu { &dh * &h2.mapv(|v| (v > 0.0) as u8 as f64) } else { &dh * &h2.mapv(|v| 1.0 - v * v) };
+                    let d = if relu {
+                        &dh * &h2.mapv(|v| (v > 0.0) as u8 as f64)
+                    } else {
+                        &dh * &h2.mapv(|v| 1.0 - v * v)
+                    };
                     (d.clone(), d)
                 }
                 Cell::Lstm => {
@@ -198,7 +228,13 @@ pub fn backward(
             dh = dh_prev;
         }
     }
-    [dx.into_dyn(), dw_ih.into_dyn(), dw_hh.into_dyn(), db_ih.into_dyn(), db_hh.into_dyn()]
+    [
+        dx.into_dyn(),
+        dw_ih.into_dyn(),
+        dw_hh.into_dyn(),
+        db_ih.into_dyn(),
+        db_hh.into_dyn(),
+    ]
 }
 
 fn outer(a: &Array1<f64>, b: &ArrayView1<f64>) -> Array2<f64> {

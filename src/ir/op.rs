@@ -1,7 +1,7 @@
 //! The closed set of operations in the graph IR, with their attributes inline, and the one table of their
 //! text names shared by the lowering (layer calls) and the printer (dumps).
 
-use super::train::{Init, Regularizer};
+use super::train::{Init, Loss, Regularizer};
 use super::types::TensorType;
 
 /// Elementwise activation functions.
@@ -185,6 +185,26 @@ pub enum Op {
         return_sequences: bool,
         bias: bool,
     },
+    /// A scalar constant `f32[]` (the seed of a backward pass).
+    Constant {
+        value: f64,
+    },
+    /// The training loss, a scalar `f32[]`. Inputs: prediction, target (same shape; for the sparse
+    /// categorical loss integer class indices without the class axis).
+    Loss {
+        loss: Loss,
+    },
+    /// A regularization penalty of one weight, a scalar `f32[]`.
+    Penalty {
+        reg: Regularizer,
+    },
+    /// The gradient of `forward` with respect to its input `slot`, made by autodiff. Inputs: the forward
+    /// op's inputs (in its slot order), its output `y`, and the upstream gradient `dy` (shaped as `y`).
+    /// One op for every layer's vector-Jacobian product keeps backward graphs in the same IR as forward ones.
+    Grad {
+        forward: Box<Op>,
+        slot: usize,
+    },
 }
 
 impl Op {
@@ -223,6 +243,10 @@ impl Op {
                 Cell::Lstm => "lstm",
                 Cell::Gru => "gru",
             },
+            Op::Constant { .. } => "constant",
+            Op::Loss { .. } => "loss",
+            Op::Penalty { .. } => "penalty",
+            Op::Grad { .. } => "grad",
         }
     }
 
@@ -337,6 +361,24 @@ impl Op {
                 v.push(("bias", bias.to_string()));
                 v
             }
+            Op::Constant { value } => vec![("value", value.to_string())],
+            Op::Loss { loss } => vec![("loss", format!("{loss:?}"))],
+            Op::Penalty { reg } => vec![("reg", reg.to_string())],
+            Op::Grad { forward, slot } => {
+                let inner: Vec<String> = forward
+                    .attrs()
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let mut v = vec![
+                    ("of", forward.name().to_string()),
+                    ("slot", slot.to_string()),
+                ];
+                if !inner.is_empty() {
+                    v.push(("attrs", format!("[{}]", inner.join(" "))));
+                }
+                v
+            }
         }
     }
 
@@ -367,8 +409,31 @@ impl Op {
                     .saturating_mul(steps)
                     .saturating_mul(cell.gates() * hidden * (features + hidden))
             }
+            // A gradient's matmuls: for dense and conv layers the input and weight gradients each cost the
+            // forward's MACs; a recurrent layer's input gradient also carries the hidden-state recurrence.
+            Op::Grad { forward, slot } => {
+                let (x, y) = (inputs[0], inputs[inputs.len() - 2]);
+                match (&**forward, slot) {
+                    (Op::Dense { .. } | Op::Conv2d { .. }, 0 | 1) => forward.macs(&[x], y, batch),
+                    (Op::Rnn { cell, hidden, .. }, 0..=2) => {
+                        let (steps, features) = (x.size(1).unwrap_or(0), x.size(2).unwrap_or(0));
+                        let width = match slot {
+                            0 => features + hidden,
+                            1 => features,
+                            _ => *hidden,
+                        };
+                        batch
+                            .saturating_mul(steps)
+                            .saturating_mul(cell.gates() * hidden * width)
+                    }
+                    _ => 0,
+                }
+            }
             Op::Input { .. }
             | Op::Param(_)
+            | Op::Constant { .. }
+            | Op::Loss { .. }
+            | Op::Penalty { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }

@@ -2,6 +2,7 @@
 //! by the verifier, so the two can never disagree.
 
 use super::op::{Cell, Op};
+use super::train::Loss;
 use super::types::{DType, Dim, TensorType, MAX_ELEMENTS};
 
 /// Why an op cannot take the types it was given.
@@ -83,6 +84,17 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
     let name = op.name();
     match op {
         Op::Input { .. } | Op::Param(_) => Err(ShapeError::Declared),
+        Op::Constant { .. } => {
+            arity(name, inputs, 0)?;
+            Ok(scalar())
+        }
+        Op::Loss { loss } => loss_type(loss, inputs),
+        Op::Penalty { .. } => {
+            arity(name, inputs, 1)?;
+            float(name, inputs[0])?;
+            Ok(scalar())
+        }
+        Op::Grad { forward, slot } => grad_type(forward, *slot, inputs),
         Op::Dense { units, bias } => {
             arity(name, inputs, 2 + *bias as usize)?;
             let x = float(name, inputs[0])?;
@@ -262,7 +274,8 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                     found: inputs.len(),
                 });
             }
-            let x = float(name, activation(name, inputs[0], 1, "a tensor `[N, ...]`")?)?;
+            // Gradients add up parameter-shaped and scalar tensors too, so any one float type is accepted.
+            let x = float(name, inputs[0])?;
             for (i, other) in inputs.iter().enumerate().skip(1) {
                 if *other != x {
                     return Err(ShapeError::Mismatch {
@@ -354,6 +367,70 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             Ok(TensorType::batched(x.dtype, dims))
         }
     }
+}
+
+/// A scalar `f32[]`: losses, penalties, constants.
+fn scalar() -> TensorType {
+    TensorType::new(DType::F32, Vec::new())
+}
+
+/// The loss's inputs: a batched float prediction and a target of the same shape (integer class indices
+/// without the class axis for the sparse categorical loss).
+fn loss_type(loss: &Loss, inputs: &[&TensorType]) -> R<TensorType> {
+    arity("loss", inputs, 2)?;
+    let pred = float(
+        "loss",
+        activation("loss", inputs[0], 2, "a prediction `[N, ...]`")?,
+    )?;
+    let target = inputs[1];
+    let expected = match loss {
+        Loss::SparseCategoricalCrossentropy { .. } => {
+            if target.dtype.is_float() {
+                return Err(ShapeError::Dtype {
+                    op: "loss",
+                    expected: "integer (class index)",
+                    found: target.clone(),
+                });
+            }
+            TensorType::new(target.dtype, pred.dims[..pred.rank() - 1].to_vec())
+        }
+        _ => pred.clone(),
+    };
+    if *target != expected {
+        return Err(ShapeError::Mismatch {
+            op: "loss",
+            index: 1,
+            first: expected,
+            other: target.clone(),
+        });
+    }
+    Ok(scalar())
+}
+
+/// A gradient has the type of the forward input it is taken for; the forward op must accept the inputs it
+/// is given, and the upstream gradient must have the forward output's type.
+fn grad_type(forward: &Op, slot: usize, inputs: &[&TensorType]) -> R<TensorType> {
+    if inputs.len() < 3 || slot >= inputs.len() - 2 {
+        return Err(ShapeError::Arity {
+            op: "grad",
+            expected: format!("the forward inputs (more than {slot}), y and dy"),
+            found: inputs.len(),
+        });
+    }
+    let k = inputs.len() - 2;
+    let (y, dy) = (inputs[k], inputs[k + 1]);
+    let forward_y = infer(forward, &inputs[..k])?;
+    for (i, t) in [(k, y), (k + 1, dy)] {
+        if *t != forward_y {
+            return Err(ShapeError::Mismatch {
+                op: "grad",
+                index: i,
+                first: forward_y.clone(),
+                other: t.clone(),
+            });
+        }
+    }
+    float("grad", inputs[slot]).cloned()
 }
 
 fn arity(op: &'static str, inputs: &[&TensorType], n: usize) -> R<()> {

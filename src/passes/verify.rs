@@ -65,8 +65,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     }
                     Err(e) => return Err(err(id, format!("shape inference fails: {e}"))),
                 }
+                // Layers take data inputs first, then parameters. A gradient node keeps its forward op's
+                // slots and appends y and dy, so the rule does not apply to it.
                 let is_param = |i: &NodeId| g.node(*i).op.is_param();
-                if let Some(first) = inputs.iter().position(is_param) {
+                let layer = !matches!(op, Op::Grad { .. });
+                if let Some(first) = inputs.iter().position(is_param).filter(|_| layer) {
                     if !inputs[first..].iter().all(is_param) {
                         return Err(err(id, "a data input comes after a parameter".into()));
                     }

@@ -14,13 +14,26 @@ use crate::ir::Graph;
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write `{path}`: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{path}` is not a valid {format} file: {reason}")]
-    Corrupt { path: PathBuf, format: &'static str, reason: String },
+    Corrupt {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
     #[error("`{path}` does not fit the model:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Mismatch { path: PathBuf, problems: Vec<String> },
+    Mismatch {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// What a weights file may lack or have in excess.
@@ -33,13 +46,25 @@ pub struct LoadOptions {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it over `path`.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), FileError> {
-    let err = |source| FileError::Write { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), FileError> {
+    let err = |source| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -56,15 +81,33 @@ fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::
 /// Reads the model's parameters from a safetensors file, checking names and shapes against `g`. Returns the
 /// weights and the names of parameters the file lacks (only with `allow_missing`). PyTorch's int64
 /// `num_batches_tracked` entries are accepted and ignored.
-pub fn read_weights(path: &Path, g: &Graph, options: LoadOptions) -> Result<(Weights, Vec<String>), FileError> {
+pub fn read_weights(
+    path: &Path,
+    g: &Graph,
+    options: LoadOptions,
+) -> Result<(Weights, Vec<String>), FileError> {
     let bytes = read(path)?;
-    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: "safetensors", reason };
+    let corrupt = |reason: String| FileError::Corrupt {
+        path: path.to_path_buf(),
+        format: "safetensors",
+        reason,
+    };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let expected: Vec<(String, Vec<usize>)> = g
         .node_ids()
         .into_iter()
         .filter(|&id| g.node(id).op.is_param())
-        .map(|id| (g.node(id).path.clone(), g.node(id).ty.fixed_dims().iter().map(|&d| d as usize).collect()))
+        .map(|id| {
+            (
+                g.node(id).path.clone(),
+                g.node(id)
+                    .ty
+                    .fixed_dims()
+                    .iter()
+                    .map(|&d| d as usize)
+                    .collect(),
+            )
+        })
         .collect();
     let mut problems = Vec::new();
     let mut weights = Weights::new();
@@ -75,40 +118,75 @@ pub fn read_weights(path: &Path, g: &Graph, options: LoadOptions) -> Result<(Wei
             continue;
         };
         if view.shape() != shape.as_slice() {
-            problems.push(format!("`{name}` has shape {:?}, the model expects {shape:?}", view.shape()));
+            problems.push(format!(
+                "`{name}` has shape {:?}, the model expects {shape:?}",
+                view.shape()
+            ));
             continue;
         }
         match to_f64(view.dtype(), view.data()) {
             Some(values) => {
-                weights.insert(name.clone(), ArrayD::from_shape_vec(shape.clone(), values).expect("shape checked"));
+                weights.insert(
+                    name.clone(),
+                    ArrayD::from_shape_vec(shape.clone(), values).expect("shape checked"),
+                );
             }
-            None => problems.push(format!("`{name}` has element type {:?}; expected a float type", view.dtype())),
+            None => problems.push(format!(
+                "`{name}` has element type {:?}; expected a float type",
+                view.dtype()
+            )),
         }
     }
     if !options.allow_missing {
-        problems.extend(missing.iter().map(|m| format!("`{m}` is missing (pass --allow-missing to initialize it)")));
+        problems.extend(
+            missing
+                .iter()
+                .map(|m| format!("`{m}` is missing (pass --allow-missing to initialize it)")),
+        );
     }
     if !options.allow_extra {
-        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let mut extra: Vec<String> =
-            st.names().into_iter().filter(|n| !known.contains(*n) && !n.ends_with("num_batches_tracked")).map(str::to_string).collect();
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(n, _)| n.as_str()).collect();
+        let mut extra: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|n| !known.contains(*n) && !n.ends_with("num_batches_tracked"))
+            .map(str::to_string)
+            .collect();
         extra.sort();
-        problems.extend(extra.iter().map(|e| format!("`{e}` is not a parameter of this model (pass --allow-extra to ignore it)")));
+        problems.extend(extra.iter().map(|e| {
+            format!("`{e}` is not a parameter of this model (pass --allow-extra to ignore it)")
+        }));
     }
     if problems.is_empty() {
         Ok((weights, missing))
     } else {
-        Err(FileError::Mismatch { path: path.to_path_buf(), problems })
+        Err(FileError::Mismatch {
+            path: path.to_path_buf(),
+            problems,
+        })
     }
 }
 
 /// Little-endian element data to f64, for the float types checkpoints use.
 fn to_f64(dtype: Dtype, data: &[u8]) -> Option<Vec<f64>> {
     Some(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
-        Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]]))).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64).collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)
+            .collect(),
         _ => return None,
     })
 }
@@ -128,15 +206,44 @@ fn f16_to_f64(h: u16) -> f64 {
 /// Every tensor of a safetensors file, by name: floats as f64, integers as i64 (test fixtures, tools).
 pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
     let bytes = read(path)?;
-    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: "safetensors", reason };
+    let corrupt = |reason: String| FileError::Corrupt {
+        path: path.to_path_buf(),
+        format: "safetensors",
+        reason,
+    };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let t = match view.dtype() {
-            Dtype::I64 => Tensor::I(ArrayD::from_shape_vec(shape, view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()).expect("shape")),
-            Dtype::I32 => Tensor::I(ArrayD::from_shape_vec(shape, view.data().chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64).collect()).expect("shape")),
-            d => Tensor::F(ArrayD::from_shape_vec(shape, to_f64(d, view.data()).ok_or_else(|| corrupt(format!("`{name}` has unsupported type {d:?}")))?).expect("shape")),
+            Dtype::I64 => Tensor::I(
+                ArrayD::from_shape_vec(
+                    shape,
+                    view.data()
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .collect(),
+                )
+                .expect("shape"),
+            ),
+            Dtype::I32 => Tensor::I(
+                ArrayD::from_shape_vec(
+                    shape,
+                    view.data()
+                        .chunks_exact(4)
+                        .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64)
+                        .collect(),
+                )
+                .expect("shape"),
+            ),
+            d => Tensor::F(
+                ArrayD::from_shape_vec(
+                    shape,
+                    to_f64(d, view.data())
+                        .ok_or_else(|| corrupt(format!("`{name}` has unsupported type {d:?}")))?,
+                )
+                .expect("shape"),
+            ),
         };
         out.push((name, t));
     }
@@ -148,10 +255,20 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
 pub fn write_weights(path: &Path, weights: &Weights) -> Result<(), FileError> {
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = weights
         .iter()
-        .map(|(name, a)| (name.clone(), a.shape().to_vec(), a.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()))
+        .map(|(name, a)| {
+            (
+                name.clone(),
+                a.shape().to_vec(),
+                a.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = buffers.iter().map(|(name, shape, data)| {
-        (name.clone(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).expect("length matches shape"))
+        (
+            name.clone(),
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .expect("length matches shape"),
+        )
     });
     let bytes = safetensors::tensor::serialize(views, None).map_err(|e| FileError::Write {
         path: path.to_path_buf(),
@@ -165,7 +282,11 @@ pub fn write_weights(path: &Path, weights: &Weights) -> Result<(), FileError> {
 pub fn read_arrays(path: &Path) -> Result<Vec<(Option<String>, Tensor)>, FileError> {
     let bytes = read(path)?;
     let is_npz = bytes.starts_with(b"PK");
-    let corrupt = |reason: String| FileError::Corrupt { path: path.to_path_buf(), format: if is_npz { "npz" } else { "npy" }, reason };
+    let corrupt = |reason: String| FileError::Corrupt {
+        path: path.to_path_buf(),
+        format: if is_npz { "npz" } else { "npy" },
+        reason,
+    };
     if !is_npz {
         return Ok(vec![(None, npy_any(&bytes).map_err(corrupt)?)]);
     }
@@ -192,11 +313,16 @@ fn npy_any(bytes: &[u8]) -> Result<Tensor, String> {
     }
     match ArrayD::<i32>::read_npy(Cursor::new(bytes)) {
         Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
-        Err(e) => Err(format!("{e} (supported element types: float32, float64, int32, int64)")),
+        Err(e) => Err(format!(
+            "{e} (supported element types: float32, float64, int32, int64)"
+        )),
     }
 }
 
-fn npz_any<R: std::io::Read + std::io::Seek>(npz: &mut NpzReader<R>, name: &str) -> Result<Tensor, String> {
+fn npz_any<R: std::io::Read + std::io::Seek>(
+    npz: &mut NpzReader<R>,
+    name: &str,
+) -> Result<Tensor, String> {
     if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name) {
         return Ok(Tensor::F(a.mapv(|v| v as f64)));
     }
@@ -208,7 +334,9 @@ fn npz_any<R: std::io::Read + std::io::Seek>(npz: &mut NpzReader<R>, name: &str)
     }
     match npz.by_name::<ndarray::OwnedRepr<i32>, ndarray::IxDyn>(name) {
         Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
-        Err(e) => Err(format!("member `{name}`: {e} (supported element types: float32, float64, int32, int64)")),
+        Err(e) => Err(format!(
+            "member `{name}`: {e} (supported element types: float32, float64, int32, int64)"
+        )),
     }
 }
 
@@ -220,7 +348,10 @@ pub fn write_arrays(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), File
     write_atomically(path, |f| {
         if !npz {
             return match &arrays[0].1 {
-                Tensor::F(a) => a.mapv(|v| v as f32).write_npy(f).map_err(|e| io(e.to_string())),
+                Tensor::F(a) => a
+                    .mapv(|v| v as f32)
+                    .write_npy(f)
+                    .map_err(|e| io(e.to_string())),
                 Tensor::I(a) => a.write_npy(f).map_err(|e| io(e.to_string())),
             };
         }

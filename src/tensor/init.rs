@@ -19,14 +19,34 @@ pub fn initialize(g: &Graph, seed: u64) -> Weights {
         let owner = g.users(id).first().copied();
         // A bias is initialized from its layer's weight fan-in; a recurrent layer's from its hidden size.
         let context = owner.map_or(Context::default(), |o| {
-            let weight = g.inputs(o).into_iter().find(|&i| matches!(&g.node(i).op, Op::Param(q) if q.role == ParamRole::Weight));
+            let weight = g
+                .inputs(o)
+                .into_iter()
+                .find(|&i| matches!(&g.node(i).op, Op::Param(q) if q.role == ParamRole::Weight));
             Context {
-                weight_fan_in: weight.map(|wi| fans(&g.node(wi).ty.fixed_dims().iter().map(|&d| d as usize).collect::<Vec<_>>()).0),
-                hidden: if let Op::Rnn { hidden, .. } = g.node(o).op { Some(hidden as f64) } else { None },
+                weight_fan_in: weight.map(|wi| {
+                    fans(
+                        &g.node(wi)
+                            .ty
+                            .fixed_dims()
+                            .iter()
+                            .map(|&d| d as usize)
+                            .collect::<Vec<_>>(),
+                    )
+                    .0
+                }),
+                hidden: if let Op::Rnn { hidden, .. } = g.node(o).op {
+                    Some(hidden as f64)
+                } else {
+                    None
+                },
             }
         });
         let mut rng = Rng::for_name(seed, &node.path);
-        w.insert(node.path.clone(), values(&p.init, p.role, &context, &dims, &mut rng));
+        w.insert(
+            node.path.clone(),
+            values(&p.init, p.role, &context, &dims, &mut rng),
+        );
     }
     w
 }
@@ -51,7 +71,13 @@ fn fans(dims: &[usize]) -> (f64, f64) {
     }
 }
 
-fn values(init: &Init, role: ParamRole, cx: &Context, dims: &[usize], rng: &mut Rng) -> ArrayD<f64> {
+fn values(
+    init: &Init,
+    role: ParamRole,
+    cx: &Context,
+    dims: &[usize],
+    rng: &mut Rng,
+) -> ArrayD<f64> {
     let n: usize = dims.iter().product();
     let (fan_in, fan_out) = fans(dims);
     let mut sample = |f: &mut dyn FnMut(&mut Rng) -> f64| -> ArrayD<f64> {
@@ -87,7 +113,9 @@ fn values(init: &Init, role: ParamRole, cx: &Context, dims: &[usize], rng: &mut 
             // kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the bias uses the
             // weight's fan-in.
             ParamRole::Weight => sample(&mut uniform(1.0 / fan_in.sqrt())),
-            ParamRole::Bias => sample(&mut uniform(1.0 / cx.weight_fan_in.unwrap_or(fan_in).sqrt())),
+            ParamRole::Bias => sample(&mut uniform(
+                1.0 / cx.weight_fan_in.unwrap_or(fan_in).sqrt(),
+            )),
         },
     }
 }

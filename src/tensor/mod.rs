@@ -6,7 +6,9 @@ mod files;
 mod init;
 mod rng;
 
-pub use files::{read_arrays, read_tensors, read_weights, write_arrays, write_weights, FileError, LoadOptions};
+pub use files::{
+    read_arrays, read_tensors, read_weights, write_arrays, write_weights, FileError, LoadOptions,
+};
 pub use init::initialize;
 pub use rng::Rng;
 
