@@ -38,7 +38,12 @@ fn adaptive(o: usize, len: usize, out: usize) -> (usize, usize) {
 pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
     let x = as4(x);
     let (n, c, h, w) = x.dim();
-    let (ho, wo) = (out_shape[2], out_shape[3]);
+    // Global pooling without kept dimensions outputs `[N, C]`: pool into `[N, C, 1, 1]`, then reshape.
+    let (ho, wo) = if out_shape.len() == 4 {
+        (out_shape[2], out_shape[3])
+    } else {
+        (1, 1)
+    };
     let mut y = Array4::<f64>::zeros((n, c, ho, wo));
     for b in 0..n {
         for ch in 0..c {
