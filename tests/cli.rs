@@ -146,3 +146,114 @@ fn dump_dot_is_a_digraph() {
     );
     assert!(dot.contains("->"));
 }
+
+fn temp(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("nnc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name).display().to_string()
+}
+
+/// A float32 .npy file of the given shape (values 0, 0.01, 0.02, ...).
+fn npy(name: &str, shape: &[usize]) -> String {
+    let path = temp(name);
+    let a = ndarray::ArrayD::from_shape_fn(shape.to_vec(), |ix| {
+        use ndarray::Dimension;
+        ix.as_array_view().iter().sum::<usize>() as f64 * 0.01
+    });
+    nnc::tensor::write_arrays(
+        std::path::Path::new(&path),
+        &[("x".into(), nnc::tensor::Tensor::F(a))],
+    )
+    .expect("writes");
+    path
+}
+
+#[test]
+fn init_then_run_writes_outputs() {
+    let weights = temp("lenet.safetensors");
+    let out = nnc(&["init", "models/lenet5.nn", "-o", &weights, "--seed", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("wrote 10 tensors (44426 values)"));
+    let x = npy("x.npy", &[3, 1, 28, 28]);
+    let y = temp("y.npy");
+    let out = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--weights",
+        &weights,
+        "--input",
+        &x,
+        "--output",
+        &y,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let back = nnc::tensor::read_arrays(std::path::Path::new(&y)).expect("output file");
+    assert_eq!(back[0].1.shape(), &[3, 10]);
+    // Softmax rows sum to one.
+    for row in back[0].1.to_f64().outer_iter() {
+        assert!((row.sum() - 1.0).abs() < 1e-5);
+    }
+    // Without --output: the shape and each row's top classes.
+    let out = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--weights",
+        &weights,
+        "--input",
+        &x,
+    ]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("probs: float [3, 10]\n  row 0: argmax "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn run_refuses_inputs_and_weights_that_do_not_fit() {
+    let wrong = npy("wrong.npy", &[2, 1, 27, 28]);
+    let out = nnc(&["run", "models/lenet5.nn", "--input", &wrong]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("input `x` has shape [2, 1, 27, 28], the model expects f32[N, 1, 28, 28]"),
+        "{}",
+        text(&out.stderr)
+    );
+    let x = npy("x2.npy", &[1, 1, 28, 28]);
+    let weights = temp("mlp.safetensors");
+    assert_eq!(
+        nnc(&["init", "models/mlp_iris.nn", "-o", &weights])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--weights",
+        &weights,
+        "--input",
+        &x,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`c1.weight` is missing") && err.contains("is not a parameter of this model"),
+        "{err}"
+    );
+    let corrupt = temp("corrupt.safetensors");
+    std::fs::write(&corrupt, b"not a safetensors file").expect("writes");
+    let out = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--weights",
+        &corrupt,
+        "--input",
+        &x,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not a valid safetensors file"));
+    let out = nnc(&["run", "models/lenet5.nn", "--input", "/no/such/input.npy"]);
+    assert_eq!(out.status.code(), Some(2));
+}
