@@ -11,8 +11,8 @@ tests/fixtures/torch/:
                                                          batchnorm_* cases)
                                dout.<output name>        float32, a random upstream gradient for that output
                                output.<output name>      float64
-                               grad.<param name>         float64, for every trainable parameter
-                               grad_input.<input name>   float64, for every float input
+                               grad.<param name>         float32 (rounded from float64), for every trainable parameter
+                               grad_input.<input name>   float32 (rounded from float64), for every float input
                                running_after.<bn>.running_mean / .running_var
                                                          float64, train-mode cases only: the buffers after the
                                                          single forward pass (momentum 0.1, unbiased variance)
@@ -545,10 +545,10 @@ def make_case(name, mode, make):
         io[f"output.{n}"] = o.detach().contiguous()
     for k, p in module.named_parameters():
         assert p.grad is not None, f"{name}: no gradient for {k}"
-        io[f"grad.{k}"] = p.grad.detach().contiguous()
+        io[f"grad.{k}"] = p.grad.detach().to(torch.float32).contiguous()
     for (k, v), x in zip(inputs.items(), xs):
         if v.is_floating_point():
-            io[f"grad_input.{k}"] = x.grad.detach().contiguous()
+            io[f"grad_input.{k}"] = x.grad.detach().to(torch.float32).contiguous()
     if mode == "train":
         for path, m in module.named_modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
