@@ -53,6 +53,8 @@ pub enum RunError {
     },
     #[error("parameter `{0}` has no value")]
     MissingWeight(String),
+    #[error("`{layer}`: batch norm in training mode needs more than one value per channel (batch and spatial size 1)")]
+    SingleValueBatchNorm { layer: String },
     #[error("target class {class} is out of range for the model's classes")]
     ClassOutOfRange { class: i64 },
 }
@@ -250,6 +252,11 @@ impl Context<'_> {
                 match self.options.mode {
                     Mode::Eval => norm::batchnorm_eval(x(), gamma, beta, mean, var, *eps),
                     Mode::Train => {
+                        if x().len() == x().shape()[1] {
+                            return Err(RunError::SingleValueBatchNorm {
+                                layer: self.g.node(id).path.clone(),
+                            });
+                        }
                         let (y, new_mean, new_var) =
                             norm::batchnorm_train(x(), gamma, beta, mean, var, *eps, *momentum);
                         let ids = self.g.inputs(id);

@@ -139,7 +139,9 @@ pub fn forward(
     }
 }
 
-/// Gradients `[dx, dW_ih, dW_hh, db_ih, db_hh]` given the output gradient `dy`.
+/// Gradients `[dx, dW_ih, dW_hh, db_ih, db_hh]` given the output gradient `dy`. The arguments mirror the op's
+/// attributes and inputs one to one.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     cell: Cell,
     hd: usize,
