@@ -12,6 +12,7 @@ pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod passes;
+pub mod plan;
 pub mod report;
 pub mod syntax;
 pub mod tensor;

@@ -141,6 +141,24 @@ pub fn run(
     })
 }
 
+/// Computes one node from the values of its inputs, as `run` would: for executors of kernel plans that hold
+/// values in their own memory. Running statistics a training-mode batch norm would update are dropped.
+pub fn eval_node(
+    g: &Graph,
+    id: NodeId,
+    args: &[&Tensor],
+    options: RunOptions,
+    batch: usize,
+) -> Result<Tensor, RunError> {
+    let mut cx = Context {
+        g,
+        options,
+        batch,
+        updated: Weights::new(),
+    };
+    cx.eval(id, &g.node(id).op, args)
+}
+
 /// Checks the inputs against the model's declared types and returns the batch size.
 fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<usize, RunError> {
     for (name, _) in inputs {
