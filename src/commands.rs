@@ -30,7 +30,33 @@ fn seed_of(g: &Graph, seed: Option<u64>) -> u64 {
     seed.or(g.train.as_ref().map(|t| t.seed)).unwrap_or(0)
 }
 
+/// Bytes of memory available to this process (Linux `MemAvailable`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses work whose estimated memory exceeds what the machine has, instead of aborting mid-way.
+fn check_memory(needed: u64, what: &str) -> Result<(), Failure> {
+    match available_memory() {
+        Some(available) if needed > available => Err(Failure {
+            message: format!(
+                "{what} needs about {:.1} GiB of memory; {:.1} GiB is available",
+                needed as f64 / (1u64 << 30) as f64,
+                available as f64 / (1u64 << 30) as f64
+            ),
+            code: 1,
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn init(g: &Graph, output: &Path, seed: Option<u64>) -> Result<String, Failure> {
+    // f64 values while initializing, then an f32 copy to serialize.
+    let weight_bytes = nnc::passes::count(g, 1).weight_bytes;
+    check_memory(weight_bytes.saturating_mul(3), "initializing this model")?;
     let weights = tensor::initialize(g, seed_of(g, seed));
     tensor::write_weights(output, &weights).map_err(file_failure)?;
     let count: usize = weights.values().map(|a| a.len()).sum();
@@ -54,6 +80,26 @@ pub struct RunArgs {
 pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
     let seed = seed_of(g, args.seed);
     let mut notes = String::new();
+    let inputs = read_inputs(g, &args.inputs)?;
+    // The interpreter holds every value in f64 and frees values after their last use, much as the memory
+    // plan reuses its arena: about twice the plan's f32 weights and arena.
+    let batch = inputs
+        .first()
+        .and_then(|(_, t)| t.shape().first().copied())
+        .unwrap_or(1) as u64;
+    let plan = nnc::plan::build(g, batch);
+    let outside_arena: u64 = plan
+        .buffers
+        .iter()
+        .filter(|b| b.live.is_none())
+        .map(|b| b.bytes)
+        .fold(0, u64::saturating_add);
+    check_memory(
+        outside_arena
+            .saturating_add(plan.arena_bytes)
+            .saturating_mul(2),
+        "running this model",
+    )?;
     let weights = match &args.weights {
         Some(path) => {
             let options = LoadOptions {
@@ -81,7 +127,7 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
             tensor::initialize(g, seed)
         }
     };
-    let inputs = read_inputs(g, &args.inputs)?;
+
     let mode = if args.train_mode {
         Mode::Train
     } else {

@@ -21,6 +21,9 @@ struct Cli {
     /// When to color diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     color: Color,
+    /// Print each pipeline stage's time to standard error.
+    #[arg(long, global = true)]
+    time_passes: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,22 +130,31 @@ fn run(cli: Cli) -> u8 {
         Color::Never => false,
         Color::Auto => std::io::stderr().is_terminal(),
     };
-    let (file, options, allow_no_model) = match &cli.command {
+    let (file, options) = match &cli.command {
         Command::Check { file } => (
             file,
             Options {
                 until: None,
                 allow_no_model: true,
             },
-            true,
         ),
-        Command::Summary { file, .. } => (file, Options::default(), false),
+        Command::Summary { file, .. } | Command::Init { file, .. } | Command::Run { file, .. } => {
+            (file, Options::default())
+        }
         Command::Dump { file, after, .. } => {
             if let Some(a) = after {
                 if !passes::pass_names().contains(&a.as_str()) {
+                    let names: Vec<String> =
+                        std::iter::once("lower (the graph as built)".to_string())
+                            .chain(
+                                passes::PASSES
+                                    .iter()
+                                    .map(|p| format!("{} ({})", p.name, p.doc)),
+                            )
+                            .collect();
                     eprintln!(
                         "error: unknown pass `{a}` for --after; passes: {}",
-                        passes::pass_names().join(", ")
+                        names.join(", ")
                     );
                     return 2;
                 }
@@ -153,24 +165,23 @@ fn run(cli: Cli) -> u8 {
                     until: after.clone(),
                     allow_no_model: false,
                 },
-                false,
             )
         }
-        Command::Init { file, .. } | Command::Run { file, .. } => (file, Options::default(), false),
     };
-    let _ = allow_no_model;
-    if let Err(e) = std::fs::metadata(file).and_then(|m| {
-        if m.is_file() {
-            Ok(())
-        } else {
-            Err(std::io::Error::other("not a file"))
+    let text = match nnc::syntax::read_source(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", file.display());
+            return 2;
         }
-    }) {
-        eprintln!("error: cannot read `{}`: {e}", file.display());
-        return 2;
-    }
-    let c = nnc::compile(file, &options);
+    };
+    let c = nnc::compile_text(file, text, &options);
     eprint!("{}", diag::render(&c.sources, &c.diags, color));
+    if cli.time_passes {
+        for (stage, time) in &c.timings {
+            eprintln!("time: {:>9.3} ms  {stage}", time.as_secs_f64() * 1e3);
+        }
+    }
     let Some(graph) = c.graph.as_ref() else {
         return exit_code(&c);
     };

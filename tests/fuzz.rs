@@ -207,6 +207,8 @@ fn absurd_sizes_are_clean_errors() {
         ("model m(x: f32[N, 100000000, 100000000]) -> y: f32[N, 1] { return x }", "E0308"),
         ("model m(x: f32[N, 10]) -> y: f32[N, 1] { return x |> seq { relu * 100000000000 } }", "E0308"),
         ("model m(x: f32[N, 10]) -> y: f32[N, 10] { n = 9223372036854775807 + 1\n return x }", "E0204"),
+        ("model m(x: f32[N, 4]) -> y: f32[N, 4] { return x |> seq { for i in 0..1000000 { for j in 0..1000000 { } } } }", "E0308"),
+        ("model m(x: f32[N, 4, 8]) -> y: f32[N, 1] { return x |> lstm(4611686018427387904) }", "E0308"),
         ("model m(x: f32[N, 4, 8, 8]) -> y: f32[N, 4, 8, 8] { return zeropad(x, 9223372036854775807) }", "E0308"),
         ("model m(x: f32[N, 4, 8, 8]) -> y: f32[N, 4, 8, 8] { return maxpool(x, 9223372036854775807) }", "E0304"),
     ];
@@ -236,6 +238,8 @@ fn deep_nesting_and_long_chains_are_refused_cleanly() {
         " + 1".repeat(100_000)
     );
     assert_eq!(codes(&long), ["E0001"]);
+    let chain = format!("model m(x: f32[N, 4]) -> y: f32[N, 4] {{ n = if false {{ 1 }}{} else {{ 2 }}\n return x }}", " else if false { 1 }".repeat(100_000));
+    assert_eq!(codes(&chain), ["E0001"]);
     let pipes = format!(
         "model m(x: f32[N, 4]) -> y: f32[N, 4] {{ return x{} }}",
         " |> relu".repeat(100_000)

@@ -394,3 +394,56 @@ fn error_recovery_keeps_going_after_a_failed_layer() {
                }";
     assert_eq!(errors(src), ["E0304", "E0305"]);
 }
+
+#[test]
+fn integer_token_ids_can_be_flattened_and_concatenated() {
+    use nnc::interp::{self, Mode, RunOptions};
+    use nnc::tensor::Tensor;
+    let g = graph(
+        "model m(a: i64[N, 2, 3], b: i64[N, 4]) -> y: f32[N, 10, 2] {
+             t = concat(a |> flatten, b)
+             return t |> embedding(50, 2, init=constant(0.5))
+         }",
+    );
+    let a = Tensor::I(ndarray::ArrayD::from_shape_fn(vec![1, 2, 3], |ix| {
+        (ix[1] * 3 + ix[2]) as i64
+    }));
+    let b = Tensor::I(ndarray::ArrayD::from_elem(vec![1, 4], 7));
+    let w = nnc::tensor::initialize(&g, 0);
+    let out = interp::run(
+        &g,
+        &w,
+        &[("a".into(), a), ("b".into(), b)],
+        RunOptions {
+            mode: Mode::Eval,
+            seed: 0,
+        },
+    )
+    .expect("runs");
+    assert_eq!(out.outputs[0].1.shape(), &[1, 10, 2]);
+}
+
+#[test]
+fn a_value_used_twice_by_one_node_stays_alive() {
+    use nnc::interp::{self, Mode, RunOptions};
+    use nnc::tensor::Tensor;
+    let g = graph(
+        "model m(x: f32[N, 4]) -> y: f32[N, 8] { h = relu(x)\n return concat(h * h + h, h) }",
+    );
+    let x = Tensor::F(ndarray::ArrayD::from_elem(vec![2, 4], 2.0));
+    let out = interp::run(
+        &g,
+        &nnc::tensor::Weights::new(),
+        &[("x".into(), x)],
+        RunOptions {
+            mode: Mode::Eval,
+            seed: 0,
+        },
+    )
+    .expect("runs");
+    let y = out.outputs[0].1.to_f64();
+    assert_eq!(
+        y.iter().copied().collect::<Vec<_>>(),
+        [6.0, 6.0, 6.0, 6.0, 2.0, 2.0, 2.0, 2.0, 6.0, 6.0, 6.0, 6.0, 2.0, 2.0, 2.0, 2.0]
+    );
+}

@@ -215,6 +215,17 @@ fn arrays_round_trip_through_npy_and_npz() {
         tensor::read_arrays(&npy),
         Err(FileError::Corrupt { .. })
     ));
+    // A header that declares far more data than the file holds is refused before anything is allocated.
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1152921504606846975,), }";
+    let mut bomb = b"\x93NUMPY\x01\x00".to_vec();
+    bomb.extend((header.len() as u16 + 1).to_le_bytes());
+    bomb.extend(header.bytes().chain(std::iter::once(b'\n')));
+    bomb.extend([0u8; 16]);
+    std::fs::write(&npy, &bomb).expect("writes");
+    match tensor::read_arrays(&npy) {
+        Err(FileError::Corrupt { reason, .. }) => assert!(reason.contains("declares"), "{reason}"),
+        other => panic!("expected a corrupt-file error, got {other:?}"),
+    }
 }
 
 fn stats(a: &ArrayD<f64>) -> (f64, f64, f64, f64) {

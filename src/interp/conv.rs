@@ -9,14 +9,13 @@ pub fn dense(x: &ArrayD<f64>, w: &ArrayD<f64>, b: Option<&ArrayD<f64>>) -> Array
         .view()
         .into_dimensionality::<Ix2>()
         .expect("dense weight is 2-d");
-    let (rows, x2) = rows_of(x);
+    let (_, x2) = rows_of(x);
     let mut y = x2.dot(&w.t());
     if let Some(b) = b {
         y += b;
     }
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank >= 2") = w.nrows();
-    let _ = rows;
     y.to_shape(IxDyn(&shape))
         .expect("same element count")
         .into_owned()

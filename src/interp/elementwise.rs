@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use crate::ir::Act;
 
-pub fn reshape(x: &ArrayD<f64>, shape: &[usize]) -> ArrayD<f64> {
+pub fn reshape<T: Clone>(x: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
     x.to_shape(IxDyn(shape))
         .expect("reshapes keep the element count")
         .to_owned()
@@ -21,7 +21,8 @@ fn sigmoid(v: f64) -> f64 {
 
 pub fn activation(act: Act, x: &ArrayD<f64>) -> ArrayD<f64> {
     match act {
-        Act::Relu => x.mapv(|v| if v > 0.0 { v } else { 0.0 }),
+        // NaN propagates, as in PyTorch.
+        Act::Relu => x.mapv(|v| if v > 0.0 || v.is_nan() { v } else { 0.0 }),
         Act::Sigmoid => x.mapv(sigmoid),
         Act::Tanh => x.mapv(f64::tanh),
         Act::Identity => x.clone(),
@@ -103,7 +104,7 @@ pub fn product(xs: &[&ArrayD<f64>]) -> ArrayD<f64> {
     out
 }
 
-pub fn concat(xs: &[&ArrayD<f64>], axis: usize) -> ArrayD<f64> {
+pub fn concat<T: Clone>(xs: &[&ArrayD<T>], axis: usize) -> ArrayD<T> {
     let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
     ndarray::concatenate(Axis(axis), &views).expect("shape inference checked the concat")
 }

@@ -51,6 +51,12 @@ pub enum RunError {
         index: i64,
         vocab: u64,
     },
+    #[error("parameter `{name}` has shape {found:?}, the model expects {expected:?}")]
+    WeightShape {
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("parameter `{0}` has no value")]
     MissingWeight(String),
     #[error("`{layer}`: batch norm in training mode needs more than one value per channel (batch and spatial size 1)")]
@@ -85,8 +91,13 @@ pub fn run(
     let batch = check_inputs(g, inputs)?;
     let order = g.topo_order().expect("a verified graph is acyclic");
     // Values are dropped after their last use.
-    let mut uses: HashMap<NodeId, usize> =
-        order.iter().map(|&id| (id, g.users(id).len())).collect();
+    // One use per input edge: `x * x` reads `x` twice.
+    let mut uses: HashMap<NodeId, usize> = order.iter().map(|&id| (id, 0)).collect();
+    for &id in &order {
+        for input in g.inputs(id) {
+            *uses.get_mut(&input).expect("inputs are graph nodes") += 1;
+        }
+    }
     let outputs: Vec<NodeId> = g.outputs.iter().map(|(_, id)| *id).collect();
     let mut values: HashMap<NodeId, Tensor> = HashMap::new();
     let mut cx = Context {
@@ -106,12 +117,20 @@ pub fn run(
                     .map(|(_, t)| t.clone())
                     .expect("inputs were checked")
             }
-            Op::Param(_) => Tensor::F(
-                weights
+            Op::Param(_) => {
+                let w = weights
                     .get(&node.path)
-                    .cloned()
-                    .ok_or_else(|| RunError::MissingWeight(node.path.clone()))?,
-            ),
+                    .ok_or_else(|| RunError::MissingWeight(node.path.clone()))?;
+                let want: Vec<usize> = node.ty.fixed_dims().iter().map(|&d| d as usize).collect();
+                if w.shape() != want.as_slice() {
+                    return Err(RunError::WeightShape {
+                        name: node.path.clone(),
+                        found: w.shape().to_vec(),
+                        expected: want,
+                    });
+                }
+                Tensor::F(w.clone())
+            }
             op => {
                 let args: Vec<&Tensor> = g
                     .inputs(id)
@@ -211,7 +230,6 @@ fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<usize, RunErro
 pub(crate) struct Context<'g> {
     pub g: &'g Graph,
     pub options: RunOptions,
-    #[allow(dead_code)]
     pub batch: usize,
     pub updated: Weights,
 }
@@ -226,6 +244,22 @@ fn f(t: &Tensor) -> &ArrayD<f64> {
 impl Context<'_> {
     /// One op. Every op is listed: a new op does not compile until the interpreter handles it.
     fn eval(&mut self, id: NodeId, op: &Op, args: &[&Tensor]) -> Result<Tensor, RunError> {
+        // Integer tensors (token ids) may be reshaped and concatenated on their way to an embedding.
+        let ints: Vec<&ArrayD<i64>> = args
+            .iter()
+            .filter_map(|a| if let Tensor::I(a) = a { Some(a) } else { None })
+            .collect();
+        if !ints.is_empty() && ints.len() == args.len() {
+            if let Op::Flatten | Op::Reshape { .. } = op {
+                return Ok(Tensor::I(elementwise::reshape(
+                    ints[0],
+                    &self.out_shape(id),
+                )));
+            }
+            if let Op::Concat { axis } = op {
+                return Ok(Tensor::I(elementwise::concat(&ints, *axis)));
+            }
+        }
         let x = || f(args[0]);
         let param = |i: usize| f(args[i]);
         let out = match op {

@@ -169,9 +169,7 @@ pub fn backward(op: &Op, x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
                                     if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w
                                     {
                                         let v = xv[[b, ch, ih as usize, iw as usize]];
-                                        if best.is_none_or(|(_, _, bv)| {
-                                            v > bv || (v.is_nan() && !bv.is_nan())
-                                        }) {
+                                        if best.is_none_or(|(_, _, bv)| v > bv || v.is_nan()) {
                                             best = Some((ih as usize, iw as usize, v));
                                         }
                                     }

@@ -62,7 +62,7 @@ fn step_forward(
         Cell::Simple { relu } => {
             let pre = &gi + &gh;
             let h2 = if relu {
-                pre.mapv(|v| v.max(0.0))
+                pre.mapv(|v| if v > 0.0 || v.is_nan() { v } else { 0.0 })
             } else {
                 pre.mapv(f64::tanh)
             };

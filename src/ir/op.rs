@@ -413,20 +413,44 @@ impl Op {
             // forward's MACs; a recurrent layer's input gradient also carries the hidden-state recurrence.
             Op::Grad { forward, slot } => {
                 let (x, y) = (inputs[0], inputs[inputs.len() - 2]);
-                match (&**forward, slot) {
-                    (Op::Dense { .. } | Op::Conv2d { .. }, 0 | 1) => forward.macs(&[x], y, batch),
-                    (Op::Rnn { cell, hidden, .. }, 0..=2) => {
+                match &**forward {
+                    // Bias gradients (slot 2) are sums, not matmuls.
+                    Op::Dense { .. } | Op::Conv2d { .. } if *slot < 2 => {
+                        forward.macs(&[x], y, batch)
+                    }
+                    Op::Rnn { cell, hidden, .. } if *slot < 3 => {
                         let (steps, features) = (x.size(1).unwrap_or(0), x.size(2).unwrap_or(0));
-                        let width = match slot {
-                            0 => features + hidden,
-                            1 => features,
-                            _ => *hidden,
-                        };
+                        let width = [features + hidden, features, *hidden][*slot];
                         batch
                             .saturating_mul(steps)
                             .saturating_mul(cell.gates() * hidden * width)
                     }
-                    _ => 0,
+                    Op::Dense { .. }
+                    | Op::Conv2d { .. }
+                    | Op::Rnn { .. }
+                    | Op::Input { .. }
+                    | Op::Param(_)
+                    | Op::MaxPool2d { .. }
+                    | Op::AvgPool2d { .. }
+                    | Op::AdaptiveAvgPool2d { .. }
+                    | Op::GlobalAvgPool { .. }
+                    | Op::Flatten
+                    | Op::Reshape { .. }
+                    | Op::BatchNorm { .. }
+                    | Op::Dropout { .. }
+                    | Op::Lrn { .. }
+                    | Op::ZeroPad2d { .. }
+                    | Op::Activation(_)
+                    | Op::Softmax { .. }
+                    | Op::Add
+                    | Op::Mul
+                    | Op::Scale { .. }
+                    | Op::Concat { .. }
+                    | Op::Embedding { .. }
+                    | Op::Constant { .. }
+                    | Op::Loss { .. }
+                    | Op::Penalty { .. }
+                    | Op::Grad { .. } => 0,
                 }
             }
             Op::Input { .. }

@@ -35,6 +35,13 @@ pub enum ShapeError {
         first: TensorType,
         other: TensorType,
     },
+    #[error("`concat` input {index} has type `{other}`, which differs from input 0's `{first}` outside axis {axis}")]
+    ConcatMismatch {
+        index: usize,
+        axis: usize,
+        first: TensorType,
+        other: TensorType,
+    },
     #[error("kernel {kernel} (with dilation) is larger than the padded input {what} {input}")]
     KernelTooLarge {
         what: &'static str,
@@ -309,9 +316,9 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                     && other.dtype == x.dtype
                     && (0..x.rank()).all(|d| d == *axis || other.dims[d] == x.dims[d]);
                 if !same_elsewhere {
-                    return Err(ShapeError::Mismatch {
-                        op: name,
+                    return Err(ShapeError::ConcatMismatch {
                         index: i,
+                        axis: *axis,
                         first: x.clone(),
                         other: (*other).clone(),
                     });

@@ -163,7 +163,19 @@ impl LayerArgs<'_> {
                 self.missing(name);
                 1
             }),
-            Some(Value::Int(v)) if v > 0 => v as u64,
+            Some(Value::Int(v)) if v > 0 && v as u64 <= crate::ir::types::MAX_ELEMENTS => v as u64,
+            Some(Value::Int(v)) if v > 0 => {
+                let span = self.span_of(name);
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::TooLarge,
+                        span,
+                        format!("`{name}` of `{}` is {v}, more than 2^48", self.callee.name),
+                    )
+                    .with_label("too large"),
+                );
+                1
+            }
             Some(Value::Int(v)) => {
                 self.non_positive(name, v);
                 1

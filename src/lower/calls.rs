@@ -38,7 +38,7 @@ impl<'p> Elab<'p> {
                 };
                 self.call(env, &call, Some(input), hint, stage.span)
             }
-            ExprKind::Seq(items) => self.seq(env, items, input, hint, stage.span),
+            ExprKind::Seq(items) => self.seq(env, items, input, hint),
             _ => self.fail(
                 Diagnostic::error(
                     Code::NotAStage,
@@ -56,7 +56,6 @@ impl<'p> Elab<'p> {
         items: &[SeqItem],
         input: Spanned,
         hint: Hint,
-        span: Span,
     ) -> Value {
         if input.value.is_poison() {
             return Value::Poison;
@@ -71,7 +70,6 @@ impl<'p> Elab<'p> {
         let mut inner_env = env.clone();
         self.seq_items(&mut inner_env, items, &mut cur, &mut index);
         self.names.pop();
-        let _ = span;
         cur.value
     }
 
@@ -130,6 +128,13 @@ impl<'p> Elab<'p> {
                         return;
                     }
                     for i in lo_v..hi_v {
+                        if !self.tick(var.span) {
+                            *cur = Spanned {
+                                value: Value::Poison,
+                                span: cur.span,
+                            };
+                            return;
+                        }
                         let mut body_env = env.clone();
                         body_env.vars.insert(var.name.clone(), Value::Int(i));
                         self.seq_items(&mut body_env, items, cur, index);
@@ -646,7 +651,7 @@ impl<'p> Elab<'p> {
 /// Maps a shape error to its user-facing code, message and label.
 fn shape_diagnostic(e: &ShapeError, op: &str, span: Span, head: Span) -> Diagnostic {
     let (code, label) = match e {
-        ShapeError::Mismatch { op: "concat", .. } => (
+        ShapeError::ConcatMismatch { .. } => (
             Code::ConcatMismatch,
             "shapes differ outside the concat axis".to_string(),
         ),
@@ -679,7 +684,7 @@ fn shape_diagnostic(e: &ShapeError, op: &str, span: Span, head: Span) -> Diagnos
         ShapeError::ParamShape { .. } => {
             format!("`{op}` cannot take this input: its parameters would not fit")
         }
-        ShapeError::Mismatch { op: "concat", .. } => {
+        ShapeError::ConcatMismatch { .. } => {
             "concatenated tensors must match in every dimension but the concat axis".to_string()
         }
         ShapeError::Mismatch { .. } => format!("`{op}` needs tensors of one shape"),
@@ -696,7 +701,10 @@ fn shape_diagnostic(e: &ShapeError, op: &str, span: Span, head: Span) -> Diagnos
         ShapeError::PadTooLarge { .. } => Some("use `padding=same` or at most half the kernel"),
         _ => None,
     };
-    let primary = if matches!(e, ShapeError::Mismatch { .. }) {
+    let primary = if matches!(
+        e,
+        ShapeError::Mismatch { .. } | ShapeError::ConcatMismatch { .. }
+    ) {
         span
     } else {
         head

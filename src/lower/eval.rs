@@ -12,6 +12,8 @@ use crate::syntax::ast::*;
 
 /// Most nodes one model may create: stops runaway loops long before memory runs out.
 pub(super) const NODE_BUDGET: usize = 1_000_000;
+/// Most loop iterations one model may evaluate: loops that create no layers still end.
+const WORK_BUDGET: usize = 10_000_000;
 /// Deepest expression or block-call nesting the evaluator follows.
 const MAX_DEPTH: usize = 512;
 
@@ -28,11 +30,13 @@ pub struct Elab<'p> {
     pub names: Scopes,
     /// For each module, the blocks callable from it, with the module that defines each.
     pub blocks: Vec<HashMap<String, (usize, &'p BlockDef)>>,
-    pub params: ParamSettings<'p>,
+    pub params: ParamSettings,
     pub(super) chain: Vec<Frame>,
     pub(super) active: Vec<(usize, String)>,
     pub(super) budget_reported: bool,
     pub(super) depth: usize,
+    /// Loop iterations evaluated so far, against [`WORK_BUDGET`].
+    work: usize,
 }
 
 /// What a body evaluated to.
@@ -42,10 +46,7 @@ pub enum Flow {
 }
 
 impl<'p> Elab<'p> {
-    pub fn new(
-        blocks: Vec<HashMap<String, (usize, &'p BlockDef)>>,
-        params: ParamSettings<'p>,
-    ) -> Self {
+    pub fn new(blocks: Vec<HashMap<String, (usize, &'p BlockDef)>>, params: ParamSettings) -> Self {
         Elab {
             graph: Graph::default(),
             diags: Vec::new(),
@@ -56,7 +57,24 @@ impl<'p> Elab<'p> {
             active: Vec::new(),
             budget_reported: false,
             depth: 0,
+            work: 0,
         }
+    }
+
+    /// Counts one unit of compile-time work; false (after reporting once) when the budget is spent.
+    pub(super) fn tick(&mut self, span: Span) -> bool {
+        self.work += 1;
+        if self.work == WORK_BUDGET {
+            self.report(
+                Diagnostic::error(
+                    Code::TooLarge,
+                    span,
+                    format!("the model's loops run more than {WORK_BUDGET} iterations"),
+                )
+                .with_label("stopped in this loop"),
+            );
+        }
+        self.work < WORK_BUDGET
     }
 
     /// Records a diagnostic with the current block call chain.
@@ -124,7 +142,7 @@ impl<'p> Elab<'p> {
                 let text = match message.map(|m| self.eval(env, m, Hint::None)) {
                     Some(Value::Str(s)) => s,
                     Some(Value::Poison) => return,
-                    Some(other) => format!("{other:?}"),
+                    Some(other) => other.show(&self.graph),
                     None => "assertion failed".to_string(),
                 };
                 self.report(

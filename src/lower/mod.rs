@@ -86,9 +86,6 @@ pub fn lower(program: &Program, require_model: bool) -> (Option<Graph>, Vec<Diag
                     .with_note("a file of blocks can be imported by a model file; `nnc check` accepts it alone"),
             );
         }
-        if !trains.is_empty() && require_model {
-            // The train section cannot be checked without a model; the missing model is the error.
-        }
         return (None, diags);
     };
     let settings = train::param_settings(trains.first().copied(), &mut diags);

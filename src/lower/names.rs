@@ -60,12 +60,12 @@ impl Scopes {
 }
 
 fn hard(scope: &mut Scope, name: &str, span: Span, what: &str) -> Result<String, Diagnostic> {
+    let shown = if scope.path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}.{name}", scope.path)
+    };
     if let Some(prev) = scope.hard.get(name) {
-        let shown = if scope.path.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", scope.path)
-        };
         return Err(Diagnostic::error(
             Code::DuplicateLayerName,
             span,
@@ -74,6 +74,18 @@ fn hard(scope: &mut Scope, name: &str, span: Span, what: &str) -> Result<String,
         .with_label(format!("this {what} names a second layer `{name}`"))
         .with_secondary(*prev, "first used here")
         .with_help("give each layer in a scope its own label"));
+    }
+    // A generated or bound name given out earlier in this scope.
+    if scope.taken.contains(name) {
+        return Err(Diagnostic::error(
+            Code::DuplicateLayerName,
+            span,
+            format!("layer name `{shown}` is already taken in this scope"),
+        )
+        .with_label(format!(
+            "an earlier layer was named `{name}` after its variable or op"
+        ))
+        .with_help("choose another label, or label the earlier layer too"));
     }
     scope.hard.insert(name.to_string(), span);
     scope.taken.insert(name.to_string());

@@ -26,13 +26,12 @@ pub struct Rule {
 }
 
 #[derive(Default)]
-pub struct ParamSettings<'p> {
+pub struct ParamSettings {
     pub defaults: Options,
     pub rules: Vec<Rule>,
-    _marker: std::marker::PhantomData<&'p ()>,
 }
 
-impl ParamSettings<'_> {
+impl ParamSettings {
     /// Options given at a call site: `init=`, `bias_init=`, `regularizer=` specs and `trainable=`.
     pub fn call_options(
         &self,

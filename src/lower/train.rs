@@ -25,10 +25,7 @@ const KEYS: &[&str] = &[
 ];
 
 /// The per-parameter part of the train section (read before the model is lowered).
-pub fn param_settings<'p>(
-    t: Option<&'p TrainDef>,
-    diags: &mut Vec<Diagnostic>,
-) -> ParamSettings<'p> {
+pub fn param_settings(t: Option<&TrainDef>, diags: &mut Vec<Diagnostic>) -> ParamSettings {
     let mut settings = ParamSettings::default();
     let Some(t) = t else { return settings };
     for s in &t.settings {

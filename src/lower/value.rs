@@ -36,6 +36,25 @@ impl Value {
         }
     }
 
+    /// The value as a user would write it, for messages: `3`, `0.5`, `[1, 7]`, `"text"`.
+    pub fn show(&self, g: &Graph) -> String {
+        match self {
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => format!("{v:?}"),
+            Value::Bool(b) => b.to_string(),
+            Value::Str(s) => format!("{s:?}"),
+            Value::List(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|i| i.show(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Value::Tensor(_) | Value::Sym(_) | Value::Batch | Value::Poison => self.describe(g),
+        }
+    }
+
     pub fn is_poison(&self) -> bool {
         match self {
             Value::Poison => true,

@@ -29,8 +29,9 @@ pub struct Stats {
     pub macs: u64,
     /// Bytes of every value a layer produces (inputs included), without reuse.
     pub activation_bytes: u64,
-    /// Bytes of all parameters.
+    /// Bytes of all parameters, and of the trainable ones.
     pub weight_bytes: u64,
+    pub trainable_bytes: u64,
 }
 
 pub fn count(g: &Graph, batch: u64) -> Stats {
@@ -43,6 +44,7 @@ pub fn count(g: &Graph, batch: u64) -> Stats {
         macs: 0,
         activation_bytes: 0,
         weight_bytes: 0,
+        trainable_bytes: 0,
     };
     for id in order {
         let node = g.node(id);
@@ -50,6 +52,7 @@ pub fn count(g: &Graph, batch: u64) -> Stats {
             let n = node.ty.elements(batch);
             if p.trainable {
                 stats.trainable = stats.trainable.saturating_add(n);
+                stats.trainable_bytes = stats.trainable_bytes.saturating_add(node.ty.bytes(batch));
             } else {
                 stats.non_trainable = stats.non_trainable.saturating_add(n);
             }

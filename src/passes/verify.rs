@@ -77,6 +77,16 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             }
         }
     }
+    let mut seen = std::collections::HashMap::new();
+    for id in g
+        .node_ids()
+        .into_iter()
+        .filter(|&id| g.node(id).op.is_param())
+    {
+        if let Some(first) = seen.insert(g.node(id).path.clone(), id) {
+            return Err(err(id, format!("parameter name also used by {first}")));
+        }
+    }
     for (name, id) in g.inputs.iter().chain(&g.outputs) {
         if !g.contains(*id) {
             return Err(VerifyError {

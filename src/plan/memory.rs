@@ -248,7 +248,29 @@ fn elementwise(op: &Op) -> bool {
             Act::Relu | Act::Sigmoid | Act::Tanh | Act::Identity | Act::LeakyRelu { .. },
         ) => true,
         Op::Scale { .. } | Op::Add | Op::Mul | Op::Dropout { .. } => true,
-        _ => false,
+        // Softmax and LRN read neighbours of the element they write; batch norm could run in place but is
+        // folded into convolutions by a later pass.
+        Op::Input { .. }
+        | Op::Param(_)
+        | Op::Dense { .. }
+        | Op::Conv2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::AdaptiveAvgPool2d { .. }
+        | Op::GlobalAvgPool { .. }
+        | Op::Flatten
+        | Op::Reshape { .. }
+        | Op::BatchNorm { .. }
+        | Op::Lrn { .. }
+        | Op::ZeroPad2d { .. }
+        | Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::Embedding { .. }
+        | Op::Rnn { .. }
+        | Op::Constant { .. }
+        | Op::Loss { .. }
+        | Op::Penalty { .. }
+        | Op::Grad { .. } => false,
     }
 }
 

@@ -55,22 +55,17 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
     }
     let _ = writeln!(out, "{}", "=".repeat(total_width));
     let total = s.trainable.saturating_add(s.non_trainable);
-    let per_param = 4; // bytes of an f32 parameter, for the sizes Keras shows next to counts
     let nums = [
-        (
-            "Total params:",
-            thousands(total),
-            bytes(total.saturating_mul(per_param)),
-        ),
+        ("Total params:", thousands(total), bytes(s.weight_bytes)),
         (
             "Trainable params:",
             thousands(s.trainable),
-            bytes(s.trainable.saturating_mul(per_param)),
+            bytes(s.trainable_bytes),
         ),
         (
             "Non-trainable params:",
             thousands(s.non_trainable),
-            bytes(s.non_trainable.saturating_mul(per_param)),
+            bytes(s.weight_bytes - s.trainable_bytes),
         ),
         ("MACs:", thousands(s.macs), si(s.macs)),
         (

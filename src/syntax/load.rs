@@ -24,7 +24,7 @@ pub struct Program {
 
 /// Loads `path` and its imports. Returns `None` only if the root file itself cannot be read.
 pub fn load(path: &Path, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Option<Program> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = read_source(path).ok()?;
     Some(load_text(path, text, sources, diags))
 }
 
@@ -102,7 +102,7 @@ impl Loader<'_> {
                 imports.push(Some(m));
                 continue;
             }
-            match std::fs::read_to_string(&target) {
+            match read_source(&target) {
                 Ok(text) => imports.push(Some(self.add(target, text, active))),
                 Err(e) => {
                     self.diags.push(
@@ -121,6 +121,24 @@ impl Loader<'_> {
         self.program.modules[index].imports = imports;
         index
     }
+}
+
+/// Largest source file nnc reads.
+pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
+
+/// Reads a source file: a regular file of at most [`MAX_SOURCE_BYTES`], in UTF-8.
+pub fn read_source(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_SOURCE_BYTES >> 20
+        )));
+    }
+    std::fs::read_to_string(path)
 }
 
 fn canonical(p: &Path) -> PathBuf {

@@ -7,7 +7,7 @@ pub mod ast;
 mod load;
 mod parser;
 
-pub use load::{load, load_text, Module, Program};
+pub use load::{load, load_text, read_source, Module, Program, MAX_SOURCE_BYTES};
 
 use crate::diag::{Code, Diagnostic, FileId, Span};
 
@@ -61,7 +61,31 @@ fn item_chunks(src: &str) -> Vec<(usize, usize)> {
 /// evaluator stay far from the stack's limit.
 pub const MAX_NESTING: usize = 64;
 
+/// Longest `else if` chain in a file: each link nests the parser one level deeper, like a bracket.
+pub const MAX_ELSE_IF: usize = 256;
+
 fn too_deep(src: &str, file: FileId) -> Option<Diagnostic> {
+    let words: Vec<(usize, &str)> = src
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - src.as_ptr() as usize, w))
+        .collect();
+    let links: Vec<usize> = words
+        .windows(2)
+        .filter(|w| w[0].1 == "else" && w[1].1.starts_with("if"))
+        .map(|w| w[0].0)
+        .collect();
+    if links.len() > MAX_ELSE_IF {
+        let at = links[MAX_ELSE_IF];
+        return Some(
+            Diagnostic::error(
+                Code::Syntax,
+                Span::new(file, at, at + 4),
+                format!("more than {MAX_ELSE_IF} `else if` links in one file"),
+            )
+            .with_label("too many")
+            .with_help("choose with a lookup instead, e.g. a list indexed by the condition"),
+        );
+    }
     let mut depth = 0usize;
     for (i, c) in src.char_indices() {
         match c {

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
-use ndarray_npy::{NpzReader, NpzWriter, ReadNpyExt, WriteNpyExt};
+use ndarray_npy::{NpzWriter, ReadNpyExt, WriteNpyExt};
 use safetensors::{Dtype, SafeTensors};
 
 use super::{Tensor, Weights};
@@ -277,8 +277,8 @@ pub fn write_weights(path: &Path, weights: &Weights) -> Result<(), FileError> {
     write_atomically(path, |f| std::io::Write::write_all(f, &bytes))
 }
 
-/// Reads a `.npy` (one unnamed array) or `.npz` (named arrays) file. Float arrays of any width become f64;
-/// integer arrays i64.
+/// Reads a `.npy` (one unnamed array) or uncompressed `.npz` (named arrays, as `numpy.savez` writes) file.
+/// Float arrays of any width become f64; integer arrays i64.
 pub fn read_arrays(path: &Path) -> Result<Vec<(Option<String>, Tensor)>, FileError> {
     let bytes = read(path)?;
     let is_npz = bytes.starts_with(b"PK");
@@ -290,18 +290,76 @@ pub fn read_arrays(path: &Path) -> Result<Vec<(Option<String>, Tensor)>, FileErr
     if !is_npz {
         return Ok(vec![(None, npy_any(&bytes).map_err(corrupt)?)]);
     }
-    let mut npz = NpzReader::new(Cursor::new(&bytes)).map_err(|e| corrupt(e.to_string()))?;
-    let names = npz.names().map_err(|e| corrupt(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(Cursor::new(&bytes)).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::new();
-    for name in names {
-        // Read the member's raw bytes through the reader's typed API: try each supported element type.
-        let t = npz_any(&mut npz, &name).map_err(corrupt)?;
-        out.push((Some(name.trim_end_matches(".npy").to_string()), t));
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i).map_err(|e| corrupt(e.to_string()))?;
+        let name = member.name().trim_end_matches(".npy").to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut data)
+            .map_err(|e| corrupt(format!("member `{name}`: {e}")))?;
+        out.push((
+            Some(name.clone()),
+            npy_any(&data).map_err(|e| corrupt(format!("member `{name}`: {e}")))?,
+        ));
     }
     Ok(out)
 }
 
+/// Checks that the data an .npy header declares is present, before anything is allocated for it: a header
+/// may claim any shape.
+fn check_npy_size(bytes: &[u8]) -> Result<(), String> {
+    let magic = b"\x93NUMPY";
+    if !bytes.starts_with(magic) || bytes.len() < 10 {
+        return Err("not an .npy array (no \\x93NUMPY header)".into());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err("truncated header".into()),
+    };
+    let header = bytes
+        .get(start..start.saturating_add(header_len))
+        .ok_or("truncated header")?;
+    let header = String::from_utf8_lossy(header);
+    let item: u64 = header
+        .split("'descr':")
+        .nth(1)
+        .and_then(|d| d.split('\'').nth(1))
+        .and_then(|d| d.trim_start_matches(['<', '>', '|', '=']).get(1..))
+        .and_then(|n| n.parse().ok())
+        .ok_or("no element type in the header")?;
+    let shape = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(['(', ')']).nth(1))
+        .ok_or("no shape in the header")?;
+    let mut elements: u64 = 1;
+    for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: u64 = dim
+            .parse()
+            .map_err(|_| format!("bad dimension `{dim}` in the header"))?;
+        elements = elements
+            .checked_mul(d)
+            .ok_or("the declared shape overflows")?;
+    }
+    let needed = elements
+        .checked_mul(item)
+        .ok_or("the declared shape overflows")?;
+    let present = (bytes.len() - start - header_len) as u64;
+    if needed > present {
+        return Err(format!(
+            "the header declares {needed} bytes of data but the file holds {present}"
+        ));
+    }
+    Ok(())
+}
+
 fn npy_any(bytes: &[u8]) -> Result<Tensor, String> {
+    check_npy_size(bytes)?;
     if let Ok(a) = ArrayD::<f32>::read_npy(Cursor::new(bytes)) {
         return Ok(Tensor::F(a.mapv(|v| v as f64)));
     }
@@ -315,27 +373,6 @@ fn npy_any(bytes: &[u8]) -> Result<Tensor, String> {
         Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
         Err(e) => Err(format!(
             "{e} (supported element types: float32, float64, int32, int64)"
-        )),
-    }
-}
-
-fn npz_any<R: std::io::Read + std::io::Seek>(
-    npz: &mut NpzReader<R>,
-    name: &str,
-) -> Result<Tensor, String> {
-    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name) {
-        return Ok(Tensor::F(a.mapv(|v| v as f64)));
-    }
-    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::IxDyn>(name) {
-        return Ok(Tensor::F(a));
-    }
-    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<i64>, ndarray::IxDyn>(name) {
-        return Ok(Tensor::I(a));
-    }
-    match npz.by_name::<ndarray::OwnedRepr<i32>, ndarray::IxDyn>(name) {
-        Ok(a) => Ok(Tensor::I(a.mapv(|v| v as i64))),
-        Err(e) => Err(format!(
-            "member `{name}`: {e} (supported element types: float32, float64, int32, int64)"
         )),
     }
 }
