@@ -63,20 +63,23 @@ pub fn max_rel_error_at(a: &Tensor, b: &Tensor, scale: f64) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A case's model, weights and io tensors.
+fn load(case: &Case) -> (nnc::ir::Graph, tensor::Weights, Vec<(String, Tensor)>) {
+    let dir = Path::new("tests/fixtures/torch");
+    let g = common::model(&dir.join(format!("{}.nn", case.name)));
+    let weights_file = dir.join(format!("{}.weights.safetensors", case.name));
+    let (weights, _) =
+        tensor::read_weights(&weights_file, &g, LoadOptions::default()).expect("weights fit");
+    let io =
+        tensor::read_tensors(&dir.join(format!("{}.io.safetensors", case.name))).expect("io file");
+    (g, weights, io)
+}
+
 #[test]
 fn forward_matches_pytorch() {
     let mut report = Vec::new();
     for case in cases() {
-        let dir = Path::new("tests/fixtures/torch");
-        let g = common::model(&dir.join(format!("{}.nn", case.name)));
-        let (weights, _) = tensor::read_weights(
-            &dir.join(format!("{}.weights.safetensors", case.name)),
-            &g,
-            LoadOptions::default(),
-        )
-        .expect("weights fit");
-        let io = tensor::read_tensors(&dir.join(format!("{}.io.safetensors", case.name)))
-            .expect("io file");
+        let (g, weights, io) = load(&case);
         let inputs = entries(&io, "input.");
         let outcome = interp::run(
             &g,
@@ -130,16 +133,7 @@ fn gradients_match_pytorch() {
     use nnc::autodiff::{backward, Objective};
     let mut report = Vec::new();
     for case in cases() {
-        let dir = Path::new("tests/fixtures/torch");
-        let g = common::model(&dir.join(format!("{}.nn", case.name)));
-        let (weights, _) = tensor::read_weights(
-            &dir.join(format!("{}.weights.safetensors", case.name)),
-            &g,
-            LoadOptions::default(),
-        )
-        .expect("weights fit");
-        let io = tensor::read_tensors(&dir.join(format!("{}.io.safetensors", case.name)))
-            .expect("io file");
+        let (g, weights, io) = load(&case);
         let training = backward(&g, &Objective::Upstream).expect("differentiable");
         nnc::passes::verify(&training).expect("the backward graph verifies");
         let mut inputs = entries(&io, "input.");

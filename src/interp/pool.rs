@@ -35,91 +35,125 @@ fn adaptive(o: usize, len: usize, out: usize) -> (usize, usize) {
     (o * len / out, ((o + 1) * len).div_ceil(out))
 }
 
-pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
-    let x = as4(x);
-    let (n, c, h, w) = x.dim();
-    // Global pooling without kept dimensions outputs `[N, C]`: pool into `[N, C, 1, 1]`, then reshape.
-    let (ho, wo) = if out_shape.len() == 4 {
-        (out_shape[2], out_shape[3])
+/// What output cell `(oh, ow)` of a pooling op reads from one input plane.
+enum Reads {
+    /// The window's maximum (the first maximum in row-major window order, or its last NaN, as PyTorch);
+    /// `None` when the window lies entirely in padding.
+    Max(Option<(usize, usize)>),
+    /// The mean of `rows x cols` with the given divisor.
+    Mean {
+        rows: (usize, usize),
+        cols: (usize, usize),
+        divisor: f64,
+    },
+}
+
+/// The cells output `(oh, ow)` of `op` reads, over an `h x w` plane, for an `ho x wo` output grid.
+fn reads(
+    op: &Op,
+    plane: &ndarray::ArrayView2<f64>,
+    (oh, ow): (usize, usize),
+    (ho, wo): (usize, usize),
+) -> Reads {
+    let (h, w) = plane.dim();
+    match op {
+        Op::MaxPool2d {
+            kernel,
+            stride,
+            pad,
+            dilation,
+            ..
+        } => {
+            let mut best: Option<(usize, usize, f64)> = None;
+            for i in 0..kernel[0] as usize {
+                for j in 0..kernel[1] as usize {
+                    let ih =
+                        (oh * stride[0] as usize + i * dilation[0] as usize) as i64 - pad[0] as i64;
+                    let iw =
+                        (ow * stride[1] as usize + j * dilation[1] as usize) as i64 - pad[2] as i64;
+                    if ih < 0 || iw < 0 || ih as usize >= h || iw as usize >= w {
+                        continue;
+                    }
+                    let v = plane[[ih as usize, iw as usize]];
+                    if best.is_none_or(|(_, _, b)| v > b || v.is_nan()) {
+                        best = Some((ih as usize, iw as usize, v));
+                    }
+                }
+            }
+            Reads::Max(best.map(|(i, j, _)| (i, j)))
+        }
+        Op::AvgPool2d {
+            kernel,
+            stride,
+            pad,
+            count_include_pad,
+            ..
+        } => {
+            let wh = window(
+                oh,
+                h,
+                kernel[0] as usize,
+                stride[0] as usize,
+                pad[0] as usize,
+                pad[1] as usize,
+            );
+            let ww = window(
+                ow,
+                w,
+                kernel[1] as usize,
+                stride[1] as usize,
+                pad[2] as usize,
+                pad[3] as usize,
+            );
+            let divisor = if *count_include_pad {
+                wh.padded_len * ww.padded_len
+            } else {
+                (wh.end - wh.start) * (ww.end - ww.start)
+            };
+            Reads::Mean {
+                rows: (wh.start, wh.end),
+                cols: (ww.start, ww.end),
+                divisor: divisor as f64,
+            }
+        }
+        Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
+            let (rows, cols) = (adaptive(oh, h, ho), adaptive(ow, w, wo));
+            Reads::Mean {
+                rows,
+                cols,
+                divisor: ((rows.1 - rows.0) * (cols.1 - cols.0)) as f64,
+            }
+        }
+        _ => unreachable!("only pooling ops read windows"),
+    }
+}
+
+/// The output grid: global pooling without kept dimensions outputs `[N, C]`, pooled as `[N, C, 1, 1]`.
+fn grid(shape: &[usize]) -> (usize, usize) {
+    if shape.len() == 4 {
+        (shape[2], shape[3])
     } else {
         (1, 1)
-    };
+    }
+}
+
+pub fn forward(op: &Op, x: &ArrayD<f64>, out_shape: &[usize]) -> ArrayD<f64> {
+    let x = as4(x);
+    let (n, c, _, _) = x.dim();
+    let (ho, wo) = grid(out_shape);
     let mut y = Array4::<f64>::zeros((n, c, ho, wo));
     for b in 0..n {
         for ch in 0..c {
             let plane = x.slice(s![b, ch, .., ..]);
             for oh in 0..ho {
                 for ow in 0..wo {
-                    y[[b, ch, oh, ow]] = match op {
-                        Op::MaxPool2d {
-                            kernel,
-                            stride,
-                            pad,
-                            dilation,
-                            ..
-                        } => {
-                            let mut best = f64::NEG_INFINITY;
-                            for i in 0..kernel[0] as usize {
-                                for j in 0..kernel[1] as usize {
-                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize)
-                                        as i64
-                                        - pad[0] as i64;
-                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize)
-                                        as i64
-                                        - pad[2] as i64;
-                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w
-                                    {
-                                        let v = plane[[ih as usize, iw as usize]];
-                                        // NaN propagates, as in PyTorch.
-                                        if v > best || v.is_nan() {
-                                            best = v;
-                                        }
-                                    }
-                                }
-                            }
-                            best
-                        }
-                        Op::AvgPool2d {
-                            kernel,
-                            stride,
-                            pad,
-                            count_include_pad,
-                            ..
-                        } => {
-                            let wh = window(
-                                oh,
-                                h,
-                                kernel[0] as usize,
-                                stride[0] as usize,
-                                pad[0] as usize,
-                                pad[1] as usize,
-                            );
-                            let ww = window(
-                                ow,
-                                w,
-                                kernel[1] as usize,
-                                stride[1] as usize,
-                                pad[2] as usize,
-                                pad[3] as usize,
-                            );
-                            let sum: f64 =
-                                plane.slice(s![wh.start..wh.end, ww.start..ww.end]).sum();
-                            let divisor = if *count_include_pad {
-                                wh.padded_len * ww.padded_len
-                            } else {
-                                (wh.end - wh.start) * (ww.end - ww.start)
-                            };
-                            sum / divisor as f64
-                        }
-                        Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
-                            let (h0, h1) = adaptive(oh, h, ho);
-                            let (w0, w1) = adaptive(ow, w, wo);
-                            plane
-                                .slice(s![h0..h1, w0..w1])
-                                .mean()
-                                .expect("windows are not empty")
-                        }
-                        _ => unreachable!("pool::forward is called for pooling ops"),
+                    y[[b, ch, oh, ow]] = match reads(op, &plane, (oh, ow), (ho, wo)) {
+                        Reads::Max(at) => at.map_or(f64::NEG_INFINITY, |(i, j)| plane[[i, j]]),
+                        Reads::Mean {
+                            rows,
+                            cols,
+                            divisor,
+                        } => plane.slice(s![rows.0..rows.1, cols.0..cols.1]).sum() / divisor,
                     };
                 }
             }
@@ -134,90 +168,26 @@ pub fn backward(op: &Op, x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
     let xv = as4(x);
     let (n, c, h, w) = xv.dim();
     let mut dx = Array4::<f64>::zeros((n, c, h, w));
-    // Global pooling without kept dimensions gives `[N, C]`; every other pool `[N, C, Ho, Wo]`.
-    let (ho, wo) = if dy.ndim() == 4 {
-        (dy.shape()[2], dy.shape()[3])
-    } else {
-        (1, 1)
-    };
+    let (ho, wo) = grid(dy.shape());
     let dy = dy
         .to_shape((n, c, ho, wo))
         .expect("pool gradient has the output's element count");
     for b in 0..n {
         for ch in 0..c {
+            let plane = xv.slice(s![b, ch, .., ..]);
             for oh in 0..ho {
                 for ow in 0..wo {
                     let g = dy[[b, ch, oh, ow]];
-                    match op {
-                        Op::MaxPool2d {
-                            kernel,
-                            stride,
-                            pad,
-                            dilation,
-                            ..
-                        } => {
-                            // The first maximum in row-major window order gets the gradient, as in PyTorch.
-                            let mut best: Option<(usize, usize, f64)> = None;
-                            for i in 0..kernel[0] as usize {
-                                for j in 0..kernel[1] as usize {
-                                    let ih = (oh * stride[0] as usize + i * dilation[0] as usize)
-                                        as i64
-                                        - pad[0] as i64;
-                                    let iw = (ow * stride[1] as usize + j * dilation[1] as usize)
-                                        as i64
-                                        - pad[2] as i64;
-                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w
-                                    {
-                                        let v = xv[[b, ch, ih as usize, iw as usize]];
-                                        if best.is_none_or(|(_, _, bv)| v > bv || v.is_nan()) {
-                                            best = Some((ih as usize, iw as usize, v));
-                                        }
-                                    }
-                                }
-                            }
-                            if let Some((ih, iw, _)) = best {
-                                dx[[b, ch, ih, iw]] += g;
-                            }
-                        }
-                        Op::AvgPool2d {
-                            kernel,
-                            stride,
-                            pad,
-                            count_include_pad,
-                            ..
-                        } => {
-                            let wh = window(
-                                oh,
-                                h,
-                                kernel[0] as usize,
-                                stride[0] as usize,
-                                pad[0] as usize,
-                                pad[1] as usize,
-                            );
-                            let ww = window(
-                                ow,
-                                w,
-                                kernel[1] as usize,
-                                stride[1] as usize,
-                                pad[2] as usize,
-                                pad[3] as usize,
-                            );
-                            let divisor = if *count_include_pad {
-                                wh.padded_len * ww.padded_len
-                            } else {
-                                (wh.end - wh.start) * (ww.end - ww.start)
-                            };
-                            dx.slice_mut(s![b, ch, wh.start..wh.end, ww.start..ww.end])
-                                .mapv_inplace(|v| v + g / divisor as f64);
-                        }
-                        Op::AdaptiveAvgPool2d { .. } | Op::GlobalAvgPool { .. } => {
-                            let (h0, h1) = adaptive(oh, h, ho);
-                            let (w0, w1) = adaptive(ow, w, wo);
-                            let count = ((h1 - h0) * (w1 - w0)) as f64;
-                            dx.slice_mut(s![b, ch, h0..h1, w0..w1])
-                                .mapv_inplace(|v| v + g / count);
-                        }
-                        _ => unreachable!("pool::backward is called for pooling ops"),
+                    match reads(op, &plane, (oh, ow), (ho, wo)) {
+                        Reads::Max(Some((i, j))) => dx[[b, ch, i, j]] += g,
+                        Reads::Max(None) => {}
+                        Reads::Mean {
+                            rows,
+                            cols,
+                            divisor,
+                        } => dx
+                            .slice_mut(s![b, ch, rows.0..rows.1, cols.0..cols.1])
+                            .mapv_inplace(|v| v + g / divisor),
                     }
                 }
             }
