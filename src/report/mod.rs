@@ -8,6 +8,7 @@ use crate::passes::Stats;
 
 /// The summary as a table: one row per layer, then totals.
 pub fn summary_table(g: &Graph, s: &Stats) -> String {
+    let arena = crate::plan::build(g, s.batch).arena_bytes;
     let headers = ["Layer (path)", "Op", "Output shape", "Params", "MACs"];
     let rows: Vec<[String; 5]> = s
         .layers
@@ -79,6 +80,11 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
             format!("{}, all layer outputs, no reuse", bytes(s.activation_bytes)),
         ),
         (
+            "Planned arena:",
+            thousands(arena),
+            format!("{}, buffers reused, in place, concat slices", bytes(arena)),
+        ),
+        (
             "Weight memory:",
             thousands(s.weight_bytes),
             bytes(s.weight_bytes),
@@ -101,6 +107,7 @@ pub fn summary_table(g: &Graph, s: &Stats) -> String {
 
 /// The summary as JSON (keys documented in docs/cli.md).
 pub fn summary_json(g: &Graph, s: &Stats) -> String {
+    let arena = crate::plan::build(g, s.batch).arena_bytes;
     let shapes =
         |list: &[(String, crate::ir::NodeId)]| -> serde_json::Map<String, serde_json::Value> {
             list.iter()
@@ -124,6 +131,7 @@ pub fn summary_json(g: &Graph, s: &Stats) -> String {
         "flops": s.macs.saturating_mul(2),
         "memory": {
             "activation_bytes": s.activation_bytes,
+            "arena_bytes": arena,
             "weight_bytes": s.weight_bytes,
         },
         "input_shapes": shapes(&g.inputs),
