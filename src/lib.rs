@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod autodiff;
+pub mod codegen;
 pub mod diag;
 pub mod interp;
 pub mod ir;

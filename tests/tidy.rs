@@ -202,7 +202,7 @@ fn rooms_import_only_upstream() {
 }
 
 /// Third-party types stay in their rooms: pest in the parser, petgraph in the graph module,
-/// codespan in the diagnostics room, clap in main.
+/// codespan in the diagnostics room, clap in main, Cranelift in codegen.
 #[test]
 fn dependencies_stay_in_their_rooms() {
     let homes: &[(&str, &[&str])] = &[
@@ -211,6 +211,16 @@ fn dependencies_stay_in_their_rooms() {
         ("codespan_reporting", &["src/diag/mod.rs"]),
         ("clap", &["src/main.rs"]),
         ("safetensors", &["src/tensor/files.rs"]),
+        (
+            "cranelift_codegen",
+            &["src/codegen/jit.rs", "src/codegen/gemm.rs"],
+        ),
+        ("cranelift_jit", &["src/codegen/jit.rs"]),
+        (
+            "cranelift_module",
+            &["src/codegen/jit.rs", "src/codegen/call.rs"],
+        ),
+        ("cranelift_frontend", &["src/codegen/gemm.rs"]),
         ("ndarray_npy", &["src/tensor/files.rs"]),
     ];
     let mut bad = Vec::new();
@@ -225,4 +235,42 @@ fn dependencies_stay_in_their_rooms() {
         }
     }
     assert!(bad.is_empty(), "dependencies outside their rooms: {bad:?}");
+}
+
+/// `unsafe` appears only at the boundary into generated code, each block with a `// SAFETY:` comment.
+#[test]
+fn unsafe_only_at_the_jit_boundary() {
+    for file in all(&["src"]) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let uses = text
+            .lines()
+            .filter(|l| {
+                l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl")
+            })
+            .count();
+        if file != Path::new("src/codegen/call.rs") {
+            assert_eq!(
+                uses,
+                0,
+                "{} uses unsafe outside src/codegen/call.rs",
+                file.display()
+            );
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("unsafe {") {
+                let commented = lines[..i]
+                    .iter()
+                    .rev()
+                    .take(6)
+                    .any(|p| p.contains("// SAFETY:"));
+                assert!(
+                    commented,
+                    "src/codegen/call.rs:{}: unsafe block without a `// SAFETY:` comment",
+                    i + 1
+                );
+            }
+        }
+    }
 }
