@@ -1,4 +1,5 @@
-//! GEMM throughput: nnc's Cranelift kernel beside ndarray's `dot` (the matrixmultiply crate, a tuned
+//! GEMM throughput: nnc's Cranelift kernel (packing both operands per call, or with B packed once as weights
+//! are) beside ndarray's `dot` (the matrixmultiply crate, a tuned
 //! pure-Rust SGEMM) in the same run, so the ratio is meaningful on a shared machine. Throughput is set in
 //! FLOPs (2 m n k), so criterion reports GFLOP/s as "Gelem/s".
 
@@ -23,6 +24,20 @@ fn gemm(c: &mut Criterion) {
         let label = format!("{m}x{n}x{k}");
         group.bench_with_input(BenchmarkId::new("nnc", &label), &(), |bench, _| {
             bench.iter(|| kernel.run(&a, &b, &mut out, m, n, k))
+        });
+        // B packed once, as weights are at compile time.
+        let b_packed = nnc::codegen::pack::pack_b(&b, k, n);
+        group.bench_with_input(BenchmarkId::new("nnc_packed_b", &label), &(), |bench, _| {
+            bench.iter(|| {
+                kernel.run_packed(
+                    &nnc::codegen::pack::pack_a(&a, m, k),
+                    &b_packed,
+                    &mut out,
+                    m,
+                    n,
+                    k,
+                )
+            })
         });
         let a2 = ndarray::Array2::from_shape_vec((m, k), a.clone()).expect("shape");
         let b2 = ndarray::Array2::from_shape_vec((k, n), b.clone()).expect("shape");

@@ -1,9 +1,12 @@
-//! The GEMM kernel generator: `C[m x n] = A[m x k] . B[k x n]`, row-major with leading dimensions, in f32.
+//! The GEMM kernel generator: `C = A . B` in f32 over packed panels.
 //!
-//! The body walks 4 x 8 tiles of C, each kept in eight F32X4 accumulators while the k loop streams one row
-//! of B (two vector loads) and four broadcast elements of A into eight fused multiply-adds. Columns past the
-//! last full tile and rows past the last full block of four are computed by scalar loops, so every size
-//! works. What it does not do yet: pack panels of A and B for cache locality, or split work across threads.
+//! `A` comes packed in panels of [`TILE_M`] rows (for each k, the panel's rows side by side) and `B` in
+//! panels of [`TILE_N`] columns (for each k, the panel's columns side by side), both zero-padded to whole
+//! panels (`pack.rs`). The kernel walks B panels in the outer loop, so one B panel stays in cache while every A
+//! panel streams past it, and computes each `4 x 8` tile of C in eight F32X4 accumulators: per k, four
+//! broadcasts of A and two vector loads of B feed eight fused multiply-adds. It writes whole tiles to a C
+//! with padded dimensions; the caller copies out the part that exists. What it does not do yet: block k for
+//! L1, or split panels across threads.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
@@ -14,32 +17,23 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 /// Rows and columns of the register tile.
-pub const TILE_M: i64 = 4;
-pub const TILE_N: i64 = 8;
+pub const TILE_M: usize = 4;
+pub const TILE_N: usize = 8;
 
-/// The kernel's signature: `(a, b, c, m, n, k, lda, ldb, ldc)`, pointers and sizes as i64.
+/// The kernel's signature: `(a_packed, b_packed, c, m_panels, n_panels, k, ldc)`, as i64.
 pub fn signature(call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
     sig.params
-        .extend(std::iter::repeat_n(AbiParam::new(I64), 9));
+        .extend(std::iter::repeat_n(AbiParam::new(I64), 7));
     sig
 }
 
 struct Gen<'a> {
     b: FunctionBuilder<'a>,
     flags: MemFlagsData,
-    params: [Value; 9],
 }
 
 impl Gen<'_> {
-    /// `base + 4 * (row * ld + col)`: the address of an f32 element.
-    fn addr(&mut self, base: Value, row: Value, ld: Value, col: Value) -> Value {
-        let r = self.b.ins().imul(row, ld);
-        let idx = self.b.ins().iadd(r, col);
-        let bytes = self.b.ins().ishl_imm_s(idx, 2);
-        self.b.ins().iadd(base, bytes)
-    }
-
     fn var(&mut self, ty: cranelift_codegen::ir::Type, init: Value) -> Variable {
         let v = self.b.declare_var(ty);
         self.b.def_var(v, init);
@@ -50,193 +44,155 @@ impl Gen<'_> {
         self.b.ins().jump(to, &[]);
     }
 
-    /// `if cond { then } else { other }` as a branch.
     fn branch(&mut self, cond: Value, then: Block, other: Block) {
         self.b
             .ins()
             .brif(cond, then, &[] as &[BlockArg], other, &[] as &[BlockArg]);
     }
 
-    fn incr(&mut self, v: Variable, by: i64) {
+    fn add(&mut self, v: Variable, by: i64) {
         let x = self.b.use_var(v);
         let y = self.b.ins().iadd_imm_s(x, by);
         self.b.def_var(v, y);
     }
 
-    /// `v + extra <= limit` (signed).
-    fn fits(&mut self, v: Variable, extra: i64, limit: Value) -> Value {
+    /// `v < limit` (signed).
+    fn below(&mut self, v: Variable, limit: Value) -> Value {
         let x = self.b.use_var(v);
-        let end = self.b.ins().iadd_imm_s(x, extra);
-        self.b.ins().icmp(IntCC::SignedLessThanOrEqual, end, limit)
+        self.b.ins().icmp(IntCC::SignedLessThan, x, limit)
     }
 }
 
+/// Steps of k per iteration of the main k loop.
+const UNROLL: usize = 4;
+
 impl Gen<'_> {
-    /// Emits "rows `i .. i + rows` of C across all columns": full `rows x 8` tiles in vector accumulators,
-    /// then the remaining columns one at a time. Starts at `entry`, jumps to `done` with `i` unchanged.
-    fn row_block(&mut self, rows: i64, entry: Block, done: Block, v: &Vars) {
-        let [a, bp, c, _, n, k, lda, ldb, ldc] = self.params;
-        let (i, j, p) = (v.i, v.j, v.p);
-        let [col8_head, tile_k_head, tile_k_body, tile_store, col1_head, col1_k_head, col1_k_body, col1_store] =
-            [(); 8].map(|_| self.b.create_block());
-        let tile_init = self.b.create_block();
-        let col1_init = self.b.create_block();
-
-        self.b.switch_to_block(entry);
-        self.b.def_var(j, v.zero);
-        self.jump(col8_head);
-
-        // Full tiles.
-        self.b.switch_to_block(col8_head);
-        let more = self.fits(j, TILE_N, n);
-        self.branch(more, tile_init, col1_head);
-        self.b.switch_to_block(tile_init);
-        for &acc in &v.acc[..2 * rows as usize] {
-            self.b.def_var(acc, v.vzero);
-        }
-        self.b.def_var(p, v.zero);
-        self.jump(tile_k_head);
-        self.b.switch_to_block(tile_k_head);
-        let pv = self.b.use_var(p);
-        let more_k = self.b.ins().icmp(IntCC::SignedLessThan, pv, k);
-        self.branch(more_k, tile_k_body, tile_store);
-        self.b.switch_to_block(tile_k_body);
-        let (pv, jv, iv) = (self.b.use_var(p), self.b.use_var(j), self.b.use_var(i));
-        let brow = self.addr(bp, pv, ldb, jv);
-        let b0 = self.b.ins().load(F32X4, self.flags, brow, 0);
-        let b1 = self.b.ins().load(F32X4, self.flags, brow, 16);
-        for r in 0..rows {
-            let row = self.b.ins().iadd_imm_s(iv, r);
-            let aaddr = self.addr(a, row, lda, pv);
-            let av = self.b.ins().load(F32, self.flags, aaddr, 0);
-            let avv = self.b.ins().splat(F32X4, av);
+    /// One k step of the 4 x 8 tile, `u` steps past the panel pointers: four broadcasts of A, two vector
+    /// loads of B, eight fused multiply-adds.
+    fn k_step(&mut self, acc: &[Variable], a_ptr: Variable, b_ptr: Variable, u: usize) {
+        let (a, b) = (self.b.use_var(a_ptr), self.b.use_var(b_ptr));
+        let b_off = (u * TILE_N * 4) as i32;
+        let b0 = self.b.ins().load(F32X4, self.flags, b, b_off);
+        let b1 = self.b.ins().load(F32X4, self.flags, b, b_off + 16);
+        for r in 0..TILE_M {
+            let av = self
+                .b
+                .ins()
+                .load(F32, self.flags, a, ((u * TILE_M + r) * 4) as i32);
+            let a4 = self.b.ins().splat(F32X4, av);
             for (h, bv) in [b0, b1].into_iter().enumerate() {
-                let var = v.acc[(2 * r) as usize + h];
+                let var = acc[2 * r + h];
                 let old = self.b.use_var(var);
-                let new = self.b.ins().fma(avv, bv, old);
+                let new = self.b.ins().fma(a4, bv, old);
                 self.b.def_var(var, new);
             }
         }
-        self.incr(p, 1);
-        self.jump(tile_k_head);
-        self.b.switch_to_block(tile_store);
-        let (iv, jv) = (self.b.use_var(i), self.b.use_var(j));
-        for r in 0..rows {
-            let row = self.b.ins().iadd_imm_s(iv, r);
-            let caddr = self.addr(c, row, ldc, jv);
-            for h in 0..2 {
-                let x = self.b.use_var(v.acc[(2 * r) as usize + h]);
-                self.b.ins().store(self.flags, x, caddr, (16 * h) as i32);
-            }
-        }
-        self.incr(j, TILE_N);
-        self.jump(col8_head);
-
-        // Remaining columns, one at a time.
-        self.b.switch_to_block(col1_head);
-        let more = self.fits(j, 1, n);
-        self.branch(more, col1_init, done);
-        self.b.switch_to_block(col1_init);
-        for &sv in &v.s[..rows as usize] {
-            self.b.def_var(sv, v.fzero);
-        }
-        self.b.def_var(p, v.zero);
-        self.jump(col1_k_head);
-        self.b.switch_to_block(col1_k_head);
-        let pv = self.b.use_var(p);
-        let more_k = self.b.ins().icmp(IntCC::SignedLessThan, pv, k);
-        self.branch(more_k, col1_k_body, col1_store);
-        self.b.switch_to_block(col1_k_body);
-        let (pv, jv, iv) = (self.b.use_var(p), self.b.use_var(j), self.b.use_var(i));
-        let baddr = self.addr(bp, pv, ldb, jv);
-        let bv = self.b.ins().load(F32, self.flags, baddr, 0);
-        for r in 0..rows {
-            let row = self.b.ins().iadd_imm_s(iv, r);
-            let aaddr = self.addr(a, row, lda, pv);
-            let av = self.b.ins().load(F32, self.flags, aaddr, 0);
-            let old = self.b.use_var(v.s[r as usize]);
-            let new = self.b.ins().fma(av, bv, old);
-            self.b.def_var(v.s[r as usize], new);
-        }
-        self.incr(p, 1);
-        self.jump(col1_k_head);
-        self.b.switch_to_block(col1_store);
-        let (iv, jv) = (self.b.use_var(i), self.b.use_var(j));
-        for r in 0..rows {
-            let row = self.b.ins().iadd_imm_s(iv, r);
-            let caddr = self.addr(c, row, ldc, jv);
-            let x = self.b.use_var(v.s[r as usize]);
-            self.b.ins().store(self.flags, x, caddr, 0);
-        }
-        self.incr(j, 1);
-        self.jump(col1_head);
     }
 }
 
-/// The function's variables and constants.
-struct Vars {
-    i: Variable,
-    j: Variable,
-    p: Variable,
-    acc: Vec<Variable>,
-    s: Vec<Variable>,
-    zero: Value,
-    fzero: Value,
-    vzero: Value,
-}
-
-/// Builds the GEMM function: blocks of four rows, then the remaining rows one at a time, each with vector
-/// tiles across the columns.
+/// Builds the packed GEMM function.
 pub fn build(config: TargetFrontendConfig) -> Function {
     let mut func = Function::with_name_signature(
         UserFuncName::user(0, 0),
         signature(config.default_call_conv),
     );
     let mut fctx = FunctionBuilderContext::new();
-    let b = FunctionBuilder::new(&mut func, &mut fctx);
     let mut g = Gen {
-        b,
+        b: FunctionBuilder::new(&mut func, &mut fctx),
         flags: MemFlagsData::new().with_notrap(),
-        params: [Value::from_u32(0); 9],
     };
-    let entry = g.b.create_block();
+    let [entry, jb_head, jb_body, ib_head, ib_body, k_head, k_body, k1_head, k1_body, store, ib_next, jb_next, exit] =
+        [(); 13].map(|_| g.b.create_block());
     g.b.append_block_params_for_function_params(entry);
     g.b.switch_to_block(entry);
-    let ps = g.b.block_params(entry).to_vec();
-    g.params.copy_from_slice(&ps);
-    let m = g.params[3];
+    let params = g.b.block_params(entry).to_vec();
+    let [ap, bp, c, mb, nb, k, ldc] = params.try_into().expect("seven parameters");
     let zero = g.b.ins().iconst(I64, 0);
     let fzero = g.b.ins().f32const(0.0);
     let vzero = g.b.ins().splat(F32X4, fzero);
-    let v = Vars {
-        i: g.var(I64, zero),
-        j: g.var(I64, zero),
-        p: g.var(I64, zero),
-        acc: (0..2 * TILE_M).map(|_| g.var(F32X4, vzero)).collect(),
-        s: (0..TILE_M).map(|_| g.var(F32, fzero)).collect(),
-        zero,
-        fzero,
-        vzero,
-    };
-    let [row4_head, row4_body, row4_next, row1_head, row1_body, row1_next, exit] =
-        [(); 7].map(|_| g.b.create_block());
-    g.jump(row4_head);
+    let jb = g.var(I64, zero);
+    let ib = g.var(I64, zero);
+    let p = g.var(I64, zero);
+    // Moving pointers into the packed panels: `a_ptr` walks one A panel, `b_ptr` one B panel.
+    let a_ptr = g.var(I64, ap);
+    let b_ptr = g.var(I64, bp);
+    let acc: Vec<Variable> = (0..2 * TILE_M).map(|_| g.var(F32X4, vzero)).collect();
+    // Bytes of one packed panel: k rows of the tile width.
+    let a_panel = g.b.ins().imul_imm_s(k, (TILE_M * 4) as i64);
+    let b_panel = g.b.ins().imul_imm_s(k, (TILE_N * 4) as i64);
+    g.jump(jb_head);
 
-    g.b.switch_to_block(row4_head);
-    let more = g.fits(v.i, TILE_M, m);
-    g.branch(more, row4_body, row1_head);
-    g.row_block(TILE_M, row4_body, row4_next, &v);
-    g.b.switch_to_block(row4_next);
-    g.incr(v.i, TILE_M);
-    g.jump(row4_head);
+    g.b.switch_to_block(jb_head);
+    let more = g.below(jb, nb);
+    g.branch(more, jb_body, exit);
+    g.b.switch_to_block(jb_body);
+    g.b.def_var(ib, zero);
+    g.jump(ib_head);
 
-    g.b.switch_to_block(row1_head);
-    let more = g.fits(v.i, 1, m);
-    g.branch(more, row1_body, exit);
-    g.row_block(1, row1_body, row1_next, &v);
-    g.b.switch_to_block(row1_next);
-    g.incr(v.i, 1);
-    g.jump(row1_head);
+    g.b.switch_to_block(ib_head);
+    let more = g.below(ib, mb);
+    g.branch(more, ib_body, jb_next);
+    g.b.switch_to_block(ib_body);
+    for &v in &acc {
+        g.b.def_var(v, vzero);
+    }
+    g.b.def_var(p, zero);
+    let (ibv, jbv) = (g.b.use_var(ib), g.b.use_var(jb));
+    let a_off = g.b.ins().imul(ibv, a_panel);
+    let a_start = g.b.ins().iadd(ap, a_off);
+    g.b.def_var(a_ptr, a_start);
+    let b_off = g.b.ins().imul(jbv, b_panel);
+    let b_start = g.b.ins().iadd(bp, b_off);
+    g.b.def_var(b_ptr, b_start);
+    g.jump(k_head);
+
+    // The k loop, unrolled by UNROLL, then one step at a time for the rest.
+    g.b.switch_to_block(k_head);
+    let pv = g.b.use_var(p);
+    let next = g.b.ins().iadd_imm_s(pv, UNROLL as i64);
+    let more = g.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, k);
+    g.branch(more, k_body, k1_head);
+    g.b.switch_to_block(k_body);
+    for u in 0..UNROLL {
+        g.k_step(&acc, a_ptr, b_ptr, u);
+    }
+    g.add(a_ptr, (UNROLL * TILE_M * 4) as i64);
+    g.add(b_ptr, (UNROLL * TILE_N * 4) as i64);
+    g.add(p, UNROLL as i64);
+    g.jump(k_head);
+    g.b.switch_to_block(k1_head);
+    let more = g.below(p, k);
+    g.branch(more, k1_body, store);
+    g.b.switch_to_block(k1_body);
+    g.k_step(&acc, a_ptr, b_ptr, 0);
+    g.add(a_ptr, (TILE_M * 4) as i64);
+    g.add(b_ptr, (TILE_N * 4) as i64);
+    g.add(p, 1);
+    g.jump(k1_head);
+
+    // The tile goes to C[ib*4 .., jb*8 ..]: byte offset ((ib*4 + r) * ldc + jb*8) * 4.
+    g.b.switch_to_block(store);
+    let (ibv, jbv) = (g.b.use_var(ib), g.b.use_var(jb));
+    let row0 = g.b.ins().imul_imm_s(ibv, TILE_M as i64);
+    let col0 = g.b.ins().imul_imm_s(jbv, TILE_N as i64);
+    for r in 0..TILE_M {
+        let row = g.b.ins().iadd_imm_s(row0, r as i64);
+        let start = g.b.ins().imul(row, ldc);
+        let idx = g.b.ins().iadd(start, col0);
+        let bytes = g.b.ins().ishl_imm_s(idx, 2);
+        let addr = g.b.ins().iadd(c, bytes);
+        for h in 0..2 {
+            let x = g.b.use_var(acc[2 * r + h]);
+            g.b.ins().store(g.flags, x, addr, (16 * h) as i32);
+        }
+    }
+    g.jump(ib_next);
+    g.b.switch_to_block(ib_next);
+    g.add(ib, 1);
+    g.jump(ib_head);
+    g.b.switch_to_block(jb_next);
+    g.add(jb, 1);
+    g.jump(jb_head);
 
     g.b.switch_to_block(exit);
     g.b.ins().return_(&[]);
