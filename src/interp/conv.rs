@@ -83,23 +83,33 @@ impl Geom {
     }
 }
 
-/// Patches of channels `c0..c0+cg` of one image `[C, H, W]`: `[cg*kh*kw, ho*wo]`.
-pub fn im2col(x: &ndarray::ArrayView3<f64>, c0: usize, cg: usize, g: &Geom) -> Array2<f64> {
-    let mut col = Array2::zeros((cg * g.kh * g.kw, g.ho * g.wo));
-    for c in 0..cg {
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = (c * g.kh + i) * g.kw + j;
-                for oh in 0..g.ho {
-                    for ow in 0..g.wo {
-                        if let Some((ih, iw)) = g.source(oh, ow, i, j) {
-                            col[[row, oh * g.wo + ow]] = x[[c0 + c, ih, iw]];
+impl Geom {
+    /// Calls `f(channel, patch_row, patch_col, ih, iw)` for every tap of channels `0..cg` that reads an input
+    /// cell: the patch matrix entry `[patch_row, patch_col]` holds input `[channel, ih, iw]`.
+    fn for_each_tap(&self, cg: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+        for c in 0..cg {
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = (c * self.kh + i) * self.kw + j;
+                    for oh in 0..self.ho {
+                        for ow in 0..self.wo {
+                            if let Some((ih, iw)) = self.source(oh, ow, i, j) {
+                                f(c, row, oh * self.wo + ow, ih, iw);
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Patches of channels `c0..c0+cg` of one image `[C, H, W]`: `[cg*kh*kw, ho*wo]`.
+pub fn im2col(x: &ndarray::ArrayView3<f64>, c0: usize, cg: usize, g: &Geom) -> Array2<f64> {
+    let mut col = Array2::zeros((cg * g.kh * g.kw, g.ho * g.wo));
+    g.for_each_tap(cg, |c, row, at, ih, iw| {
+        col[[row, at]] = x[[c0 + c, ih, iw]]
+    });
     col
 }
 
@@ -111,20 +121,9 @@ pub fn col2im(
     cg: usize,
     g: &Geom,
 ) {
-    for c in 0..cg {
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = (c * g.kh + i) * g.kw + j;
-                for oh in 0..g.ho {
-                    for ow in 0..g.wo {
-                        if let Some((ih, iw)) = g.source(oh, ow, i, j) {
-                            dx[[c0 + c, ih, iw]] += col[[row, oh * g.wo + ow]];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    g.for_each_tap(cg, |c, row, at, ih, iw| {
+        dx[[c0 + c, ih, iw]] += col[[row, at]]
+    });
 }
 
 fn as4(a: &ArrayD<f64>) -> ndarray::ArrayView4<'_, f64> {
