@@ -2,6 +2,8 @@
 //! each loss and regularizer, and small whole models, the autodiff graph's gradients equal central
 //! differences `(f(w + h) - f(w - h)) / 2h` of the objective, within 1e-4 relative.
 
+mod common;
+
 use std::path::Path;
 
 use nnc::autodiff::{backward, Objective};
@@ -22,32 +24,6 @@ fn graph(src: &str) -> Graph {
         diag::render(&c.sources, &c.diags, false)
     );
     c.graph.expect("compiles")
-}
-
-/// Random inputs for a graph's inputs at `batch` (floats in [-1, 1), integers in [0, classes)).
-fn random_inputs(g: &Graph, batch: usize, rng: &mut Rng, classes: i64) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|(name, id)| {
-            let shape: Vec<usize> = g
-                .node(*id)
-                .ty
-                .shape_at(batch as u64)
-                .iter()
-                .map(|&d| d as usize)
-                .collect();
-            let t = if g.node(*id).ty.dtype.is_float() {
-                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    rng.uniform_in(-1.0, 1.0)
-                }))
-            } else {
-                Tensor::I(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    (rng.next_u64() % classes as u64) as i64
-                }))
-            };
-            (name.clone(), t)
-        })
-        .collect()
 }
 
 /// The scalar the gradients are of: the loss, or `sum(output * d.output)`.
@@ -124,7 +100,7 @@ fn check(
         }
         _ => 20,
     };
-    let mut inputs = random_inputs(&training, batch, &mut rng, classes);
+    let mut inputs = common::random_inputs(&training, batch, &mut rng, classes);
     // Targets of probability losses must be in [0, 1].
     for (name, t) in inputs.iter_mut() {
         if name == "target" {

@@ -212,26 +212,7 @@ fn executing_a_plan_gives_the_interpreters_outputs() {
         let weights = tensor::initialize(&g, 4);
         for &batch in batches {
             let mut rng = Rng::new(batch as u64);
-            let inputs: Vec<(String, Tensor)> = g
-                .inputs
-                .iter()
-                .map(|(n, id)| {
-                    let ty = &g.node(*id).ty;
-                    let shape: Vec<usize> = ty
-                        .shape_at(batch as u64)
-                        .iter()
-                        .map(|&d| d as usize)
-                        .collect();
-                    let t = if ty.dtype.is_float() {
-                        Tensor::F(ArrayD::from_shape_fn(shape, |_| rng.uniform_in(-1.0, 1.0)))
-                    } else {
-                        Tensor::I(ArrayD::from_shape_fn(shape, |_| {
-                            (rng.next_u64() % 50) as i64
-                        }))
-                    };
-                    (n.clone(), t)
-                })
-                .collect();
+            let inputs = common::random_inputs(&g, batch, &mut rng, 50);
             let p = plan::build(&g, batch as u64);
             let want = interp::run(
                 &g,

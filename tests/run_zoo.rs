@@ -4,7 +4,7 @@
 mod common;
 
 use nnc::interp::{self, Mode, RunOptions};
-use nnc::tensor::{self, Rng, Tensor};
+use nnc::tensor::{self, Rng};
 
 /// Runs every other zoo model, starting at `first`: two tests, so the two cores share the work.
 fn run_models(first: usize) {
@@ -16,24 +16,7 @@ fn run_models(first: usize) {
         let g = common::model(&path);
         let weights = tensor::initialize(&g, 1);
         let mut rng = Rng::new(2);
-        let inputs: Vec<(String, Tensor)> = g
-            .inputs
-            .iter()
-            .map(|(name, id)| {
-                let ty = &g.node(*id).ty;
-                let shape: Vec<usize> = ty.shape_at(1).iter().map(|&d| d as usize).collect();
-                let t = if ty.dtype.is_float() {
-                    Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                        rng.uniform_in(-1.0, 1.0)
-                    }))
-                } else {
-                    Tensor::I(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                        (rng.next_u64() % 100) as i64
-                    }))
-                };
-                (name.clone(), t)
-            })
-            .collect();
+        let inputs = common::random_inputs(&g, 1, &mut rng, 100);
         let out = interp::run(
             &g,
             &weights,

@@ -78,6 +78,15 @@ fn write_atomically(
     result.map_err(err)
 }
 
+/// The error for a safetensors file that cannot be decoded.
+fn corrupt_safetensors(path: &Path) -> impl Fn(String) -> FileError + '_ {
+    move |reason| FileError::Corrupt {
+        path: path.to_path_buf(),
+        format: "safetensors",
+        reason,
+    }
+}
+
 /// Reads the model's parameters from a safetensors file, checking names and shapes against `g`. Returns the
 /// weights and the names of parameters the file lacks (only with `allow_missing`). PyTorch's int64
 /// `num_batches_tracked` entries are accepted and ignored.
@@ -87,11 +96,7 @@ pub fn read_weights(
     options: LoadOptions,
 ) -> Result<(Weights, Vec<String>), FileError> {
     let bytes = read(path)?;
-    let corrupt = |reason: String| FileError::Corrupt {
-        path: path.to_path_buf(),
-        format: "safetensors",
-        reason,
-    };
+    let corrupt = corrupt_safetensors(path);
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let expected: Vec<(String, Vec<usize>)> = g
         .node_ids()
@@ -206,11 +211,7 @@ fn f16_to_f64(h: u16) -> f64 {
 /// Every tensor of a safetensors file, by name: floats as f64, integers as i64 (test fixtures, tools).
 pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
     let bytes = read(path)?;
-    let corrupt = |reason: String| FileError::Corrupt {
-        path: path.to_path_buf(),
-        format: "safetensors",
-        reason,
-    };
+    let corrupt = corrupt_safetensors(path);
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
