@@ -1,202 +1,291 @@
-//! The GEMM kernel generator: `C = A . B` in f32 over packed panels.
+//! The GEMM macro-kernel: one column panel of `C = A . B` over one block of k, for all rows of a block of A.
 //!
-//! `A` comes packed in panels of [`TILE_M`] rows (for each k, the panel's rows side by side) and `B` in
-//! panels of [`TILE_N`] columns (for each k, the panel's columns side by side), both zero-padded to whole
-//! panels (`pack.rs`). The kernel walks B panels in the outer loop, so one B panel stays in cache while every A
-//! panel streams past it, and computes each `4 x 8` tile of C in eight F32X4 accumulators: per k, four
-//! broadcasts of A and two vector loads of B feed eight fused multiply-adds. It writes whole tiles to a C
-//! with padded dimensions; the caller copies out the part that exists. What it does not do yet: block k for
-//! L1, or split panels across threads.
+//! `A` comes packed in panels of [`TILE_M`] rows (for each k, the panel's rows side by side; `pack.rs`), `B`
+//! as rows of [`TILE_N`] values at a stride given at run time, so a packed panel (stride 32 bytes) and the
+//! rows of a 1x1 convolution's input (stride: the plane) are read by the same code. Each `4 x 8` tile of C lives
+//! in eight F32X4 accumulators: per k, four broadcasts of A and two vector loads of B feed eight fused
+//! multiply-adds, k unrolled by 4. The tile is then added to C's values (later k blocks) and, on the last k
+//! block, passes through the epilogue `act(v * row_scale + row_shift + col_shift)` (bias, folded batch norm,
+//! activation) before one store. Tiles cut by the matrix edge go through a stack slot and scalar code.
+//! The caller (the runtime) chooses blocks of k ([`KC`]) and rows so that A's block stays in L2 and B's panel
+//! in L1, and splits column panels across threads.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
-};
-use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_codegen::ir::{Function, InstBuilder, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_frontend::Variable;
+
+use super::builder::{Draft, Kb, Lanes};
+use super::{math, ActKind};
 
 /// Rows and columns of the register tile.
 pub const TILE_M: usize = 4;
 pub const TILE_N: usize = 8;
-
-/// The kernel's signature: `(a_packed, b_packed, c, m_panels, n_panels, k, ldc)`, as i64.
-pub fn signature(call_conv: CallConv) -> Signature {
-    let mut sig = Signature::new(call_conv);
-    sig.params
-        .extend(std::iter::repeat_n(AbiParam::new(I64), 7));
-    sig
-}
-
-struct Gen<'a> {
-    b: FunctionBuilder<'a>,
-    flags: MemFlagsData,
-}
-
-impl Gen<'_> {
-    fn var(&mut self, ty: cranelift_codegen::ir::Type, init: Value) -> Variable {
-        let v = self.b.declare_var(ty);
-        self.b.def_var(v, init);
-        v
-    }
-
-    fn jump(&mut self, to: Block) {
-        self.b.ins().jump(to, &[]);
-    }
-
-    fn branch(&mut self, cond: Value, then: Block, other: Block) {
-        self.b
-            .ins()
-            .brif(cond, then, &[] as &[BlockArg], other, &[] as &[BlockArg]);
-    }
-
-    fn add(&mut self, v: Variable, by: i64) {
-        let x = self.b.use_var(v);
-        let y = self.b.ins().iadd_imm_s(x, by);
-        self.b.def_var(v, y);
-    }
-
-    /// `v < limit` (signed).
-    fn below(&mut self, v: Variable, limit: Value) -> Value {
-        let x = self.b.use_var(v);
-        self.b.ins().icmp(IntCC::SignedLessThan, x, limit)
-    }
-}
+/// The k block: a B panel of `KC x 8` floats (8 KiB) stays in L1 while A's rows stream past it.
+pub const KC: usize = 256;
 
 /// Steps of k per iteration of the main k loop.
-const UNROLL: usize = 4;
+const UNROLL: i64 = 4;
 
-impl Gen<'_> {
-    /// One k step of the 4 x 8 tile, `u` steps past the panel pointers: four broadcasts of A, two vector
-    /// loads of B, eight fused multiply-adds.
-    fn k_step(&mut self, acc: &[Variable], a_ptr: Variable, b_ptr: Variable, u: usize) {
-        let (a, b) = (self.b.use_var(a_ptr), self.b.use_var(b_ptr));
-        let b_off = (u * TILE_N * 4) as i32;
-        let b0 = self.b.ins().load(F32X4, self.flags, b, b_off);
-        let b1 = self.b.ins().load(F32X4, self.flags, b, b_off + 16);
-        for r in 0..TILE_M {
-            let av = self
-                .b
-                .ins()
-                .load(F32, self.flags, a, ((u * TILE_M + r) * 4) as i32);
-            let a4 = self.b.ins().splat(F32X4, av);
-            for (h, bv) in [b0, b1].into_iter().enumerate() {
-                let var = acc[2 * r + h];
-                let old = self.b.use_var(var);
-                let new = self.b.ins().fma(a4, bv, old);
-                self.b.def_var(var, new);
+struct Args {
+    a: Value,
+    b: Value,
+    bs: Value,
+    c: Value,
+    ldc: Value,
+    rows: Value,
+    cols: Value,
+    kc: Value,
+    mode: Value,
+    row_scale: Value,
+    row_shift: Value,
+    col_shift: Value,
+    slope: Value,
+}
+
+/// Builds the macro-kernel with epilogue activation `act`.
+pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
+    Draft::new(config).build(config, |kb| {
+        let v: Vec<Value> = (0..13).map(|i| kb.arg(i)).collect();
+        let slope32 = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, v[12]);
+        let slope = kb
+            .b
+            .ins()
+            .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
+        let a = Args {
+            a: v[0],
+            b: v[1],
+            bs: v[2],
+            c: v[3],
+            ldc: v[4],
+            rows: v[5],
+            cols: v[6],
+            kc: v[7],
+            mode: v[8],
+            row_scale: v[9],
+            row_shift: v[10],
+            col_shift: v[11],
+            slope,
+        };
+        let zero = kb.iconst(0);
+        let four = kb.iconst(TILE_M as i64);
+        let bs2 = kb.b.ins().iadd(a.bs, a.bs);
+        let bs3 = kb.b.ins().iadd(bs2, a.bs);
+        let a_panel = kb.b.ins().imul_imm_s(a.kc, (TILE_M * 4) as i64);
+        let fzero = kb.b.ins().f32const(0.0);
+        let vzero = kb.b.ins().splat(F32X4, fzero);
+        let acc: Vec<Variable> = (0..2 * TILE_M).map(|_| kb.var(F32X4, vzero)).collect();
+        let a_ptr = kb.var(I64, a.a);
+        let b_ptr = kb.var(I64, a.b);
+        let p = kb.var(I64, zero);
+        kb.for_range(zero, a.rows, TILE_M as i64, |kb, row0| {
+            for &x in &acc {
+                kb.b.def_var(x, vzero);
             }
+            let ib = kb.b.ins().sshr_imm_u(row0, 2);
+            let a_start = kb.b.ins().imul(ib, a_panel);
+            let a_start = kb.b.ins().iadd(a.a, a_start);
+            kb.b.def_var(a_ptr, a_start);
+            kb.b.def_var(b_ptr, a.b);
+            kb.b.def_var(p, zero);
+            k_loop(kb, &acc, a_ptr, b_ptr, p, &a, [bs2, bs3]);
+            let left = kb.b.ins().isub(a.rows, row0);
+            let rows_here = kb.b.ins().smin(left, four);
+            let full_rows = kb.b.ins().icmp_imm_s(IntCC::Equal, rows_here, TILE_M as i64);
+            let full_cols = kb.b.ins().icmp_imm_s(IntCC::Equal, a.cols, TILE_N as i64);
+            let full = kb.b.ins().band(full_rows, full_cols);
+            kb.if_else(
+                full,
+                |kb| store_full(kb, &acc, &a, row0, act),
+                |kb| store_partial(kb, &acc, &a, row0, rows_here, act),
+            );
+        });
+    })
+}
+
+/// The k loop for one tile: UNROLL steps at a time, then one at a time.
+fn k_loop(
+    kb: &mut Kb,
+    acc: &[Variable],
+    a_ptr: Variable,
+    b_ptr: Variable,
+    p: Variable,
+    a: &Args,
+    [bs2, bs3]: [Value; 2],
+) {
+    let (head, body, head1, body1, done) = (
+        kb.b.create_block(),
+        kb.b.create_block(),
+        kb.b.create_block(),
+        kb.b.create_block(),
+        kb.b.create_block(),
+    );
+    kb.b.ins().jump(head, &[]);
+    kb.b.switch_to_block(head);
+    let pv = kb.b.use_var(p);
+    let next = kb.b.ins().iadd_imm_s(pv, UNROLL);
+    let more = kb.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, a.kc);
+    kb.branch(more, body, head1);
+    kb.b.switch_to_block(body);
+    let (ap, bp) = (kb.b.use_var(a_ptr), kb.b.use_var(b_ptr));
+    let brow = [
+        bp,
+        kb.b.ins().iadd(bp, a.bs),
+        kb.b.ins().iadd(bp, bs2),
+        kb.b.ins().iadd(bp, bs3),
+    ];
+    for (u, &row) in brow.iter().enumerate() {
+        k_step(kb, acc, ap, row, u as i32);
+    }
+    let ap2 = kb.b.ins().iadd_imm_s(ap, UNROLL * (TILE_M as i64) * 4);
+    kb.b.def_var(a_ptr, ap2);
+    let b4 = kb.b.ins().iadd(bs2, bs2);
+    let bp2 = kb.b.ins().iadd(bp, b4);
+    kb.b.def_var(b_ptr, bp2);
+    let pv = kb.b.use_var(p);
+    let pv2 = kb.b.ins().iadd_imm_s(pv, UNROLL);
+    kb.b.def_var(p, pv2);
+    kb.b.ins().jump(head, &[]);
+
+    kb.b.switch_to_block(head1);
+    let pv = kb.b.use_var(p);
+    let more = kb.b.ins().icmp(IntCC::SignedLessThan, pv, a.kc);
+    kb.branch(more, body1, done);
+    kb.b.switch_to_block(body1);
+    let (ap, bp) = (kb.b.use_var(a_ptr), kb.b.use_var(b_ptr));
+    k_step(kb, acc, ap, bp, 0);
+    let ap2 = kb.b.ins().iadd_imm_s(ap, (TILE_M * 4) as i64);
+    kb.b.def_var(a_ptr, ap2);
+    let bp2 = kb.b.ins().iadd(bp, a.bs);
+    kb.b.def_var(b_ptr, bp2);
+    let pv = kb.b.use_var(p);
+    let pv2 = kb.b.ins().iadd_imm_s(pv, 1);
+    kb.b.def_var(p, pv2);
+    kb.b.ins().jump(head1, &[]);
+    kb.b.switch_to_block(done);
+}
+
+/// One k step of the tile: two vector loads of the B row, four broadcasts of A (step `u` of the unrolled
+/// group), eight fused multiply-adds.
+fn k_step(kb: &mut Kb, acc: &[Variable], a: Value, brow: Value, u: i32) {
+    let flags = kb.flags;
+    let b0 = kb.b.ins().load(F32X4, flags, brow, 0);
+    let b1 = kb.b.ins().load(F32X4, flags, brow, 16);
+    for r in 0..TILE_M {
+        let av = kb
+            .b
+            .ins()
+            .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
+        let a4 = kb.b.ins().splat(F32X4, av);
+        for (h, bv) in [b0, b1].into_iter().enumerate() {
+            let var = acc[2 * r + h];
+            let old = kb.b.use_var(var);
+            let new = kb.b.ins().fma(a4, bv, old);
+            kb.b.def_var(var, new);
         }
     }
 }
 
-/// Builds the packed GEMM function.
-pub fn build(config: TargetFrontendConfig) -> Function {
-    let mut func = Function::with_name_signature(
-        UserFuncName::user(0, 0),
-        signature(config.default_call_conv),
-    );
-    let mut fctx = FunctionBuilderContext::new();
-    let mut g = Gen {
-        b: FunctionBuilder::new(&mut func, &mut fctx),
-        flags: MemFlagsData::new().with_notrap(),
-    };
-    let [entry, jb_head, jb_body, ib_head, ib_body, k_head, k_body, k1_head, k1_body, store, ib_next, jb_next, exit] =
-        [(); 13].map(|_| g.b.create_block());
-    g.b.append_block_params_for_function_params(entry);
-    g.b.switch_to_block(entry);
-    let params = g.b.block_params(entry).to_vec();
-    let [ap, bp, c, mb, nb, k, ldc] = params.try_into().expect("seven parameters");
-    let zero = g.b.ins().iconst(I64, 0);
-    let fzero = g.b.ins().f32const(0.0);
-    let vzero = g.b.ins().splat(F32X4, fzero);
-    let jb = g.var(I64, zero);
-    let ib = g.var(I64, zero);
-    let p = g.var(I64, zero);
-    // Moving pointers into the packed panels: `a_ptr` walks one A panel, `b_ptr` one B panel.
-    let a_ptr = g.var(I64, ap);
-    let b_ptr = g.var(I64, bp);
-    let acc: Vec<Variable> = (0..2 * TILE_M).map(|_| g.var(F32X4, vzero)).collect();
-    // Bytes of one packed panel: k rows of the tile width.
-    let a_panel = g.b.ins().imul_imm_s(k, (TILE_M * 4) as i64);
-    let b_panel = g.b.ins().imul_imm_s(k, (TILE_N * 4) as i64);
-    g.jump(jb_head);
+/// Accumulate and epilogue flags from `mode`.
+fn mode_flags(kb: &mut Kb, a: &Args) -> (Value, Value) {
+    let add = kb.b.ins().band_imm_u(a.mode, 1);
+    let add = kb.b.ins().icmp_imm_s(IntCC::NotEqual, add, 0);
+    let last = kb.b.ins().band_imm_u(a.mode, 2);
+    let last = kb.b.ins().icmp_imm_s(IntCC::NotEqual, last, 0);
+    (add, last)
+}
 
-    g.b.switch_to_block(jb_head);
-    let more = g.below(jb, nb);
-    g.branch(more, jb_body, exit);
-    g.b.switch_to_block(jb_body);
-    g.b.def_var(ib, zero);
-    g.jump(ib_head);
-
-    g.b.switch_to_block(ib_head);
-    let more = g.below(ib, mb);
-    g.branch(more, ib_body, jb_next);
-    g.b.switch_to_block(ib_body);
-    for &v in &acc {
-        g.b.def_var(v, vzero);
-    }
-    g.b.def_var(p, zero);
-    let (ibv, jbv) = (g.b.use_var(ib), g.b.use_var(jb));
-    let a_off = g.b.ins().imul(ibv, a_panel);
-    let a_start = g.b.ins().iadd(ap, a_off);
-    g.b.def_var(a_ptr, a_start);
-    let b_off = g.b.ins().imul(jbv, b_panel);
-    let b_start = g.b.ins().iadd(bp, b_off);
-    g.b.def_var(b_ptr, b_start);
-    g.jump(k_head);
-
-    // The k loop, unrolled by UNROLL, then one step at a time for the rest.
-    g.b.switch_to_block(k_head);
-    let pv = g.b.use_var(p);
-    let next = g.b.ins().iadd_imm_s(pv, UNROLL as i64);
-    let more = g.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, k);
-    g.branch(more, k_body, k1_head);
-    g.b.switch_to_block(k_body);
-    for u in 0..UNROLL {
-        g.k_step(&acc, a_ptr, b_ptr, u);
-    }
-    g.add(a_ptr, (UNROLL * TILE_M * 4) as i64);
-    g.add(b_ptr, (UNROLL * TILE_N * 4) as i64);
-    g.add(p, UNROLL as i64);
-    g.jump(k_head);
-    g.b.switch_to_block(k1_head);
-    let more = g.below(p, k);
-    g.branch(more, k1_body, store);
-    g.b.switch_to_block(k1_body);
-    g.k_step(&acc, a_ptr, b_ptr, 0);
-    g.add(a_ptr, (TILE_M * 4) as i64);
-    g.add(b_ptr, (TILE_N * 4) as i64);
-    g.add(p, 1);
-    g.jump(k1_head);
-
-    // The tile goes to C[ib*4 .., jb*8 ..]: byte offset ((ib*4 + r) * ldc + jb*8) * 4.
-    g.b.switch_to_block(store);
-    let (ibv, jbv) = (g.b.use_var(ib), g.b.use_var(jb));
-    let row0 = g.b.ins().imul_imm_s(ibv, TILE_M as i64);
-    let col0 = g.b.ins().imul_imm_s(jbv, TILE_N as i64);
+fn store_full(kb: &mut Kb, acc: &[Variable], a: &Args, row0: Value, act: ActKind) {
+    let (add, last) = mode_flags(kb, a);
+    let flags = kb.flags;
     for r in 0..TILE_M {
-        let row = g.b.ins().iadd_imm_s(row0, r as i64);
-        let start = g.b.ins().imul(row, ldc);
-        let idx = g.b.ins().iadd(start, col0);
-        let bytes = g.b.ins().ishl_imm_s(idx, 2);
-        let addr = g.b.ins().iadd(c, bytes);
-        for h in 0..2 {
-            let x = g.b.use_var(acc[2 * r + h]);
-            g.b.ins().store(g.flags, x, addr, (16 * h) as i32);
+        let row = kb.b.ins().iadd_imm_s(row0, r as i64);
+        let off = kb.b.ins().imul(row, a.ldc);
+        let cp = kb.b.ins().iadd(a.c, off);
+        let v: Vec<Variable> = (0..2)
+            .map(|h| {
+                let x = kb.b.use_var(acc[2 * r + h]);
+                kb.var(F32X4, x)
+            })
+            .collect();
+        kb.when(add, |kb| {
+            for (h, &x) in v.iter().enumerate() {
+                let old = kb.b.ins().load(F32X4, flags, cp, 16 * h as i32);
+                let cur = kb.b.use_var(x);
+                let sum = kb.b.ins().fadd(cur, old);
+                kb.b.def_var(x, sum);
+            }
+        });
+        kb.when(last, |kb| {
+            let s = kb.load(Lanes::One, a.row_scale, row);
+            let t = kb.load(Lanes::One, a.row_shift, row);
+            let (s, t) = (kb.b.ins().splat(F32X4, s), kb.b.ins().splat(F32X4, t));
+            let slope = kb.b.ins().splat(F32X4, a.slope);
+            for (h, &x) in v.iter().enumerate() {
+                let cs = kb.b.ins().load(F32X4, flags, a.col_shift, 16 * h as i32);
+                let cur = kb.b.use_var(x);
+                let y = kb.b.ins().fma(cur, s, t);
+                let y = kb.b.ins().fadd(y, cs);
+                let y = math::act(kb, Lanes::Four, act, y, slope);
+                kb.b.def_var(x, y);
+            }
+        });
+        for (h, &x) in v.iter().enumerate() {
+            let val = kb.b.use_var(x);
+            kb.b.ins().store(flags, val, cp, 16 * h as i32);
         }
     }
-    g.jump(ib_next);
-    g.b.switch_to_block(ib_next);
-    g.add(ib, 1);
-    g.jump(ib_head);
-    g.b.switch_to_block(jb_next);
-    g.add(jb, 1);
-    g.jump(jb_head);
+}
 
-    g.b.switch_to_block(exit);
-    g.b.ins().return_(&[]);
-    g.b.seal_all_blocks();
-    g.b.finalize(config);
-    func
+/// A tile cut by the edge: the accumulators go to a stack slot, then each existing element is finished
+/// and stored on its own.
+fn store_partial(
+    kb: &mut Kb,
+    acc: &[Variable],
+    a: &Args,
+    row0: Value,
+    rows_here: Value,
+    act: ActKind,
+) {
+    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (TILE_M * TILE_N * 4) as u32,
+        4,
+    ));
+    for (i, &x) in acc.iter().enumerate() {
+        let val = kb.b.use_var(x);
+        kb.b.ins().stack_store(I64, val, slot, (16 * i) as i32);
+    }
+    let base = kb.b.ins().stack_addr(I64, slot, 0);
+    let (add, last) = mode_flags(kb, a);
+    kb.for_n(rows_here, |kb, r| {
+        let row = kb.b.ins().iadd(row0, r);
+        let off = kb.b.ins().imul(row, a.ldc);
+        let cp = kb.b.ins().iadd(a.c, off);
+        let tile_row = kb.b.ins().imul_imm_s(r, (TILE_N * 4) as i64);
+        let tp = kb.b.ins().iadd(base, tile_row);
+        kb.for_n(a.cols, |kb, col| {
+            let x0 = kb.load(Lanes::One, tp, col);
+            let x = kb.var(F32, x0);
+            kb.when(add, |kb| {
+                let old = kb.load(Lanes::One, cp, col);
+                let cur = kb.b.use_var(x);
+                let sum = kb.b.ins().fadd(cur, old);
+                kb.b.def_var(x, sum);
+            });
+            kb.when(last, |kb| {
+                let s = kb.load(Lanes::One, a.row_scale, row);
+                let t = kb.load(Lanes::One, a.row_shift, row);
+                let cs = kb.load(Lanes::One, a.col_shift, col);
+                let cur = kb.b.use_var(x);
+                let y = kb.b.ins().fma(cur, s, t);
+                let y = kb.b.ins().fadd(y, cs);
+                let y = math::act(kb, Lanes::One, act, y, a.slope);
+                kb.b.def_var(x, y);
+            });
+            let val = kb.b.use_var(x);
+            kb.store(val, cp, col);
+        });
+    });
 }

@@ -1,37 +1,134 @@
-//! Packing matrices into the panel layouts the GEMM kernel reads: contiguous, zero-padded to whole panels.
+//! Packing for the GEMM macro-kernel. Weights are packed once, at compile time, by the Rust functions here;
+//! activations are packed at run time, panel by panel, by generated kernels (`build_patches`,
+//! `build_rows`), so that no full im2col matrix is ever materialized.
+//!
+//! Layouts: A (the left operand, `m x k`) in blocks of [`KC`] along k, each block in panels of [`TILE_M`]
+//! rows, `[kblock][panel][p][r]`; B (the right operand, `k x n`) likewise in panels of [`TILE_N`] columns,
+//! `[kblock][panel][p][c]`. Missing rows and columns are zeros.
 
-use super::gemm::{TILE_M, TILE_N};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{F32, I32, I64};
+use cranelift_codegen::ir::{Function, InstBuilder};
+use cranelift_codegen::isa::TargetFrontendConfig;
 
-/// Panels of `TILE_M` rows of a row-major `a [m x k]`: for panel `i` and each `p`, the values
-/// `a[i*TILE_M + r][p]` for `r` in the tile, rows past `m` as zeros.
+use super::builder::{Draft, Lanes};
+use super::gemm::{KC, TILE_M, TILE_N};
+
+/// Where panel `i` of the k block starting at `k0` begins in a packed operand with `panels` panels of
+/// `tile` lanes and depth `k` (elements).
+pub fn panel_offset(panels: usize, tile: usize, k: usize, k0: usize, i: usize) -> usize {
+    k0 * panels * tile + i * KC.min(k - k0) * tile
+}
+
+/// Row-major `a [m x k]` in the packed A layout.
 pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
     let panels = m.div_ceil(TILE_M);
-    let mut out = vec![0.0; panels * k * TILE_M];
-    for i in 0..panels {
-        for r in 0..TILE_M {
-            let row = i * TILE_M + r;
-            if row >= m {
-                break;
-            }
-            for p in 0..k {
-                out[(i * k + p) * TILE_M + r] = a[row * k + p];
+    let mut out = vec![0.0; panels * TILE_M * k];
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for i in 0..panels {
+            let base = panel_offset(panels, TILE_M, k, k0, i);
+            for r in 0..TILE_M.min(m - i * TILE_M) {
+                let row = &a[(i * TILE_M + r) * k + k0..][..kc];
+                for (p, &v) in row.iter().enumerate() {
+                    out[base + p * TILE_M + r] = v;
+                }
             }
         }
     }
     out
 }
 
-/// Panels of `TILE_N` columns of a row-major `b [k x n]`: for panel `j` and each `p`, the values
-/// `b[p][j*TILE_N + t]`, columns past `n` as zeros.
-pub fn pack_b(b: &[f32], k: usize, n: usize) -> Vec<f32> {
+/// `b [k x n]`, given as its transpose `bt [n x k]` row-major (a dense layer's weight), in the packed B
+/// layout.
+pub fn pack_b_transposed(bt: &[f32], k: usize, n: usize) -> Vec<f32> {
     let panels = n.div_ceil(TILE_N);
-    let mut out = vec![0.0; panels * k * TILE_N];
-    for j in 0..panels {
-        let cols = TILE_N.min(n - j * TILE_N);
-        for p in 0..k {
-            let src = &b[p * n + j * TILE_N..p * n + j * TILE_N + cols];
-            out[(j * k + p) * TILE_N..(j * k + p) * TILE_N + cols].copy_from_slice(src);
+    let mut out = vec![0.0; panels * TILE_N * k];
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for j in 0..panels {
+            let base = panel_offset(panels, TILE_N, k, k0, j);
+            for c in 0..TILE_N.min(n - j * TILE_N) {
+                let col = &bt[(j * TILE_N + c) * k + k0..][..kc];
+                for (p, &v) in col.iter().enumerate() {
+                    out[base + p * TILE_N + c] = v;
+                }
+            }
         }
     }
     out
+}
+
+/// `b [k x n]` row-major in the packed B layout.
+pub fn pack_b(b: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let mut bt = vec![0.0; k * n];
+    for p in 0..k {
+        for c in 0..n {
+            bt[c * k + p] = b[p * n + c];
+        }
+    }
+    pack_b_transposed(&bt, k, n)
+}
+
+/// `[x, out, taps, table, ci0, ci1, plane]`: see [`super::KernelId::PackPatches`].
+pub fn build_patches(config: TargetFrontendConfig) -> Function {
+    Draft::new(config).build(config, |kb| {
+        let [x, out, taps, table, ci0, ci1, plane] = [0, 1, 2, 3, 4, 5, 6].map(|i| kb.arg(i));
+        let zero = kb.b.ins().f32const(0.0);
+        let plane_bytes = kb.b.ins().imul_imm_s(plane, 4);
+        let row_bytes = kb.b.ins().imul_imm_s(taps, (TILE_N * 4) as i64);
+        kb.for_range(ci0, ci1, 1, |kb, ci| {
+            let off = kb.b.ins().imul(ci, plane_bytes);
+            let xc = kb.b.ins().iadd(x, off);
+            let rel = kb.b.ins().isub(ci, ci0);
+            let o = kb.b.ins().imul(rel, row_bytes);
+            let o = kb.b.ins().iadd(out, o);
+            kb.for_n(taps, |kb, t| {
+                let tb = kb.b.ins().imul_imm_s(t, (TILE_N * 4) as i64);
+                let tp = kb.b.ins().iadd(table, tb);
+                let op = kb.b.ins().iadd(o, tb);
+                for j in 0..TILE_N as i32 {
+                    let idx = kb.b.ins().load(I32, kb.flags, tp, 4 * j);
+                    let inside = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
+                    let zero32 = kb.b.ins().iconst(I32, 0);
+                    let clamped = kb.b.ins().smax(idx, zero32);
+                    let wide = kb.b.ins().sextend(I64, clamped);
+                    let v = kb.load(Lanes::One, xc, wide);
+                    let v = kb.b.ins().select(inside, v, zero);
+                    kb.b.ins().store(kb.flags, v, op, 4 * j);
+                }
+            });
+        });
+    })
+}
+
+/// `[x, out, rows, k0, k1, ld]`: see [`super::KernelId::PackRows`].
+pub fn build_rows(config: TargetFrontendConfig) -> Function {
+    Draft::new(config).build(config, |kb| {
+        let [x, out, rows, k0, k1, ld] = [0, 1, 2, 3, 4, 5].map(|i| kb.arg(i));
+        let zero = kb.b.ins().f32const(0.0);
+        let ld_bytes = kb.b.ins().imul_imm_s(ld, 4);
+        kb.for_range(k0, k1, 1, |kb, p| {
+            let rel = kb.b.ins().isub(p, k0);
+            let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
+            let o = kb.b.ins().iadd(out, o);
+            let xp = kb.addr(x, p, 4);
+            for r in 0..TILE_M as i64 {
+                let present = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, rows, r);
+                let flags = kb.flags;
+                kb.if_else(
+                    present,
+                    |kb| {
+                        let off = kb.b.ins().imul_imm_s(ld_bytes, r);
+                        let a = kb.b.ins().iadd(xp, off);
+                        let v = kb.b.ins().load(F32, flags, a, 0);
+                        kb.b.ins().store(flags, v, o, (4 * r) as i32);
+                    },
+                    |kb| {
+                        kb.b.ins().store(flags, zero, o, (4 * r) as i32);
+                    },
+                );
+            }
+        });
+    })
 }
