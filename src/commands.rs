@@ -5,6 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use nnc::interp::{self, Mode, RunOptions};
+
+/// What a run produced.
+struct Outcome {
+    outputs: Vec<(String, Tensor)>,
+}
 use nnc::ir::Graph;
 use nnc::tensor::{self, FileError, LoadOptions, Tensor};
 
@@ -75,6 +80,9 @@ pub struct RunArgs {
     pub allow_extra: bool,
     pub seed: Option<u64>,
     pub train_mode: bool,
+    /// Run on the JIT (inference mode only) rather than the interpreter.
+    pub jit: bool,
+    pub threads: usize,
 }
 
 pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
@@ -133,11 +141,22 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
     } else {
         Mode::Eval
     };
-    let outcome =
-        interp::run(g, &weights, &inputs, RunOptions { mode, seed }).map_err(|e| Failure {
-            message: e.to_string(),
-            code: 1,
-        })?;
+    let user = |e: nnc::interp::RunError| Failure {
+        message: e.to_string(),
+        code: 1,
+    };
+    let outputs = if args.jit && !args.train_mode {
+        let (mut p, _, _) = crate::jit::program(g, batch, &weights, args.threads)?;
+        p.run(&inputs).map_err(user)?
+    } else {
+        if args.jit {
+            notes.push_str("note: --train-mode runs on the reference interpreter\n");
+        }
+        interp::run(g, &weights, &inputs, RunOptions { mode, seed })
+            .map_err(user)?
+            .outputs
+    };
+    let outcome = Outcome { outputs };
     match &args.output {
         Some(path) => {
             tensor::write_arrays(path, &outcome.outputs).map_err(file_failure)?;

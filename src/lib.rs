@@ -15,6 +15,7 @@ pub mod lower;
 pub mod passes;
 pub mod plan;
 pub mod report;
+pub mod runtime;
 pub mod syntax;
 pub mod tensor;
 

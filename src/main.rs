@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nnc::{diag, ir, passes, report, Compilation, Options};
 
 mod commands;
+mod jit;
 
 #[derive(Parser)]
 #[command(
@@ -80,8 +81,13 @@ enum Command {
         /// Write the outputs here (.npy for one output, .npz for several) instead of printing a summary.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        /// `jit`: native code (f32); `interp`: the reference interpreter (f64, and the only one for
+        /// --train-mode).
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
+        /// Threads of the JIT (default: the machine's cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        threads: Option<u64>,
         /// Initialize parameters the weights file lacks instead of refusing it.
         #[arg(long)]
         allow_missing: bool,
@@ -95,10 +101,47 @@ enum Command {
         #[arg(long)]
         train_mode: bool,
     },
+    /// Compile to native code and print a report: stage times, kernels, memory, params and MACs.
+    Compile {
+        file: PathBuf,
+        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: u64,
+        /// Print this instead of the report: the IR, the kernel plan, Cranelift IR or machine code.
+        #[arg(long, value_enum)]
+        emit: Option<EmitKind>,
+        /// Threads the program will run on (default: the machine's cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        threads: Option<u64>,
+    },
+    /// Benchmark the compiled model: latency (median, min), throughput and a per-kernel profile.
+    Bench {
+        file: PathBuf,
+        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: u64,
+        /// Threads (default: the machine's cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        threads: Option<u64>,
+        /// Timed runs, after two warm-up runs.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        iters: u64,
+        /// Print JSON for tools (keys in docs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitKind {
+    Ir,
+    Plan,
+    Clif,
+    Asm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Backend {
+    /// Native code compiled by Cranelift (f32).
+    Jit,
     /// The reference interpreter (f64, PyTorch semantics).
     Interp,
 }
@@ -138,9 +181,11 @@ fn run(cli: Cli) -> u8 {
                 allow_no_model: true,
             },
         ),
-        Command::Summary { file, .. } | Command::Init { file, .. } | Command::Run { file, .. } => {
-            (file, Options::default())
-        }
+        Command::Summary { file, .. }
+        | Command::Init { file, .. }
+        | Command::Run { file, .. }
+        | Command::Compile { file, .. }
+        | Command::Bench { file, .. } => (file, Options::default()),
         Command::Dump { file, after, .. } => {
             if let Some(a) = after {
                 if !passes::pass_names().contains(&a.as_str()) {
@@ -202,11 +247,43 @@ fn run(cli: Cli) -> u8 {
         Command::Init { output, seed, .. } => {
             return report_command(commands::init(graph, output, *seed))
         }
+        Command::Compile {
+            batch,
+            emit,
+            threads,
+            ..
+        } => {
+            let emit = match emit {
+                None => jit::Emit::Report,
+                Some(EmitKind::Ir) => jit::Emit::Ir,
+                Some(EmitKind::Plan) => jit::Emit::Plan,
+                Some(EmitKind::Clif) => jit::Emit::Clif,
+                Some(EmitKind::Asm) => jit::Emit::Asm,
+            };
+            let threads = threads.map_or_else(nnc::runtime::default_threads, |t| t as usize);
+            return report_command(jit::compile(graph, &c.timings, *batch, threads, emit));
+        }
+        Command::Bench {
+            batch,
+            threads,
+            iters,
+            json,
+            ..
+        } => {
+            let args = jit::BenchArgs {
+                batch: *batch,
+                threads: threads.map_or_else(nnc::runtime::default_threads, |t| t as usize),
+                iters: *iters as usize,
+                json: *json,
+            };
+            return report_command(jit::bench(graph, &c.timings, &args));
+        }
         Command::Run {
             weights,
             input,
             output,
-            backend: Backend::Interp,
+            backend,
+            threads,
             allow_missing,
             allow_extra,
             seed,
@@ -221,6 +298,8 @@ fn run(cli: Cli) -> u8 {
                 allow_extra: *allow_extra,
                 seed: *seed,
                 train_mode: *train_mode,
+                jit: matches!(backend, Backend::Jit),
+                threads: threads.map_or_else(nnc::runtime::default_threads, |t| t as usize),
             };
             return report_command(commands::run(graph, &args));
         }

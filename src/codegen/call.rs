@@ -19,7 +19,7 @@ type KernelFn = unsafe extern "C" fn(*const i64);
 pub struct Kernels {
     /// Owns the executable memory the function pointers point into.
     _jit: Jit,
-    fns: BTreeMap<KernelId, KernelFn>,
+    table: Table,
     /// Cranelift IR instructions generated, for the compile report.
     pub instructions: usize,
 }
@@ -51,22 +51,32 @@ impl Kernels {
         }
         Ok(Kernels {
             _jit: jit,
-            fns,
+            table: Table(fns),
             instructions,
         })
     }
 
     pub fn ids(&self) -> impl Iterator<Item = KernelId> + '_ {
-        self.fns.keys().copied()
+        self.table.0.keys().copied()
     }
 
+    /// The entry points, shareable across threads (valid while `self` lives).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
+/// Entry points of compiled kernels.
+pub struct Table(BTreeMap<KernelId, KernelFn>);
+
+impl Table {
     /// Runs kernel `id` on `args`, laid out as its [`KernelId`] documents. The caller guarantees the
     /// module's contract (see the module documentation) for every address in `args`.
     ///
     /// # Panics
     /// If `id` was not compiled into this set (a caller's bug).
     pub(crate) fn call(&self, id: KernelId, args: &[i64]) {
-        let f = self.fns[&id];
+        let f = self.0[&id];
         // SAFETY: `f` reads its arguments from `args` (alive for the call); the memory they address is
         // valid, exclusively the kernel's, and large enough, by the module's contract.
         unsafe { f(args.as_ptr()) }

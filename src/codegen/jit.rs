@@ -70,3 +70,30 @@ impl Jit {
             })
     }
 }
+
+/// The kernels `ids` as text: Cranelift IR, or the machine code Cranelift generates for this CPU.
+pub fn listing(ids: &[super::KernelId], asm: bool) -> Result<String, CodegenError> {
+    let jit = Jit::new()?;
+    let config = jit.module.target_config();
+    let mut out = String::new();
+    for &id in ids {
+        let func = super::build(id, config);
+        out.push_str(&format!("; kernel {id:?}\n"));
+        if asm {
+            let mut ctx = Context::for_function(func);
+            ctx.set_disasm(true);
+            let mut ctrl = cranelift_codegen::control::ControlPlane::default();
+            let code = ctx
+                .compile(jit.module.isa(), &mut ctrl)
+                .map_err(|e| CodegenError::Compile {
+                    kernel: format!("{id:?}"),
+                    message: format!("{:?}", e.inner),
+                })?;
+            out.push_str(code.vcode.as_deref().unwrap_or(""));
+        } else {
+            out.push_str(&func.display().to_string());
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}

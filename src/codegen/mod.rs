@@ -14,9 +14,10 @@ mod pack;
 mod pool;
 mod rnn;
 
-pub use call::Kernels;
+pub use call::{Kernels, Table};
+pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
 pub use gemm::{KC, TILE_M, TILE_N};
-pub use jit::{CodegenError, Jit};
+pub use jit::{listing, CodegenError, Jit};
 
 /// An activation applied by a kernel's epilogue or by an elementwise kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,9 +65,11 @@ pub enum KernelId {
     Copy,
     /// `[dst, n, value]` (value f32).
     Fill,
-    /// Pooling over one plane with window tables: `[x, y, oh, ow, iw, rows, cols, div]`. `rows` and `cols` are
-    /// i32 triples `(start, count, step)` per output row and column; `div` the f32 divisor per output row
-    /// and column (`div[o]` for rows, `div[oh + o]` for columns; averaging divides by their product).
+    /// Pooling over planes with window tables: `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane]`.
+    /// `rows` and `cols` are i32 triples `(start, count, step)` per output row and column (input rows
+    /// `start + i * step` for `i < count`); `div` the f32 divisor per output row and column (`div[o]` for
+    /// rows, `div[oh + o]` for columns; averaging divides by their product). Plane `q` of `x` starts at
+    /// `q * in_plane`, of `y` at `q * oh * ow`. A max over no element is -inf.
     MaxPool,
     AvgPool,
     /// `[idx, table, y, count, dim]`: `y[i * dim ..] = table[idx[i] * dim ..]`, `idx` i32, checked before.

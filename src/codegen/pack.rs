@@ -4,7 +4,7 @@
 //!
 //! Layouts: A (the left operand, `m x k`) in blocks of [`KC`] along k, each block in panels of [`TILE_M`]
 //! rows, `[kblock][panel][p][r]`; B (the right operand, `k x n`) likewise in panels of [`TILE_N`] columns,
-//! `[kblock][panel][p][c]`. Missing rows and columns are zeros.
+//! `[kblock][panel][p][c]`. ([`KC`]: super::KC) Missing rows and columns are zeros.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, I32, I64};
@@ -12,22 +12,22 @@ use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
 use super::builder::{Draft, Lanes};
-use super::gemm::{KC, TILE_M, TILE_N};
+use super::gemm::{TILE_M, TILE_N};
 
 /// Where panel `i` of the k block starting at `k0` begins in a packed operand with `panels` panels of
-/// `tile` lanes and depth `k` (elements).
-pub fn panel_offset(panels: usize, tile: usize, k: usize, k0: usize, i: usize) -> usize {
-    k0 * panels * tile + i * KC.min(k - k0) * tile
+/// `tile` lanes, depth `k` and k blocks of `kb` (elements).
+pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, i: usize) -> usize {
+    k0 * panels * tile + i * kb.min(k - k0) * tile
 }
 
 /// Row-major `a [m x k]` in the packed A layout.
-pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+pub fn pack_a(a: &[f32], m: usize, k: usize, kb: usize) -> Vec<f32> {
     let panels = m.div_ceil(TILE_M);
     let mut out = vec![0.0; panels * TILE_M * k];
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    for k0 in (0..k).step_by(kb) {
+        let kc = kb.min(k - k0);
         for i in 0..panels {
-            let base = panel_offset(panels, TILE_M, k, k0, i);
+            let base = panel_offset(panels, TILE_M, k, kb, k0, i);
             for r in 0..TILE_M.min(m - i * TILE_M) {
                 let row = &a[(i * TILE_M + r) * k + k0..][..kc];
                 for (p, &v) in row.iter().enumerate() {
@@ -41,13 +41,13 @@ pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
 
 /// `b [k x n]`, given as its transpose `bt [n x k]` row-major (a dense layer's weight), in the packed B
 /// layout.
-pub fn pack_b_transposed(bt: &[f32], k: usize, n: usize) -> Vec<f32> {
+pub fn pack_b_transposed(bt: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
     let panels = n.div_ceil(TILE_N);
     let mut out = vec![0.0; panels * TILE_N * k];
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    for k0 in (0..k).step_by(kb) {
+        let kc = kb.min(k - k0);
         for j in 0..panels {
-            let base = panel_offset(panels, TILE_N, k, k0, j);
+            let base = panel_offset(panels, TILE_N, k, kb, k0, j);
             for c in 0..TILE_N.min(n - j * TILE_N) {
                 let col = &bt[(j * TILE_N + c) * k + k0..][..kc];
                 for (p, &v) in col.iter().enumerate() {
@@ -60,14 +60,14 @@ pub fn pack_b_transposed(bt: &[f32], k: usize, n: usize) -> Vec<f32> {
 }
 
 /// `b [k x n]` row-major in the packed B layout.
-pub fn pack_b(b: &[f32], k: usize, n: usize) -> Vec<f32> {
+pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
     let mut bt = vec![0.0; k * n];
     for p in 0..k {
         for c in 0..n {
             bt[c * k + p] = b[p * n + c];
         }
     }
-    pack_b_transposed(&bt, k, n)
+    pack_b_transposed(&bt, k, n, kb)
 }
 
 /// `[x, out, taps, table, ci0, ci1, plane]`: see [`super::KernelId::PackPatches`].

@@ -1,0 +1,208 @@
+//! The commands that compile models to native code: `nnc compile` (the compile report, or the IR, plan,
+//! Cranelift IR or machine code) and `nnc bench` (latency and a per-kernel profile). `nnc run` uses
+//! [`program`] too.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use nnc::ir::Graph;
+use nnc::runtime::Program;
+use nnc::tensor::{self, Rng, Tensor, Weights};
+
+use crate::commands::Failure;
+
+fn failure(message: String) -> Failure {
+    Failure { message, code: 1 }
+}
+
+/// Plans `g` at `batch` and compiles it with `weights`; also returns the plan time.
+pub fn program(
+    g: &Graph,
+    batch: u64,
+    weights: &Weights,
+    threads: usize,
+) -> Result<(Program, nnc::plan::KernelPlan, Duration), Failure> {
+    let t = Instant::now();
+    let plan = nnc::plan::build(g, batch);
+    let plan_time = t.elapsed();
+    let p = Program::compile(g, &plan, weights, threads).map_err(|e| failure(e.to_string()))?;
+    Ok((p, plan, plan_time))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub enum Emit {
+    Report,
+    Ir,
+    Plan,
+    Clif,
+    Asm,
+}
+
+/// `nnc compile`: the whole pipeline, then a report of every stage.
+pub fn compile(
+    g: &Graph,
+    front: &[(String, Duration)],
+    batch: u64,
+    threads: usize,
+    emit: Emit,
+) -> Result<String, Failure> {
+    let t = Instant::now();
+    let weights = tensor::initialize(g, 0);
+    let init_time = t.elapsed();
+    let (p, plan, plan_time) = program(g, batch, &weights, threads)?;
+    let mut out = String::new();
+    match emit {
+        Emit::Ir => return Ok(nnc::ir::dump::to_text(g)),
+        Emit::Plan => return Ok(nnc::plan::to_text(&plan)),
+        Emit::Clif | Emit::Asm => {
+            return nnc::codegen::listing(&p.kernel_ids(), matches!(emit, Emit::Asm))
+                .map_err(|e| failure(e.to_string()))
+        }
+        Emit::Report => {}
+    }
+    let stats = nnc::passes::count(g, batch);
+    let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
+    let total = front_total + plan_time + p.lower_time + p.jit_time;
+    let _ = writeln!(out, "compiled {} at batch {batch} for {} thread(s)", g.name, p.threads);
+    let _ = writeln!(out, "stages:");
+    for (stage, d) in front {
+        let _ = writeln!(out, "  {:<28} {:>9.3} ms", stage, ms(*d));
+    }
+    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "plan (schedule, memory)", ms(plan_time));
+    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "lower (pack weights, tables)", ms(p.lower_time));
+    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "jit (Cranelift)", ms(p.jit_time));
+    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "total (parse to native code)", ms(total));
+    let _ = writeln!(out, "  ({:.3} ms initializing weights, not counted)", ms(init_time));
+    let (kernels, insts) = p.kernel_count();
+    let _ = writeln!(
+        out,
+        "kernels: {kernels} generated ({insts} Cranelift instructions), {} steps",
+        p.steps.len()
+    );
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let _ = writeln!(
+        out,
+        "memory: arena {:.2} MiB (naive {:.2} MiB, {:.1}x smaller), weights {:.2} MiB, packed {:.2} MiB",
+        mib(plan.arena_bytes),
+        mib(plan.naive_bytes),
+        plan.naive_bytes as f64 / plan.arena_bytes.max(1) as f64,
+        mib(plan.weight_bytes),
+        mib(p.owned_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "params: {} trainable, {} non-trainable; MACs: {}",
+        stats.trainable, stats.non_trainable, stats.macs
+    );
+    Ok(out)
+}
+
+/// Random inputs for a benchmark: floats uniform in [-1, 1), indices 0.
+fn inputs(g: &Graph, batch: u64) -> Vec<(String, Tensor)> {
+    let mut rng = Rng::new(1);
+    g.inputs
+        .iter()
+        .map(|(name, id)| {
+            let ty = &g.node(*id).ty;
+            let shape: Vec<usize> = ty.shape_at(batch).iter().map(|&d| d as usize).collect();
+            let t = if ty.dtype.is_float() {
+                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| rng.uniform_in(-1.0, 1.0)))
+            } else {
+                Tensor::I(ndarray::ArrayD::zeros(shape))
+            };
+            (name.clone(), t)
+        })
+        .collect()
+}
+
+pub struct BenchArgs {
+    pub batch: u64,
+    pub threads: usize,
+    pub iters: usize,
+    pub json: bool,
+}
+
+/// `nnc bench`: compiles, warms up, runs `iters` times; latency, throughput and a per-kernel profile.
+pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<String, Failure> {
+    let weights = tensor::initialize(g, 0);
+    let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads)?;
+    let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
+    let compile = front_total + plan_time + p.lower_time + p.jit_time;
+    p.set_inputs(&inputs(g, a.batch))
+        .map_err(|e| failure(e.to_string()))?;
+    for _ in 0..2 {
+        p.execute(|_, _| {});
+    }
+    let mut per = vec![Duration::ZERO; p.steps.len()];
+    let mut lat = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters {
+        let t = Instant::now();
+        p.execute(|i, d| per[i] += d);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let median = lat[lat.len() / 2];
+    let min = lat[0];
+    let total: Duration = per.iter().sum();
+    let iters = a.iters as f64;
+    let mut rows: Vec<(usize, f64)> = per
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i, ms(*d) / iters))
+        .collect();
+    rows.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let macs: u64 = p.steps.iter().map(|s| s.macs).sum();
+    let gflops = |macs: u64, t_ms: f64| if t_ms > 0.0 { 2.0 * macs as f64 / t_ms / 1e6 } else { 0.0 };
+    if a.json {
+        let kernels: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|&(i, t)| {
+                let s = &p.steps[i];
+                serde_json::json!({
+                    "layer": s.layer, "op": s.op, "kernel": s.kernel_name(), "ms": t,
+                    "share": t / (ms(total) / iters), "gflops": gflops(s.macs, t), "tasks": s.tasks(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "model": g.name, "batch": a.batch, "threads": p.threads, "iters": a.iters,
+            "latency_ms": {"median": ms(median), "min": ms(min)},
+            "throughput_per_s": a.batch as f64 / median.as_secs_f64(),
+            "compile_ms": ms(compile), "jit_ms": ms(p.jit_time),
+            "gflops": gflops(macs, ms(median)), "macs": macs, "kernels": kernels,
+        });
+        return Ok(serde_json::to_string_pretty(&v).expect("json") + "\n");
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} batch {} threads {}: median {:.3} ms, min {:.3} ms, {:.1} samples/s, {:.1} GFLOP/s; compiled in {:.1} ms",
+        g.name,
+        a.batch,
+        p.threads,
+        ms(median),
+        ms(min),
+        a.batch as f64 / median.as_secs_f64(),
+        gflops(macs, ms(median)),
+        ms(compile)
+    );
+    let _ = writeln!(out, "{:<44} {:<12} {:<28} {:>9} {:>6} {:>8}", "layer", "op", "kernel", "ms", "share", "GFLOP/s");
+    for &(i, t) in rows.iter().take(40) {
+        let s = &p.steps[i];
+        let share = 100.0 * t / (ms(total) / iters);
+        let gf = if s.macs > 0 { format!("{:.1}", gflops(s.macs, t)) } else { String::new() };
+        let _ = writeln!(
+            out,
+            "{:<44} {:<12} {:<28} {:>9.3} {:>5.1}% {:>8}",
+            s.layer, s.op, s.kernel_name(), t, share, gf
+        );
+    }
+    if rows.len() > 40 {
+        let rest: f64 = rows[40..].iter().map(|r| r.1).sum();
+        let _ = writeln!(out, "... {} more kernels, {:.3} ms", rows.len() - 40, rest);
+    }
+    Ok(out)
+}

@@ -1,0 +1,463 @@
+//! Executable steps: what kernel runs on which addresses, split into independent tasks that threads share.
+//! Addresses are symbolic here (a region and an element offset) and resolved against the program's memory
+//! when it runs. Every task writes memory no other task of its step touches, and computes each value with
+//! the same operations in the same order whichever thread runs it, so results are bitwise identical for
+//! any thread count.
+
+use rayon::prelude::*;
+
+use crate::codegen::{KernelId, Table, TILE_M, TILE_N};
+
+/// Where memory lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    Arena,
+    /// Memory the program owns: packed weights, folded batch-norm factors, window tables, RNN state.
+    Owned(usize),
+    Input(usize),
+    Output(usize),
+    /// The running thread's scratch memory.
+    Scratch,
+}
+
+/// An address: `offset` elements (f32 or i32) into a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addr {
+    pub region: Region,
+    pub offset: u64,
+}
+
+impl Addr {
+    pub fn at(self, elements: u64) -> Addr {
+        Addr {
+            region: self.region,
+            offset: self.offset + elements,
+        }
+    }
+}
+
+/// One argument of a simple kernel call, for task `(image, chunk)`.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    /// `addr + image * image_stride + chunk * chunk_stride` elements.
+    Ptr {
+        addr: Addr,
+        image_stride: u64,
+        chunk_stride: u64,
+    },
+    /// The size of this chunk: `min(chunk, total - index * chunk)`.
+    Len { total: u64, chunk: u64 },
+    Int(i64),
+}
+
+impl Arg {
+    pub fn ptr(addr: Addr) -> Arg {
+        Arg::Ptr {
+            addr,
+            image_stride: 0,
+            chunk_stride: 0,
+        }
+    }
+}
+
+/// A kernel called once per task, tasks being `images x chunks`.
+#[derive(Clone, Debug)]
+pub struct Simple {
+    pub kernel: KernelId,
+    pub images: u64,
+    pub chunks: u64,
+    pub args: Vec<Arg>,
+}
+
+/// A matrix product with its epilogue, `C = act(A . B * row_scale + row_shift + col_shift)`, in one of two
+/// forms. `Conv`: A is the packed weight (rows: output channels), B the patches of one image's input
+/// (columns: output pixels), per image and group. `Dense`: A is the input (rows: samples), packed at run
+/// time, and B the packed weight (columns: units).
+#[derive(Clone, Debug)]
+pub struct Gemm {
+    pub act: crate::codegen::ActKind,
+    pub slope: f32,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// The k block: [`KC`], or for a convolution whole input channels (a multiple of the taps).
+    pub kblock: u64,
+    pub form: Form,
+    /// Packed A (Conv) or packed B (Dense), one per group.
+    pub weights: Addr,
+    pub group_weight_stride: u64,
+    pub row_scale: Addr,
+    pub row_shift: Addr,
+    pub col_shift: Addr,
+    pub out: Addr,
+    pub out_image_stride: u64,
+    /// Elements between rows of C.
+    pub ldc: u64,
+    pub groups: u64,
+    pub images: u64,
+    /// Panels of 8 columns per task, and row blocks per column block.
+    pub panels_per_task: u64,
+    pub row_splits: u64,
+}
+
+#[derive(Clone, Debug)]
+pub enum Form {
+    Conv {
+        input: Addr,
+        in_image_stride: u64,
+        /// Input elements per group (channels per group x plane).
+        in_group_stride: u64,
+        plane: u64,
+        taps: u64,
+        /// i32 offsets per column panel and tap (`PackPatches` tables, one per panel, `taps * 8` each);
+        /// `None` for a 1x1 stride-1 unpadded convolution, whose full panels are read in place.
+        table: Addr,
+        direct: bool,
+    },
+    Dense {
+        input: Addr,
+        /// Elements between input rows.
+        ld: u64,
+    },
+}
+
+impl Gemm {
+    fn col_panels(&self) -> u64 {
+        self.n.div_ceil(TILE_N as u64)
+    }
+
+    fn col_blocks(&self) -> u64 {
+        self.col_panels().div_ceil(self.panels_per_task)
+    }
+
+    pub fn tasks(&self) -> u64 {
+        self.images * self.groups * self.col_blocks() * self.row_splits
+    }
+
+    /// f32 elements of scratch one task needs.
+    pub fn scratch(&self) -> u64 {
+        match self.form {
+            Form::Conv { .. } => self.panels_per_task * self.kblock * TILE_N as u64,
+            Form::Dense { .. } => self.m.div_ceil(TILE_M as u64) * self.kblock * TILE_M as u64,
+        }
+    }
+}
+
+/// A recurrent layer over a sequence, run by one thread step after step.
+#[derive(Clone, Debug)]
+pub struct Recurrent {
+    pub cell: KernelId,
+    /// Input projection of all steps (`[N*T, G*H]`), then the per-step recurrent product.
+    pub project: Gemm,
+    pub recur: Gemm,
+    pub gates: Addr,
+    pub recur_out: Addr,
+    pub state_h: Addr,
+    pub state_c: Addr,
+    pub batch: u64,
+    pub steps: u64,
+    pub hidden: u64,
+    pub out: Addr,
+    pub out_image_stride: u64,
+    pub return_sequences: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Exec {
+    Simple(Simple),
+    Gemm(Gemm),
+    Recurrent(Box<Recurrent>),
+}
+
+impl Exec {
+    pub fn tasks(&self) -> u64 {
+        match self {
+            Exec::Simple(s) => s.images * s.chunks,
+            Exec::Gemm(g) => g.tasks(),
+            Exec::Recurrent(_) => 1,
+        }
+    }
+
+    pub fn scratch(&self) -> u64 {
+        match self {
+            Exec::Simple(_) => 0,
+            Exec::Gemm(g) => g.scratch(),
+            Exec::Recurrent(r) => r.project.scratch().max(r.recur.scratch()),
+        }
+    }
+}
+
+/// Base addresses of the regions for one run.
+pub struct Bases {
+    pub arena: i64,
+    pub owned: Vec<i64>,
+    pub inputs: Vec<i64>,
+    pub outputs: Vec<i64>,
+}
+
+impl Bases {
+    fn resolve(&self, a: Addr, scratch: i64) -> i64 {
+        let base = match a.region {
+            Region::Arena => self.arena,
+            Region::Owned(i) => self.owned[i],
+            Region::Input(i) => self.inputs[i],
+            Region::Output(i) => self.outputs[i],
+            Region::Scratch => scratch,
+        };
+        base + 4 * a.offset as i64
+    }
+}
+
+/// f32 values aligned to a cache line: the unit of every buffer the program owns.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+pub struct Line(pub [f32; 16]);
+
+pub fn lines(elements: u64) -> Vec<Line> {
+    vec![Line::default(); elements.div_ceil(16) as usize + 1]
+}
+
+/// Runs `exec` with `threads` workers (`pool` when more than one).
+pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
+    let tasks = exec.tasks();
+    let scratch = exec.scratch();
+    let body = |scratch_mem: &mut Vec<Line>, t: u64| {
+        let s = scratch_mem.as_mut_ptr() as i64;
+        match exec {
+            Exec::Simple(x) => simple(x, k, bases, s, t),
+            Exec::Gemm(g) => gemm_task(g, k, bases, s, t),
+            Exec::Recurrent(r) => recurrent(r, k, bases, s),
+        }
+    };
+    match pool {
+        Some(pool) if tasks > 1 => pool.install(|| {
+            (0..tasks)
+                .into_par_iter()
+                .for_each_init(|| lines(scratch), |m, t| body(m, t))
+        }),
+        _ => {
+            let mut m = lines(scratch);
+            for t in 0..tasks {
+                body(&mut m, t);
+            }
+        }
+    }
+}
+
+fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
+    let (image, chunk) = (t / x.chunks, t % x.chunks);
+    let mut args = [0i64; 16];
+    for (slot, a) in args.iter_mut().zip(&x.args) {
+        *slot = match *a {
+            Arg::Ptr {
+                addr,
+                image_stride,
+                chunk_stride,
+            } => bases.resolve(addr.at(image * image_stride + chunk * chunk_stride), scratch),
+            Arg::Len { total, chunk: c } => c.min(total - chunk * c) as i64,
+            Arg::Int(v) => v,
+        };
+    }
+    k.call(x.kernel, &args[..x.args.len()]);
+}
+
+/// Task `t` of a GEMM: one block of column panels of one image and group, for one share of the rows.
+fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
+    let splits = g.row_splits;
+    let (rest, split) = (t / splits, t % splits);
+    let (rest, cb) = (rest / g.col_blocks(), rest % g.col_blocks());
+    let (image, group) = (rest / g.groups, rest % g.groups);
+    let row_panels = g.m.div_ceil(TILE_M as u64);
+    let per_split = row_panels.div_ceil(splits);
+    let (r0, r1) = (
+        (split * per_split * TILE_M as u64).min(g.m),
+        ((split + 1) * per_split * TILE_M as u64).min(g.m),
+    );
+    if r0 >= r1 {
+        return;
+    }
+    let p0 = cb * g.panels_per_task;
+    let p1 = (p0 + g.panels_per_task).min(g.col_panels());
+    let res = |a: Addr| bases.resolve(a, scratch);
+    let out = g
+        .out
+        .at(image * g.out_image_stride + group * g.m * g.ldc);
+    let weights = g.weights.at(group * g.group_weight_stride);
+    for k0 in (0..g.k).step_by(g.kblock as usize) {
+        let kc = g.kblock.min(g.k - k0);
+        let mut mode = if k0 == 0 { 0 } else { 1 };
+        if k0 + kc == g.k {
+            mode |= 2;
+        }
+        match g.form {
+            Form::Conv {
+                input,
+                in_image_stride,
+                in_group_stride,
+                plane,
+                taps,
+                table,
+                direct,
+            } => {
+                let x = input.at(image * in_image_stride + group * in_group_stride);
+                // Rows of B in this k block: input channels ci0..ci1 (k blocks hold whole channels).
+                let (ci0, ci1) = (k0 / taps, (k0 + kc) / taps);
+                let a_panels = row_panels as usize;
+                for p in p0..p1 {
+                    let col0 = p * TILE_N as u64;
+                    let cols = (TILE_N as u64).min(g.n - col0);
+                    let (b, bs) = if direct && cols == TILE_N as u64 {
+                        (res(x.at(ci0 * plane + col0)), 4 * plane as i64)
+                    } else {
+                        let slot = Addr {
+                            region: Region::Scratch,
+                            offset: (p - p0) * g.kblock * TILE_N as u64,
+                        };
+                        let tbl = table.at(p * taps * TILE_N as u64);
+                        let xa = x.at(0);
+                        k.call(
+                            KernelId::PackPatches,
+                            &[
+                                res(xa),
+                                res(slot),
+                                taps as i64,
+                                res(tbl),
+                                ci0 as i64,
+                                ci1 as i64,
+                                plane as i64,
+                            ],
+                        );
+                        (res(slot), (TILE_N * 4) as i64)
+                    };
+                    let a_off = crate::codegen::panel_offset(
+                        a_panels,
+                        TILE_M,
+                        g.k as usize,
+                        g.kblock as usize,
+                        k0 as usize,
+                        (r0 / TILE_M as u64) as usize,
+                    ) as u64;
+                    let at = (group, r0, r1, col0, cols, kc, mode);
+                    call_gemm(g, k, &res, weights.at(a_off), b, bs, out, at);
+                }
+            }
+            Form::Dense { input, ld } => {
+                // Pack this share's rows of the input for the k block, then run every column panel.
+                let x = input;
+                let panels = (r1 - r0).div_ceil(TILE_M as u64);
+                for i in 0..panels {
+                    let row = r0 + i * TILE_M as u64;
+                    let slot = Addr {
+                        region: Region::Scratch,
+                        offset: i * kc * TILE_M as u64,
+                    };
+                    k.call(
+                        KernelId::PackRows,
+                        &[
+                            res(x.at(row * ld)),
+                            res(slot),
+                            (g.m - row).min(TILE_M as u64) as i64,
+                            k0 as i64,
+                            (k0 + kc) as i64,
+                            ld as i64,
+                        ],
+                    );
+                }
+                let b_panels = g.col_panels() as usize;
+                for p in p0..p1 {
+                    let col0 = p * TILE_N as u64;
+                    let cols = (TILE_N as u64).min(g.n - col0);
+                    let b_off = crate::codegen::panel_offset(
+                        b_panels,
+                        TILE_N,
+                        g.k as usize,
+                        g.kblock as usize,
+                        k0 as usize,
+                        p as usize,
+                    ) as u64;
+                    let a = Addr {
+                        region: Region::Scratch,
+                        offset: 0,
+                    };
+                    let b = res(weights.at(b_off));
+                    let at = (0, r0, r1, col0, cols, kc, mode);
+                    call_gemm(g, k, &res, a, b, (TILE_N * 4) as i64, out, at);
+                }
+            }
+        }
+    }
+}
+
+/// Where one macro-kernel call works: group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.
+type Tile = (u64, u64, u64, u64, u64, u64, i64);
+
+#[allow(clippy::too_many_arguments)]
+fn call_gemm(
+    g: &Gemm,
+    k: &Table,
+    res: &dyn Fn(Addr) -> i64,
+    a: Addr,
+    b: i64,
+    bs: i64,
+    out: Addr,
+    (group, r0, r1, col0, cols, kc, mode): Tile,
+) {
+    // Row factors are indexed by output channel, column shifts by column (a convolution's are eight zeros).
+    let (rs, cs) = match g.form {
+        Form::Conv { .. } => (group * g.m + r0, 0),
+        Form::Dense { .. } => (r0, col0),
+    };
+    k.call(
+        KernelId::Gemm(g.act),
+        &[
+            res(a),
+            b,
+            bs,
+            res(out.at(r0 * g.ldc + col0)),
+            4 * g.ldc as i64,
+            (r1 - r0) as i64,
+            cols as i64,
+            kc as i64,
+            mode,
+            res(g.row_scale.at(rs)),
+            res(g.row_shift.at(rs)),
+            res(g.col_shift.at(cs)),
+            g.slope.to_bits() as i64,
+        ],
+    );
+}
+
+/// A recurrent layer: the input projection of every step as one product, then per step the recurrent
+/// product and the cell kernel, with the state in program-owned memory.
+fn recurrent(r: &Recurrent, k: &Table, bases: &Bases, scratch: i64) {
+    let res = |a: Addr| bases.resolve(a, scratch);
+    for t in 0..r.project.tasks() {
+        gemm_task(&r.project, k, bases, scratch, t);
+    }
+    let (n, h) = (r.batch, r.hidden);
+    for state in [r.state_h, r.state_c] {
+        k.call(KernelId::Fill, &[res(state), (n * h) as i64, 0]);
+    }
+    let width = r.project.n;
+    for step in 0..r.steps {
+        for t in 0..r.recur.tasks() {
+            gemm_task(&r.recur, k, bases, scratch, t);
+        }
+        let gx = res(r.gates.at(step * width));
+        let gx_stride = (r.steps * width) as i64;
+        let (gh, hs, cs) = (res(r.recur_out), res(r.state_h), res(r.state_c));
+        let (ni, hi) = (n as i64, h as i64);
+        match r.cell {
+            KernelId::LstmCell => k.call(r.cell, &[gx, gh, cs, hs, ni, hi, gx_stride, hi]),
+            KernelId::GruCell => k.call(r.cell, &[gx, gh, hs, hs, ni, hi, gx_stride, hi, hi]),
+            _ => k.call(r.cell, &[gx, gh, hs, ni, hi, gx_stride, hi]),
+        }
+        if r.return_sequences || step + 1 == r.steps {
+            let dst = if r.return_sequences { r.out.at(step * h) } else { r.out };
+            k.call(
+                KernelId::Copy,
+                &[hs, res(dst), ni, hi, hi, r.out_image_stride as i64],
+            );
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! From plan steps to execs: which kernel, which addresses, how the work splits into tasks. Weights are
+//! packed here, once (convolution weights into A panels, dense weights into B panels), inference batch
+//! norm becomes per-channel factors, and pooling windows become tables.
+
+use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
+use crate::ir::{Act, Cell, Op};
+use crate::plan::{KernelPlan, Step, Storage, View};
+use crate::tensor::Weights;
+
+use super::exec::{Addr, Arg, Exec, Form, Gemm, Recurrent, Region, Simple};
+use super::CompileError;
+
+/// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
+const CHUNK: u64 = 16384;
+
+/// Lowering state: the program-owned memory being collected.
+pub struct Lower<'a> {
+    pub plan: &'a KernelPlan,
+    pub weights: &'a Weights,
+    /// Program-owned tensors (f32 values or i32 bit patterns).
+    pub owned: Vec<Vec<f32>>,
+    pub input_names: Vec<String>,
+    pub output_names: Vec<String>,
+    zeros: Option<Addr>,
+    ones: Option<Addr>,
+    /// Longest row or column factor vector any GEMM reads.
+    longest: u64,
+}
+
+fn err(step: &Step, what: impl Into<String>) -> CompileError {
+    CompileError::Unsupported {
+        layer: step.path.clone(),
+        op: step.op.name(),
+        what: what.into(),
+    }
+}
+
+impl<'a> Lower<'a> {
+    pub fn new(plan: &'a KernelPlan, weights: &'a Weights, longest: u64) -> Lower<'a> {
+        let names = |v: &[(String, View)]| v.iter().map(|(n, _)| n.clone()).collect();
+        Lower {
+            plan,
+            weights,
+            owned: Vec::new(),
+            input_names: names(&plan.inputs),
+            output_names: names(&plan.outputs),
+            zeros: None,
+            ones: None,
+            longest: longest + TILE_N as u64,
+        }
+    }
+
+    pub fn own(&mut self, data: Vec<f32>) -> Addr {
+        self.owned.push(data);
+        Addr {
+            region: Region::Owned(self.owned.len() - 1),
+            offset: 0,
+        }
+    }
+
+    fn zeros(&mut self) -> Addr {
+        if self.zeros.is_none() {
+            self.zeros = Some(self.own(vec![0.0; self.longest as usize]));
+        }
+        self.zeros.expect("set")
+    }
+
+    fn ones(&mut self) -> Addr {
+        if self.ones.is_none() {
+            self.ones = Some(self.own(vec![1.0; self.longest as usize]));
+        }
+        self.ones.expect("set")
+    }
+
+    /// The start of a view.
+    pub fn addr(&mut self, v: &View) -> Addr {
+        let buffer = &self.plan.buffers[v.buffer];
+        let (region, base) = match &buffer.storage {
+            Storage::Arena { offset } => (Region::Arena, offset / 4),
+            Storage::Input { name } => (
+                Region::Input(self.input_names.iter().position(|n| n == name).expect("input")),
+                0,
+            ),
+            Storage::Output { name } => (
+                Region::Output(
+                    self.output_names
+                        .iter()
+                        .position(|n| n == name)
+                        .expect("output"),
+                ),
+                0,
+            ),
+            Storage::Weight { name } => {
+                let data = self.weight(name).map(|w| w.to_vec()).unwrap_or_default();
+                return self.own(data).at(v.offset);
+            }
+        };
+        Addr {
+            region,
+            offset: base + v.offset,
+        }
+    }
+
+    fn weight(&self, name: &str) -> Option<Vec<f32>> {
+        self.weights
+            .get(name)
+            .map(|w| w.iter().map(|&v| v as f32).collect())
+    }
+
+    /// A parameter's values by its plan view.
+    fn param(&self, step: &Step, slot: usize) -> Result<Vec<f32>, CompileError> {
+        let v = &step.inputs[slot];
+        match &self.plan.buffers[v.buffer].storage {
+            Storage::Weight { name } => self
+                .weight(name)
+                .ok_or_else(|| CompileError::MissingWeight(name.clone())),
+            _ => Err(err(step, "a parameter computed at run time")),
+        }
+    }
+
+    /// A view as one contiguous block per image: start, image stride and elements per image.
+    fn image(&mut self, step: &Step, v: &View) -> Result<(Addr, u64, u64), CompileError> {
+        let per: u64 = v.dims[1..].iter().product();
+        let mut expect = 1;
+        for i in (1..v.dims.len()).rev() {
+            if v.dims[i] != 1 && v.strides[i] != expect {
+                return Err(err(step, "a tensor whose images are not contiguous"));
+            }
+            expect *= v.dims[i];
+        }
+        Ok((self.addr(v), v.strides[0], per))
+    }
+
+    /// An elementwise kernel over the images of `views` (outputs and inputs alike), in chunks.
+    fn elementwise(
+        &mut self,
+        step: &Step,
+        kernel: KernelId,
+        views: &[&View],
+        extra: &[i64],
+    ) -> Result<Exec, CompileError> {
+        let mut args = Vec::new();
+        let mut per = 0;
+        for v in views {
+            let (a, stride, n) = self.image(step, v)?;
+            per = n;
+            args.push(Arg::Ptr {
+                addr: a,
+                image_stride: stride,
+                chunk_stride: CHUNK,
+            });
+        }
+        args.push(Arg::Len {
+            total: per,
+            chunk: CHUNK,
+        });
+        args.extend(extra.iter().map(|&v| Arg::Int(v)));
+        Ok(Exec::Simple(Simple {
+            kernel,
+            images: self.plan.batch,
+            chunks: per.div_ceil(CHUNK).max(1),
+            args,
+        }))
+    }
+
+    /// The execs of one step (none for an in-place identity).
+    pub fn step(&mut self, step: &Step) -> Result<Vec<Exec>, CompileError> {
+        let out = &step.output;
+        let x = step.inputs.first();
+        let unary = |kind: ActKind| KernelId::Unary(kind);
+        Ok(match &step.op {
+            Op::Activation(Act::Identity) | Op::Dropout { .. } => {
+                if step.in_place {
+                    vec![]
+                } else {
+                    vec![self.elementwise(step, unary(ActKind::Identity), &[&step.inputs[0], out], &[0])?]
+                }
+            }
+            Op::Activation(a) => {
+                let (kind, slope) = act_kind(*a);
+                let xv = x.expect("arity");
+                vec![self.elementwise(step, unary(kind), &[xv, out], &[slope.to_bits() as i64])?]
+            }
+            Op::Add | Op::Mul => {
+                let k = if step.op == Op::Add {
+                    KernelId::Add
+                } else {
+                    KernelId::Mul
+                };
+                let mut v = vec![self.elementwise(step, k, &[&step.inputs[0], &step.inputs[1], out], &[])?];
+                for other in &step.inputs[2..] {
+                    v.push(self.elementwise(step, k, &[out, other, out], &[])?);
+                }
+                v
+            }
+            Op::Scale { factor } => {
+                let s = self.own(vec![*factor as f32]);
+                let t = self.own(vec![0.0]);
+                let (xa, xs, n) = self.image(step, &step.inputs[0])?;
+                let (ya, ys, _) = self.image(step, out)?;
+                vec![Exec::Simple(Simple {
+                    kernel: KernelId::Affine(ActKind::Identity),
+                    images: self.plan.batch,
+                    chunks: n.div_ceil(CHUNK).max(1),
+                    args: vec![
+                        chunked(xa, xs, CHUNK),
+                        chunked(ya, ys, CHUNK),
+                        Arg::ptr(s),
+                        Arg::ptr(t),
+                        Arg::Int(1),
+                        Arg::Len {
+                            total: n,
+                            chunk: CHUNK,
+                        },
+                        Arg::Int(0),
+                    ],
+                })]
+            }
+            Op::BatchNorm { eps, affine, .. } => {
+                let slots = if *affine { (1, 2, 3, 4) } else { (0, 0, 1, 2) };
+                let c = step.inputs[0].dims[1] as usize;
+                let mean = self.param(step, slots.2)?;
+                let var = self.param(step, slots.3)?;
+                let (gamma, beta) = if *affine {
+                    (self.param(step, slots.0)?, self.param(step, slots.1)?)
+                } else {
+                    (vec![1.0; c], vec![0.0; c])
+                };
+                let mut scale = vec![0.0f32; c];
+                let mut shift = vec![0.0f32; c];
+                for i in 0..c {
+                    let s = gamma[i] as f64 / (var[i] as f64 + eps).sqrt();
+                    scale[i] = s as f32;
+                    shift[i] = (beta[i] as f64 - mean[i] as f64 * s) as f32;
+                }
+                let (s, t) = (self.own(scale), self.own(shift));
+                vec![self.per_channel(step, KernelId::Affine(ActKind::Identity), s, t)?]
+            }
+            Op::Conv2d { .. } => vec![Exec::Gemm(self.conv(step)?)],
+            Op::Dense { bias, .. } => vec![Exec::Gemm(self.dense(step, *bias)?)],
+            Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::GlobalAvgPool { .. } => vec![self.pool(step)?],
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                k,
+            } => {
+                let (xa, xs, _) = self.image(step, &step.inputs[0])?;
+                let (ya, ys, _) = self.image(step, out)?;
+                let d = &step.inputs[0].dims;
+                let plane: u64 = d[2..].iter().product();
+                let f = |v: f64| (v as f32).to_bits() as i64;
+                vec![Exec::Simple(Simple {
+                    kernel: KernelId::Lrn,
+                    images: self.plan.batch,
+                    chunks: 1,
+                    args: vec![
+                        chunked(xa, xs, 0),
+                        chunked(ya, ys, 0),
+                        Arg::Int(d[1] as i64),
+                        Arg::Int(plane as i64),
+                        Arg::Int(*size as i64),
+                        Arg::Int(f(*alpha)),
+                        Arg::Int(f(*beta)),
+                        Arg::Int(f(*k)),
+                    ],
+                })]
+            }
+            Op::Softmax { axis } => {
+                let d = &step.inputs[0].dims;
+                if *axis == 0 {
+                    return Err(err(step, "softmax over the batch axis"));
+                }
+                let outer: u64 = d[1..*axis].iter().product();
+                let inner: u64 = d[axis + 1..].iter().product();
+                let (xa, xs, _) = self.image(step, &step.inputs[0])?;
+                let (ya, ys, _) = self.image(step, out)?;
+                vec![Exec::Simple(Simple {
+                    kernel: KernelId::Softmax,
+                    images: self.plan.batch,
+                    chunks: 1,
+                    args: vec![
+                        chunked(xa, xs, 0),
+                        chunked(ya, ys, 0),
+                        Arg::Int(outer as i64),
+                        Arg::Int(d[*axis] as i64),
+                        Arg::Int(inner as i64),
+                    ],
+                })]
+            }
+            Op::ZeroPad2d { pad } => {
+                let d = &step.inputs[0].dims;
+                let (c, h, w) = (d[1], d[2], d[3]);
+                let (oh, ow) = (h + pad[0] + pad[1], w + pad[2] + pad[3]);
+                let (xa, xs, _) = self.image(step, &step.inputs[0])?;
+                let (ya, ys, per) = self.image(step, out)?;
+                let fill = Exec::Simple(Simple {
+                    kernel: KernelId::Fill,
+                    images: self.plan.batch,
+                    chunks: 1,
+                    args: vec![chunked(ya, ys, 0), Arg::Int(per as i64), Arg::Int(0)],
+                });
+                let copy = Exec::Simple(Simple {
+                    kernel: KernelId::Copy,
+                    images: self.plan.batch,
+                    chunks: c,
+                    args: vec![
+                        Arg::Ptr {
+                            addr: xa,
+                            image_stride: xs,
+                            chunk_stride: h * w,
+                        },
+                        Arg::Ptr {
+                            addr: ya.at(pad[0] * ow + pad[2]),
+                            image_stride: ys,
+                            chunk_stride: oh * ow,
+                        },
+                        Arg::Int(h as i64),
+                        Arg::Int(w as i64),
+                        Arg::Int(w as i64),
+                        Arg::Int(ow as i64),
+                    ],
+                });
+                vec![fill, copy]
+            }
+            Op::Concat { axis } => self.concat(step, *axis)?,
+            Op::Flatten | Op::Reshape { .. } => {
+                let (xa, xs, n) = self.image(step, &step.inputs[0])?;
+                let (ya, ys, _) = self.image(step, out)?;
+                vec![copy_images(self.plan.batch, (xa, xs), (ya, ys), n)]
+            }
+            Op::Embedding { dim, .. } => {
+                let table = self.param(step, 1)?;
+                let t = self.own(table);
+                let idx = self.addr(&step.inputs[0]);
+                let y = self.addr(out);
+                let count: u64 = step.inputs[0].dims.iter().product();
+                vec![Exec::Simple(Simple {
+                    kernel: KernelId::Embedding,
+                    images: 1,
+                    chunks: 1,
+                    args: vec![
+                        Arg::ptr(idx),
+                        Arg::ptr(t),
+                        Arg::ptr(y),
+                        Arg::Int(count as i64),
+                        Arg::Int(*dim as i64),
+                    ],
+                })]
+            }
+            Op::Rnn {
+                cell,
+                hidden,
+                return_sequences,
+                bias,
+            } => vec![self.recurrent(step, *cell, *hidden, *return_sequences, *bias)?],
+            Op::Input { .. }
+            | Op::Param(_)
+            | Op::Constant { .. }
+            | Op::Loss { .. }
+            | Op::Penalty { .. }
+            | Op::Grad { .. } => return Err(err(step, "a training-graph op")),
+        })
+    }
+
+    /// A per-channel kernel (`Affine`) over `[N, C, plane]` images, tasks over images and channel chunks.
+    fn per_channel(
+        &mut self,
+        step: &Step,
+        kernel: KernelId,
+        s: Addr,
+        t: Addr,
+    ) -> Result<Exec, CompileError> {
+        let d = &step.inputs[0].dims;
+        let (c, plane) = (d[1], d[2..].iter().product::<u64>());
+        let cc = (CHUNK / plane.max(1)).clamp(1, c);
+        let (xa, xs, _) = self.image(step, &step.inputs[0])?;
+        let (ya, ys, _) = self.image(step, &step.output)?;
+        let strided = |a: Addr, image_stride: u64| Arg::Ptr {
+            addr: a,
+            image_stride,
+            chunk_stride: cc * plane,
+        };
+        let factors = |a: Addr| Arg::Ptr {
+            addr: a,
+            image_stride: 0,
+            chunk_stride: cc,
+        };
+        Ok(Exec::Simple(Simple {
+            kernel,
+            images: self.plan.batch,
+            chunks: c.div_ceil(cc),
+            args: vec![
+                strided(xa, xs),
+                strided(ya, ys),
+                factors(s),
+                factors(t),
+                Arg::Len {
+                    total: c,
+                    chunk: cc,
+                },
+                Arg::Int(plane as i64),
+                Arg::Int(0),
+            ],
+        }))
+    }
+
+    fn conv(&mut self, step: &Step) -> Result<Gemm, CompileError> {
+        let Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            bias,
+        } = step.op
+        else {
+            unreachable!("a convolution")
+        };
+        let (xv, out) = (&step.inputs[0], &step.output);
+        let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        let (oh, ow) = (out.dims[2], out.dims[3]);
+        let (m, n) = (filters / groups, oh * ow);
+        let taps = kernel[0] * kernel[1];
+        let cg = c / groups;
+        let k = cg * taps;
+        let kblock = taps * (KC as u64 / taps).max(1);
+        let wt = self.param(step, 1)?;
+        let per_group = (m * k) as usize;
+        let mut packed = Vec::new();
+        for g in 0..groups as usize {
+            packed.extend(pack_a(
+                &wt[g * per_group..(g + 1) * per_group],
+                m as usize,
+                k as usize,
+                kblock as usize,
+            ));
+        }
+        let group_weight_stride = (packed.len() / groups as usize) as u64;
+        let weights = self.own(packed);
+        let row_shift = if bias {
+            let b = self.param(step, 2)?;
+            self.own(b)
+        } else {
+            self.zeros()
+        };
+        let direct = taps == 1 && stride == [1, 1] && pad == [0; 4];
+        // Offsets of each tap of each output pixel, column panel by column panel.
+        let panels = n.div_ceil(TILE_N as u64);
+        let mut table = Vec::with_capacity((panels * taps) as usize * TILE_N);
+        for p in 0..panels {
+            for kh in 0..kernel[0] {
+                for kw in 0..kernel[1] {
+                    for j in 0..TILE_N as u64 {
+                        let pix = p * TILE_N as u64 + j;
+                        let (y, x) = (pix / ow, pix % ow);
+                        let ih = (y * stride[0] + kh * dilation[0]) as i64 - pad[0] as i64;
+                        let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
+                        let inside = pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
+                        let off = if inside { ih * w as i64 + iw } else { -1 };
+                        table.push(f32::from_bits(off as i32 as u32));
+                    }
+                }
+            }
+        }
+        let table = self.own(table);
+        let (xa, xs, _) = self.image(step, xv)?;
+        let (ya, ys, _) = self.image(step, out)?;
+        let (panels_per_task, row_splits) = split(self.plan.batch * groups, panels, m);
+        Ok(Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            m,
+            n,
+            k,
+            kblock,
+            form: Form::Conv {
+                input: xa,
+                in_image_stride: xs,
+                in_group_stride: cg * h * w,
+                plane: h * w,
+                taps,
+                table,
+                direct,
+            },
+            weights,
+            group_weight_stride,
+            row_scale: self.ones(),
+            row_shift,
+            col_shift: self.zeros(),
+            out: ya,
+            out_image_stride: ys,
+            ldc: n,
+            groups,
+            images: self.plan.batch,
+            panels_per_task,
+            row_splits,
+        })
+    }
+
+    fn dense(&mut self, step: &Step, bias: bool) -> Result<Gemm, CompileError> {
+        let (xv, out) = (&step.inputs[0], &step.output);
+        let rank = xv.dims.len();
+        let k = xv.dims[rank - 1];
+        let units = out.dims[rank - 1];
+        let rows: u64 = xv.dims[..rank - 1].iter().product();
+        let wt = self.param(step, 1)?;
+        let b = if bias { Some(self.param(step, 2)?) } else { None };
+        let x = self.addr(xv);
+        let y = self.addr(out);
+        let row_ok = |v: &View| rank == 2 || v.is_contiguous();
+        if xv.strides[rank - 1] != 1 || out.strides[rank - 1] != 1 || !row_ok(xv) || !row_ok(out) {
+            return Err(err(step, "a dense layer over a strided tensor"));
+        }
+        Ok(self.matmul(x, xv.strides[rank - 2], rows, k, &wt, units, b, y, out.strides[rank - 2]))
+    }
+
+    /// `y[rows, units] = x[rows, k] . w^T + b` with `w [units, k]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &mut self,
+        x: Addr,
+        ld: u64,
+        rows: u64,
+        k: u64,
+        w: &[f32],
+        units: u64,
+        b: Option<Vec<f32>>,
+        y: Addr,
+        ldc: u64,
+    ) -> Gemm {
+        let packed = pack_b_transposed(w, k as usize, units as usize, KC);
+        let weights = self.own(packed);
+        let col_shift = match b {
+            Some(mut b) => {
+                b.resize(b.len() + TILE_N, 0.0);
+                self.own(b)
+            }
+            None => self.zeros(),
+        };
+        let panels = units.div_ceil(TILE_N as u64);
+        Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            m: rows,
+            n: units,
+            k,
+            kblock: KC as u64,
+            form: Form::Dense { input: x, ld },
+            weights,
+            group_weight_stride: 0,
+            row_scale: self.ones(),
+            row_shift: self.zeros(),
+            col_shift,
+            out: y,
+            out_image_stride: 0,
+            ldc,
+            groups: 1,
+            images: 1,
+            panels_per_task: panels.div_ceil(16).max(1),
+            row_splits: 1,
+        }
+    }
+
+    fn recurrent(
+        &mut self,
+        step: &Step,
+        cell: Cell,
+        hidden: u64,
+        return_sequences: bool,
+        bias: bool,
+    ) -> Result<Exec, CompileError> {
+        let xv = &step.inputs[0];
+        let (n, t, f) = (xv.dims[0], xv.dims[1], xv.dims[2]);
+        if !xv.is_contiguous() {
+            return Err(err(step, "a recurrent layer over a strided tensor"));
+        }
+        let g = cell.gates();
+        let w_ih = self.param(step, 1)?;
+        let w_hh = self.param(step, 2)?;
+        let (b_ih, b_hh) = if bias {
+            (Some(self.param(step, 3)?), Some(self.param(step, 4)?))
+        } else {
+            (None, None)
+        };
+        let width = g * hidden;
+        let gates = self.own(vec![0.0; (n * t * width) as usize]);
+        let recur_out = self.own(vec![0.0; (n * width) as usize]);
+        let state_h = self.own(vec![0.0; (n * hidden) as usize]);
+        let state_c = self.own(vec![0.0; (n * hidden) as usize]);
+        let x = self.addr(xv);
+        let project = self.matmul(x, f, n * t, f, &w_ih, width, b_ih, gates, width);
+        let recur = self.matmul(state_h, hidden, n, hidden, &w_hh, width, b_hh, recur_out, width);
+        let (ya, ys, _) = self.image(step, &step.output)?;
+        let kernel = match cell {
+            Cell::Lstm => KernelId::LstmCell,
+            Cell::Gru => KernelId::GruCell,
+            Cell::Simple { relu } => KernelId::RnnCell(if relu {
+                ActKind::Relu
+            } else {
+                ActKind::Tanh
+            }),
+        };
+        Ok(Exec::Recurrent(Box::new(Recurrent {
+            cell: kernel,
+            project,
+            recur,
+            gates,
+            recur_out,
+            state_h,
+            state_c,
+            batch: n,
+            steps: t,
+            hidden,
+            out: ya,
+            out_image_stride: ys,
+            return_sequences,
+        })))
+    }
+
+    fn concat(&mut self, step: &Step, axis: usize) -> Result<Vec<Exec>, CompileError> {
+        let out = &step.output;
+        let (ya, ys, _) = self.image(step, out)?;
+        let inner_out: u64 = out.dims[axis..].iter().product();
+        let below: u64 = out.dims[axis + 1..].iter().product();
+        let outer: u64 = out.dims[1..axis].iter().product();
+        let mut start = 0;
+        let mut execs = Vec::new();
+        for v in &step.inputs {
+            let width = v.dims[axis];
+            // Inputs the plan placed in their slice are already there.
+            let placed = v.buffer == out.buffer;
+            if !placed {
+                let (xa, xs, _) = self.image(step, v)?;
+                let len = width * below;
+                execs.push(Exec::Simple(Simple {
+                    kernel: KernelId::Copy,
+                    images: self.plan.batch,
+                    chunks: 1,
+                    args: vec![
+                        chunked(xa, xs, 0),
+                        chunked(ya.at(start * below), ys, 0),
+                        Arg::Int(outer as i64),
+                        Arg::Int(len as i64),
+                        Arg::Int(len as i64),
+                        Arg::Int(inner_out as i64),
+                    ],
+                }));
+            }
+            start += width;
+        }
+        Ok(execs)
+    }
+
+    fn pool(&mut self, step: &Step) -> Result<Exec, CompileError> {
+        let xv = &step.inputs[0];
+        let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        let (oh, ow) = if step.output.dims.len() == 4 {
+            (step.output.dims[2], step.output.dims[3])
+        } else {
+            (1, 1)
+        };
+        let (rows, cols, divs, max) = super::windows::tables(&step.op, (h, w), (oh, ow));
+        let kernel = if max {
+            KernelId::MaxPool
+        } else {
+            KernelId::AvgPool
+        };
+        let as_bits = |v: Vec<i32>| v.into_iter().map(|i| f32::from_bits(i as u32)).collect();
+        let (rows, cols, divs) = (self.own(as_bits(rows)), self.own(as_bits(cols)), self.own(divs));
+        let (xa, xs, _) = self.image(step, xv)?;
+        let (ya, ys, _) = self.image(step, &step.output)?;
+        let cc = (CHUNK / (h * w).max(1)).clamp(1, c);
+        Ok(Exec::Simple(Simple {
+            kernel,
+            images: self.plan.batch,
+            chunks: c.div_ceil(cc),
+            args: vec![
+                Arg::Ptr {
+                    addr: xa,
+                    image_stride: xs,
+                    chunk_stride: cc * h * w,
+                },
+                Arg::Ptr {
+                    addr: ya,
+                    image_stride: ys,
+                    chunk_stride: cc * oh * ow,
+                },
+                Arg::Int(oh as i64),
+                Arg::Int(ow as i64),
+                Arg::Int(w as i64),
+                Arg::ptr(rows),
+                Arg::ptr(cols),
+                Arg::ptr(divs),
+                Arg::Len {
+                    total: c,
+                    chunk: cc,
+                },
+                Arg::Int((h * w) as i64),
+            ],
+        }))
+    }
+}
+
+fn chunked(addr: Addr, image_stride: u64, chunk_stride: u64) -> Arg {
+    Arg::Ptr {
+        addr,
+        image_stride,
+        chunk_stride,
+    }
+}
+
+fn copy_images(images: u64, (xa, xs): (Addr, u64), (ya, ys): (Addr, u64), n: u64) -> Exec {
+    Exec::Simple(Simple {
+        kernel: KernelId::Copy,
+        images,
+        chunks: 1,
+        args: vec![
+            chunked(xa, xs, 0),
+            chunked(ya, ys, 0),
+            Arg::Int(1),
+            Arg::Int(n as i64),
+            Arg::Int(n as i64),
+            Arg::Int(n as i64),
+        ],
+    })
+}
+
+fn act_kind(a: Act) -> (ActKind, f32) {
+    match a {
+        Act::Relu => (ActKind::Relu, 0.0),
+        Act::Sigmoid => (ActKind::Sigmoid, 0.0),
+        Act::Tanh => (ActKind::Tanh, 0.0),
+        Act::Identity => (ActKind::Identity, 0.0),
+        Act::LeakyRelu { slope } => (ActKind::LeakyRelu, slope as f32),
+    }
+}
+
+/// How a convolution's work splits: column panels per task, and row shares per column block, aiming at
+/// 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64 columns) so a task
+/// re-reads its block of A from L2 rather than memory.
+fn split(images: u64, panels: u64, m: u64) -> (u64, u64) {
+    let per_task = (panels * images / 16).clamp(1, 8);
+    let blocks = images * panels.div_ceil(per_task);
+    let row_panels = m.div_ceil(TILE_M as u64);
+    let splits = 16u64.div_ceil(blocks).clamp(1, row_panels.div_ceil(8).max(1));
+    (per_task, splits)
+}

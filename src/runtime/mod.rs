@@ -1,0 +1,360 @@
+//! The runtime room: a kernel plan and weights in, a program out that runs the model on native code.
+//! `lower.rs` turns plan steps into execs (kernel, addresses, tasks) and packs weights once; `exec.rs`
+//! runs them on a thread pool. The program owns all its memory (arena, inputs, outputs, packed weights,
+//! scratch) and only generated kernels touch it while it runs.
+
+mod exec;
+mod gemm;
+mod lower;
+mod windows;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::codegen::{CodegenError, KernelId, Kernels};
+use crate::interp::RunError;
+use crate::ir::{Graph, Op};
+use crate::plan::KernelPlan;
+use crate::tensor::{Tensor, Weights};
+
+use exec::{lines, Addr, Bases, Exec, Line, Region};
+pub use gemm::MatMul;
+
+/// Why a program could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+    #[error("`{layer}` ({op}): the JIT does not support {what} yet; use `--backend interp`")]
+    Unsupported {
+        layer: String,
+        op: &'static str,
+        what: String,
+    },
+    #[error("parameter `{0}` has no value")]
+    MissingWeight(String),
+    #[error("parameter `{name}` has shape {found:?}, the model expects {expected:?}")]
+    WeightShape {
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("could not start {threads} threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+/// One exec and where it came from, for profiles.
+pub struct Kernel {
+    pub layer: String,
+    pub op: &'static str,
+    /// Multiply-accumulates of the step this exec belongs to (0 for the step's later execs).
+    pub macs: u64,
+    exec: Exec,
+}
+
+impl Kernel {
+    pub fn kernel_name(&self) -> String {
+        match &self.exec {
+            Exec::Simple(s) => format!("{:?}", s.kernel),
+            Exec::Gemm(g) => match g.form {
+                exec::Form::Conv { direct: true, .. } => "Gemm(conv 1x1, in place)".into(),
+                exec::Form::Conv { .. } => "Gemm(conv, packed patches)".into(),
+                exec::Form::Dense { .. } => "Gemm(dense)".into(),
+            },
+            Exec::Recurrent(r) => format!("{:?}", r.cell),
+        }
+    }
+
+    pub fn tasks(&self) -> u64 {
+        self.exec.tasks()
+    }
+}
+
+/// Input bindings: name, shape, whether it holds integer indices (and their bound).
+struct Binding {
+    name: String,
+    dims: Vec<usize>,
+    /// For integer inputs: the largest valid index + 1 and the layer that reads it.
+    vocab: Option<(u64, String)>,
+    mem: Vec<Line>,
+}
+
+/// A compiled model at one batch size.
+pub struct Program {
+    pub batch: u64,
+    kernels: Kernels,
+    pub steps: Vec<Kernel>,
+    owned: Vec<Vec<Line>>,
+    arena: Vec<Line>,
+    inputs: Vec<Binding>,
+    outputs: Vec<(String, Vec<usize>, Addr)>,
+    output_mem: Vec<Vec<Line>>,
+    pool: Option<rayon::ThreadPool>,
+    pub threads: usize,
+    /// Time spent lowering (packing weights) and generating plus compiling code.
+    pub lower_time: Duration,
+    pub jit_time: Duration,
+    pub arena_bytes: u64,
+    pub owned_bytes: u64,
+}
+
+fn check_weights(g: &Graph, weights: &Weights) -> Result<(), CompileError> {
+    for id in g.node_ids() {
+        let node = g.node(id);
+        if !node.op.is_param() {
+            continue;
+        }
+        let w = weights
+            .get(&node.path)
+            .ok_or_else(|| CompileError::MissingWeight(node.path.clone()))?;
+        let want: Vec<usize> = node.ty.fixed_dims().iter().map(|&d| d as usize).collect();
+        if w.shape() != want.as_slice() {
+            return Err(CompileError::WeightShape {
+                name: node.path.clone(),
+                found: w.shape().to_vec(),
+                expected: want,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The machine's cores, the default thread count.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Program {
+    /// Compiles the plan of `g` (at `plan.batch`) with `weights`, to run on `threads` threads.
+    pub fn compile(
+        g: &Graph,
+        plan: &KernelPlan,
+        weights: &Weights,
+        threads: usize,
+    ) -> Result<Program, CompileError> {
+        check_weights(g, weights)?;
+        let start = Instant::now();
+        let longest = plan
+            .steps
+            .iter()
+            .flat_map(|s| s.output.dims.iter().chain(s.inputs.iter().flat_map(|v| &v.dims)))
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(plan.batch * 64);
+        let mut lw = lower::Lower::new(plan, weights, longest);
+        let mut steps = Vec::new();
+        for step in &plan.steps {
+            let macs = step_macs(g, step);
+            for (i, exec) in lw.step(step)?.into_iter().enumerate() {
+                steps.push(Kernel {
+                    layer: step.path.clone(),
+                    op: step.op.name(),
+                    macs: if i == 0 { macs } else { 0 },
+                    exec,
+                });
+            }
+        }
+        let mut vocab: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for id in g.node_ids() {
+            if let Op::Embedding { vocab: v, .. } = g.node(id).op {
+                if let Op::Input { index } = g.node(g.inputs(id)[0]).op {
+                    vocab.insert(g.inputs[index].0.clone(), (v, g.node(id).path.clone()));
+                }
+            }
+        }
+        let lower_time = start.elapsed();
+        let start = Instant::now();
+        let mut ids: Vec<KernelId> = vec![KernelId::Fill, KernelId::Copy];
+        for s in &steps {
+            match &s.exec {
+                Exec::Simple(x) => ids.push(x.kernel),
+                Exec::Gemm(gm) => ids.extend([KernelId::Gemm(gm.act), KernelId::PackPatches, KernelId::PackRows]),
+                Exec::Recurrent(r) => ids.extend([
+                    r.cell,
+                    KernelId::Gemm(r.project.act),
+                    KernelId::PackRows,
+                ]),
+            }
+        }
+        let kernels = Kernels::compile(&ids)?;
+        let jit_time = start.elapsed();
+        let owned: Vec<Vec<Line>> = lw
+            .owned
+            .iter()
+            .map(|v| {
+                let mut m = lines(v.len() as u64);
+                for (i, &x) in v.iter().enumerate() {
+                    m[i / 16].0[i % 16] = x;
+                }
+                m
+            })
+            .collect();
+        let owned_bytes = owned.iter().map(|m| (m.len() * 64) as u64).sum();
+        let inputs = plan
+            .inputs
+            .iter()
+            .map(|(name, v)| Binding {
+                name: name.clone(),
+                dims: v.dims.iter().map(|&d| d as usize).collect(),
+                vocab: vocab.get(name).cloned(),
+                mem: lines(v.elements()),
+            })
+            .collect();
+        let mut outputs = Vec::new();
+        let mut output_mem = Vec::new();
+        for (name, v) in &plan.outputs {
+            let a = lw.addr(v);
+            outputs.push((name.clone(), v.dims.iter().map(|&d| d as usize).collect(), a));
+            output_mem.push(lines(v.elements()));
+        }
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| CompileError::Threads {
+                        threads,
+                        message: e.to_string(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Program {
+            batch: plan.batch,
+            kernels,
+            steps,
+            owned,
+            arena: lines(plan.arena_bytes / 4),
+            inputs,
+            outputs,
+            output_mem,
+            pool,
+            threads: threads.max(1),
+            lower_time,
+            jit_time,
+            arena_bytes: plan.arena_bytes,
+            owned_bytes,
+        })
+    }
+
+    pub fn kernel_ids(&self) -> Vec<KernelId> {
+        self.kernels.ids().collect()
+    }
+
+    /// Kernels compiled and Cranelift instructions generated.
+    pub fn kernel_count(&self) -> (usize, usize) {
+        (self.kernels.ids().count(), self.kernels.instructions)
+    }
+
+    /// Copies `inputs` in (checking names, shapes and index ranges).
+    pub fn set_inputs(&mut self, inputs: &[(String, Tensor)]) -> Result<(), RunError> {
+        for (name, _) in inputs {
+            if !self.inputs.iter().any(|b| &b.name == name) {
+                return Err(RunError::UnknownInput(name.clone()));
+            }
+        }
+        for b in &mut self.inputs {
+            let (_, t) = inputs
+                .iter()
+                .find(|(n, _)| *n == b.name)
+                .ok_or_else(|| RunError::MissingInput(b.name.clone()))?;
+            if t.shape() != b.dims.as_slice() {
+                return Err(RunError::InputShape {
+                    name: b.name.clone(),
+                    found: t.shape().to_vec(),
+                    expected: format!("{:?}", b.dims),
+                });
+            }
+            match (t, &b.vocab) {
+                (Tensor::F(a), None) => {
+                    for (i, &v) in a.iter().enumerate() {
+                        b.mem[i / 16].0[i % 16] = v as f32;
+                    }
+                }
+                (Tensor::I(a), Some((vocab, layer))) => {
+                    for (i, &v) in a.iter().enumerate() {
+                        if v < 0 || v as u64 >= *vocab {
+                            return Err(RunError::IndexOutOfRange {
+                                layer: layer.clone(),
+                                index: v,
+                                vocab: *vocab,
+                            });
+                        }
+                        b.mem[i / 16].0[i % 16] = f32::from_bits(v as u32);
+                    }
+                }
+                (t, _) => {
+                    return Err(RunError::InputKind {
+                        name: b.name.clone(),
+                        found: t.kind(),
+                        expected: if b.vocab.is_some() { "integer" } else { "float" },
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bases(&mut self) -> Bases {
+        Bases {
+            arena: self.arena.as_mut_ptr() as i64,
+            owned: self.owned.iter_mut().map(|m| m.as_mut_ptr() as i64).collect(),
+            inputs: self.inputs.iter_mut().map(|b| b.mem.as_mut_ptr() as i64).collect(),
+            outputs: self.output_mem.iter_mut().map(|m| m.as_mut_ptr() as i64).collect(),
+        }
+    }
+
+    /// Runs every kernel once on the current inputs; `each` sees each kernel's index and time.
+    pub fn execute(&mut self, mut each: impl FnMut(usize, Duration)) {
+        let bases = self.bases();
+        for (i, s) in self.steps.iter().enumerate() {
+            let t = Instant::now();
+            exec::run(&s.exec, self.kernels.table(), &bases, self.pool.as_ref());
+            each(i, t.elapsed());
+        }
+    }
+
+    /// The outputs of the last run, by name.
+    pub fn outputs(&self) -> Vec<(String, Tensor)> {
+        self.outputs
+            .iter()
+            .map(|(name, dims, a)| {
+                let mem = match a.region {
+                    Region::Arena => &self.arena,
+                    Region::Owned(i) => &self.owned[i],
+                    Region::Input(i) => &self.inputs[i].mem,
+                    Region::Output(i) => &self.output_mem[i],
+                    Region::Scratch => unreachable!("outputs are not scratch"),
+                };
+                let n: usize = dims.iter().product();
+                let o = a.offset as usize;
+                let values: Vec<f64> = (o..o + n).map(|i| mem[i / 16].0[i % 16] as f64).collect();
+                let arr = ArrayD::from_shape_vec(IxDyn(dims), values).expect("sizes match");
+                (name.clone(), Tensor::F(arr))
+            })
+            .collect()
+    }
+
+    /// Sets the inputs, runs, and returns the outputs.
+    pub fn run(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, RunError> {
+        self.set_inputs(inputs)?;
+        self.execute(|_, _| {});
+        Ok(self.outputs())
+    }
+}
+
+/// Multiply-accumulates of a step's op at its shapes.
+fn step_macs(_g: &Graph, step: &crate::plan::Step) -> u64 {
+    let out: u64 = step.output.dims.iter().product();
+    match &step.op {
+        Op::Conv2d { kernel, groups, .. } => {
+            out * step.inputs[0].dims[1] / groups * kernel[0] * kernel[1]
+        }
+        Op::Dense { .. } => out * step.inputs[0].dims.last().copied().unwrap_or(1),
+        _ => 0,
+    }
+}

@@ -1,0 +1,75 @@
+//! Pooling windows as tables, PyTorch's rules: for each output row and column, the input rows or columns
+//! read (`start, count, step`) and the divisor of averaging. Windows are separable, so rows and columns are
+//! tabulated apart.
+
+use crate::ir::Op;
+
+/// One axis of a max pool: taps `o * s - pad + i * d` for `i < k`, kept when inside `0..len`.
+fn max_axis(o: u64, len: u64, k: u64, s: u64, pad: u64, d: u64) -> [i32; 3] {
+    let start0 = (o * s) as i64 - pad as i64;
+    let d = d as i64;
+    let lo = if start0 < 0 { (-start0 + d - 1) / d } else { 0 };
+    let hi = ((len as i64 - 1 - start0).div_euclid(d)).min(k as i64 - 1);
+    let count = (hi - lo + 1).max(0);
+    [(start0 + lo * d) as i32, count as i32, d as i32]
+}
+
+/// One axis of an average pool: the window clipped to the input (read) and to the input plus trailing
+/// padding (the divisor when padding counts).
+fn avg_axis(o: u64, len: u64, k: u64, s: u64, lo_pad: u64, hi_pad: u64) -> ([i32; 3], u64, u64) {
+    let start = (o * s) as i64 - lo_pad as i64;
+    let end = (start + k as i64).min((len + hi_pad) as i64);
+    let padded = (end - start).max(0) as u64;
+    let (a, b) = (start.max(0), end.min(len as i64).max(0));
+    let count = (b - a).max(0);
+    ([a as i32, count as i32, 1], count as u64, padded)
+}
+
+/// `(rows, cols, divisors, is_max)` of a pooling op over an `h x w` plane with an `oh x ow` output.
+pub fn tables(op: &Op, (h, w): (u64, u64), (oh, ow): (u64, u64)) -> (Vec<i32>, Vec<i32>, Vec<f32>, bool) {
+    let (mut rows, mut cols, mut divs) = (Vec::new(), Vec::new(), Vec::new());
+    let is_max = matches!(op, Op::MaxPool2d { .. });
+    for (axis, (len, outs)) in [(h, oh), (w, ow)].into_iter().enumerate() {
+        let table = if axis == 0 { &mut rows } else { &mut cols };
+        for o in 0..outs {
+            let (t, div) = match op {
+                Op::MaxPool2d {
+                    kernel,
+                    stride,
+                    pad,
+                    dilation,
+                    ..
+                } => (
+                    max_axis(o, len, kernel[axis], stride[axis], pad[2 * axis], dilation[axis]),
+                    1,
+                ),
+                Op::AvgPool2d {
+                    kernel,
+                    stride,
+                    pad,
+                    count_include_pad,
+                    ..
+                } => {
+                    let (t, count, padded) = avg_axis(
+                        o,
+                        len,
+                        kernel[axis],
+                        stride[axis],
+                        pad[2 * axis],
+                        pad[2 * axis + 1],
+                    );
+                    (t, if *count_include_pad { padded } else { count })
+                }
+                _ => {
+                    // Adaptive and global: [floor(o len / out), ceil((o + 1) len / out)).
+                    let a = o * len / outs;
+                    let b = ((o + 1) * len).div_ceil(outs);
+                    ([a as i32, (b - a) as i32, 1], b - a)
+                }
+            };
+            table.extend(t);
+            divs.push(div as f32);
+        }
+    }
+    (rows, cols, divs, is_max)
+}
