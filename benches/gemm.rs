@@ -27,9 +27,11 @@ fn gemm(c: &mut Criterion) {
         let label = format!("{m}x{n}x{k}");
         for threads in [1, 2] {
             let mut mm = MatMul::new(&b, m, n, k, threads).expect("the host is supported");
-            group.bench_with_input(BenchmarkId::new(format!("nnc_{threads}t"), &label), &(), |bench, _| {
-                bench.iter(|| mm.run(&a, &mut out))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("nnc_{threads}t"), &label),
+                &(),
+                |bench, _| bench.iter(|| mm.run(&a, &mut out)),
+            );
         }
         let a2 = ndarray::Array2::from_shape_vec((m, k), a.clone()).expect("shape");
         let b2 = ndarray::Array2::from_shape_vec((k, n), b.clone()).expect("shape");

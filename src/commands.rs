@@ -146,6 +146,7 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         code: 1,
     };
     let outputs = if args.jit && !args.train_mode {
+        interp::check_inputs(g, &inputs).map_err(user)?;
         let (mut p, _, _) = crate::jit::program(g, batch, &weights, args.threads)?;
         p.run(&inputs).map_err(user)?
     } else {

@@ -66,16 +66,44 @@ pub fn compile(
     let stats = nnc::passes::count(g, batch);
     let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
     let total = front_total + plan_time + p.lower_time + p.jit_time;
-    let _ = writeln!(out, "compiled {} at batch {batch} for {} thread(s)", g.name, p.threads);
+    let _ = writeln!(
+        out,
+        "compiled {} at batch {batch} for {} thread(s)",
+        g.name, p.threads
+    );
     let _ = writeln!(out, "stages:");
     for (stage, d) in front {
         let _ = writeln!(out, "  {:<28} {:>9.3} ms", stage, ms(*d));
     }
-    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "plan (schedule, memory)", ms(plan_time));
-    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "lower (pack weights, tables)", ms(p.lower_time));
-    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "jit (Cranelift)", ms(p.jit_time));
-    let _ = writeln!(out, "  {:<28} {:>9.3} ms", "total (parse to native code)", ms(total));
-    let _ = writeln!(out, "  ({:.3} ms initializing weights, not counted)", ms(init_time));
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>9.3} ms",
+        "plan (schedule, memory)",
+        ms(plan_time)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>9.3} ms",
+        "lower (pack weights, tables)",
+        ms(p.lower_time)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>9.3} ms",
+        "jit (Cranelift)",
+        ms(p.jit_time)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>9.3} ms",
+        "total (parse to native code)",
+        ms(total)
+    );
+    let _ = writeln!(
+        out,
+        "  ({:.3} ms initializing weights, not counted)",
+        ms(init_time)
+    );
     let (kernels, insts) = p.kernel_count();
     let _ = writeln!(
         out,
@@ -109,7 +137,9 @@ fn inputs(g: &Graph, batch: u64) -> Vec<(String, Tensor)> {
             let ty = &g.node(*id).ty;
             let shape: Vec<usize> = ty.shape_at(batch).iter().map(|&d| d as usize).collect();
             let t = if ty.dtype.is_float() {
-                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| rng.uniform_in(-1.0, 1.0)))
+                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
+                    rng.uniform_in(-1.0, 1.0)
+                }))
             } else {
                 Tensor::I(ndarray::ArrayD::zeros(shape))
             };
@@ -155,7 +185,13 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         .collect();
     rows.sort_by(|x, y| y.1.total_cmp(&x.1));
     let macs: u64 = p.steps.iter().map(|s| s.macs).sum();
-    let gflops = |macs: u64, t_ms: f64| if t_ms > 0.0 { 2.0 * macs as f64 / t_ms / 1e6 } else { 0.0 };
+    let gflops = |macs: u64, t_ms: f64| {
+        if t_ms > 0.0 {
+            2.0 * macs as f64 / t_ms / 1e6
+        } else {
+            0.0
+        }
+    };
     if a.json {
         let kernels: Vec<serde_json::Value> = rows
             .iter()
@@ -189,15 +225,28 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         gflops(macs, ms(median)),
         ms(compile)
     );
-    let _ = writeln!(out, "{:<44} {:<12} {:<28} {:>9} {:>6} {:>8}", "layer", "op", "kernel", "ms", "share", "GFLOP/s");
+    let _ = writeln!(
+        out,
+        "{:<44} {:<12} {:<28} {:>9} {:>6} {:>8}",
+        "layer", "op", "kernel", "ms", "share", "GFLOP/s"
+    );
     for &(i, t) in rows.iter().take(40) {
         let s = &p.steps[i];
         let share = 100.0 * t / (ms(total) / iters);
-        let gf = if s.macs > 0 { format!("{:.1}", gflops(s.macs, t)) } else { String::new() };
+        let gf = if s.macs > 0 {
+            format!("{:.1}", gflops(s.macs, t))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "{:<44} {:<12} {:<28} {:>9.3} {:>5.1}% {:>8}",
-            s.layer, s.op, s.kernel_name(), t, share, gf
+            s.layer,
+            s.op,
+            s.kernel_name(),
+            t,
+            share,
+            gf
         );
     }
     if rows.len() > 40 {

@@ -52,12 +52,146 @@ fn agree(path: &Path, batch: usize, threads: usize) -> Vec<(String, Tensor)> {
     got
 }
 
-#[test]
-fn lenet5_agrees() {
-    agree(Path::new("models/lenet5.nn"), 3, 1);
+/// Every other zoo model, starting at `first`, at batch 1 (two tests, so two cores share the work);
+/// the small ones also at batch 3.
+fn zoo(first: usize) {
+    for path in common::nn_files("models")
+        .into_iter()
+        .skip(first)
+        .step_by(2)
+    {
+        agree(&path, 1, 2);
+        let g = common::model(&path);
+        if nnc::passes::count(&g, 1).macs < 50_000_000 {
+            agree(&path, 3, 2);
+        }
+    }
 }
 
 #[test]
-fn scratch_model_agrees() {
-    agree(Path::new("/tmp/nn/t1.nn"), 2, 2);
+fn zoo_models_agree_with_the_interpreter_even() {
+    zoo(0);
+}
+
+#[test]
+fn zoo_models_agree_with_the_interpreter_odd() {
+    zoo(1);
+}
+
+/// Convolutions of every kind the kernels handle: groups, dilation, strides, asymmetric padding, 1x1 in
+/// place and packed, sizes off the tile; pooling with padding and ceil mode; a dense head.
+const ODD_SHAPES: &str = r#"
+model odd(x: f32[N, 6, 13, 11]) -> y: f32[N, 7] {
+    h = x |> a: conv2d(10, 3, stride=2, padding=1, groups=2)
+          |> b: conv2d(12, 1, activation=relu)
+          |> c: conv2d(9, [3, 2], dilation=2, padding=[2, 1])
+          |> d: conv2d(5, 1, stride=2)
+          |> p: maxpool(3, stride=1, padding=1)
+          |> q: avgpool(2, stride=1)
+          |> flatten
+    return h |> out: dense(7)
+}
+"#;
+
+fn write_model(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nnc-jit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writable");
+    path
+}
+
+#[test]
+fn odd_convolutions_and_pools_agree_at_several_batches() {
+    let path = write_model("odd.nn", ODD_SHAPES);
+    for batch in [1, 2, 5] {
+        for threads in [1, 2] {
+            agree(&path, batch, threads);
+        }
+    }
+}
+
+#[test]
+fn results_are_bitwise_identical_on_one_and_two_threads() {
+    for (model, batch) in [
+        ("models/resnet18.nn", 2),
+        ("models/googlenet.nn", 1),
+        ("models/lstm.nn", 3),
+    ] {
+        let g = common::model(Path::new(model));
+        let weights = tensor::initialize(&g, 3);
+        let inputs = common::random_inputs(&g, batch, &mut Rng::new(5), 50);
+        let plan = nnc::plan::build(&g, batch as u64);
+        let run = |threads: usize| {
+            let mut p = Program::compile(&g, &plan, &weights, threads).expect("compiles");
+            p.run(&inputs).expect("runs")
+        };
+        let (one, two) = (run(1), run(2));
+        for ((name, a), (_, b)) in one.iter().zip(&two) {
+            let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert!(
+                bits(a) == bits(b),
+                "{model}: output {name} differs between 1 and 2 threads"
+            );
+        }
+    }
+}
+
+/// Kernels write only inside their buffers: every arena buffer is moved apart from the others with a
+/// guard gap of NaN-patterned memory around it, and after a run every gap must be intact.
+#[test]
+fn kernels_never_write_outside_their_buffers() {
+    const GUARD: u64 = 256;
+    for model in [
+        "models/googlenet.nn",
+        "models/lenet5.nn",
+        "models/text_classifier.nn",
+    ] {
+        let g = common::model(Path::new(model));
+        let weights = tensor::initialize(&g, 3);
+        let inputs = common::random_inputs(&g, 2, &mut Rng::new(5), 50);
+        let mut plan = nnc::plan::build(&g, 2);
+        // Each arena buffer gets its own place (buffers the plan overlapped may share one only if they
+        // had the same offset, which keeps in-place ops in place), followed by a guard gap.
+        let mut size = std::collections::BTreeMap::new();
+        for b in &plan.buffers {
+            if let nnc::plan::Storage::Arena { offset } = b.storage {
+                let e = size.entry(offset).or_insert(0);
+                *e = (*e).max(b.bytes.div_ceil(64) * 64);
+            }
+        }
+        let mut end = GUARD;
+        let mut gaps = vec![(0, GUARD)];
+        let mut moved = std::collections::HashMap::new();
+        for (&offset, &bytes) in &size {
+            moved.insert(offset, end);
+            end += bytes + GUARD;
+            gaps.push((end - GUARD, end));
+        }
+        for b in plan.buffers.iter_mut() {
+            if let nnc::plan::Storage::Arena { offset } = &mut b.storage {
+                *offset = moved[offset];
+            }
+        }
+        plan.arena_bytes = end;
+        let mut p = Program::compile(&g, &plan, &weights, 2).expect("compiles");
+        p.fill_arena(f32::from_bits(0x7fc0_dead));
+        p.run(&inputs).expect("runs");
+        let arena = p.arena_values();
+        for (a, z) in gaps {
+            for i in a / 4..z / 4 {
+                assert_eq!(
+                    arena[i as usize].to_bits(),
+                    0x7fc0_dead,
+                    "{model}: arena byte {} was written",
+                    4 * i
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn lenet5_agrees() {
+    agree(Path::new("models/lenet5.nn"), 3, 1);
 }

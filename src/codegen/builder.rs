@@ -276,7 +276,11 @@ impl Kb<'_> {
     /// `cond ? a : b` lane by lane, `cond` from [`Kb::fcmp`].
     pub fn select(&mut self, lanes: Lanes, cond: Value, a: Value, b: Value) -> Value {
         match lanes {
-            Lanes::Four => self.b.ins().bitselect(cond, a, b),
+            Lanes::Four => {
+                // A vector `fcmp` gives an I32X4 mask; `bitselect` wants the values' type.
+                let m = self.b.ins().bitcast(F32X4, MemFlagsData::new(), cond);
+                self.b.ins().bitselect(m, a, b)
+            }
             Lanes::One => self.b.ins().select(cond, a, b),
         }
     }

@@ -60,6 +60,12 @@ impl Kernels {
         self.table.0.keys().copied()
     }
 
+    /// Runs kernel `id` (see [`Table::call`]).
+    #[cfg(test)]
+    pub(crate) fn call(&self, id: KernelId, args: &[i64]) {
+        self.table.call(id, args)
+    }
+
     /// The entry points, shareable across threads (valid while `self` lives).
     pub fn table(&self) -> &Table {
         &self.table

@@ -128,7 +128,7 @@ fn softmax_row(kb: &mut Kb, x: Value, y: Value, len: Value) {
         let var = if lanes == Lanes::Four { m4 } else { m1 };
         let v = kb.load(lanes, x, i);
         let m = kb.b.use_var(var);
-        let m = math::max(kb, lanes, v, m);
+        let m = kb.max(lanes, v, m);
         kb.b.def_var(var, m);
     });
     let m4v = kb.b.use_var(m4);
@@ -179,7 +179,7 @@ fn softmax_columns(kb: &mut Kb, x: Value, y: Value, len: Value, inner: Value) {
             let a = kb.b.ins().iadd(xc, a);
             let v = kb.b.ins().load(ty, flags, a, 0);
             let cur = kb.b.use_var(m);
-            let nm = math::max(kb, lanes, v, cur);
+            let nm = kb.max(lanes, v, cur);
             kb.b.def_var(m, nm);
         });
         let zero = kb.fconst(lanes, 0.0);

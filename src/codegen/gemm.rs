@@ -49,10 +49,9 @@ pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
         let v: Vec<Value> = (0..13).map(|i| kb.arg(i)).collect();
         let slope32 = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, v[12]);
-        let slope = kb
-            .b
-            .ins()
-            .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
+        let slope =
+            kb.b.ins()
+                .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
         let a = Args {
             a: v[0],
             b: v[1],
@@ -92,7 +91,9 @@ pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
             k_loop(kb, &acc, a_ptr, b_ptr, p, &a, [bs2, bs3]);
             let left = kb.b.ins().isub(a.rows, row0);
             let rows_here = kb.b.ins().smin(left, four);
-            let full_rows = kb.b.ins().icmp_imm_s(IntCC::Equal, rows_here, TILE_M as i64);
+            let full_rows =
+                kb.b.ins()
+                    .icmp_imm_s(IntCC::Equal, rows_here, TILE_M as i64);
             let full_cols = kb.b.ins().icmp_imm_s(IntCC::Equal, a.cols, TILE_N as i64);
             let full = kb.b.ins().band(full_rows, full_cols);
             kb.if_else(
@@ -173,10 +174,9 @@ fn k_step(kb: &mut Kb, acc: &[Variable], a: Value, brow: Value, u: i32) {
     let b0 = kb.b.ins().load(F32X4, flags, brow, 0);
     let b1 = kb.b.ins().load(F32X4, flags, brow, 16);
     for r in 0..TILE_M {
-        let av = kb
-            .b
-            .ins()
-            .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
+        let av =
+            kb.b.ins()
+                .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
         let a4 = kb.b.ins().splat(F32X4, av);
         for (h, bv) in [b0, b1].into_iter().enumerate() {
             let var = acc[2 * r + h];

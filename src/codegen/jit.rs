@@ -83,12 +83,12 @@ pub fn listing(ids: &[super::KernelId], asm: bool) -> Result<String, CodegenErro
             let mut ctx = Context::for_function(func);
             ctx.set_disasm(true);
             let mut ctrl = cranelift_codegen::control::ControlPlane::default();
-            let code = ctx
-                .compile(jit.module.isa(), &mut ctrl)
-                .map_err(|e| CodegenError::Compile {
-                    kernel: format!("{id:?}"),
-                    message: format!("{:?}", e.inner),
-                })?;
+            let code =
+                ctx.compile(jit.module.isa(), &mut ctrl)
+                    .map_err(|e| CodegenError::Compile {
+                        kernel: format!("{id:?}"),
+                        message: format!("{:?}", e.inner),
+                    })?;
             out.push_str(code.vcode.as_deref().unwrap_or(""));
         } else {
             out.push_str(&func.display().to_string());

@@ -16,42 +16,17 @@ pub fn act(kb: &mut Kb, lanes: Lanes, kind: ActKind, v: Value, slope: Value) -> 
         ActKind::Relu => {
             let zero = kb.fconst(lanes, 0.0);
             let neg = kb.fcmp(FloatCC::LessThan, v, zero);
-            select(kb, lanes, neg, zero, v)
+            kb.select(lanes, neg, zero, v)
         }
         ActKind::LeakyRelu => {
             let zero = kb.fconst(lanes, 0.0);
             let neg = kb.fcmp(FloatCC::LessThan, v, zero);
             let scaled = kb.b.ins().fmul(v, slope);
-            select(kb, lanes, neg, scaled, v)
+            kb.select(lanes, neg, scaled, v)
         }
         ActKind::Sigmoid => sigmoid(kb, lanes, v),
         ActKind::Tanh => tanh(kb, lanes, v),
     }
-}
-
-/// `cond ? a : b` lane by lane, `cond` from an `fcmp` of the same lanes. (`Kb::select` hands the I32X4
-/// mask of a vector `fcmp` to `bitselect` on F32X4 values, which the verifier rejects; the mask is
-/// bitcast here.)
-pub fn select(kb: &mut Kb, lanes: Lanes, cond: Value, a: Value, b: Value) -> Value {
-    match lanes {
-        Lanes::Four => {
-            let m = kb.b.ins().bitcast(lanes.float(), MemFlagsData::new(), cond);
-            kb.b.ins().bitselect(m, a, b)
-        }
-        Lanes::One => kb.b.ins().select(cond, a, b),
-    }
-}
-
-/// `a > b ? a : b` (one `maxps`; a NaN in `a` gives `b`).
-pub fn max(kb: &mut Kb, lanes: Lanes, a: Value, b: Value) -> Value {
-    let gt = kb.fcmp(FloatCC::GreaterThan, a, b);
-    select(kb, lanes, gt, a, b)
-}
-
-/// `a < b ? a : b` (one `minps`; a NaN in `a` gives `b`).
-pub fn min(kb: &mut Kb, lanes: Lanes, a: Value, b: Value) -> Value {
-    let lt = kb.fcmp(FloatCC::LessThan, a, b);
-    select(kb, lanes, lt, a, b)
 }
 
 /// A float constant in every lane: one load from the constant pool for four lanes.
@@ -105,8 +80,8 @@ pub fn exp(kb: &mut Kb, lanes: Lanes, x: Value) -> Value {
     let hi = cf(kb, lanes, 89.0);
     let lo = cf(kb, lanes, -104.0);
     // `min(hi, x)` and `max(lo, x)` pass a NaN `x` through.
-    let x = min(kb, lanes, hi, x);
-    let x = max(kb, lanes, lo, x);
+    let x = kb.min(lanes, hi, x);
+    let x = kb.max(lanes, lo, x);
     let log2e = cf(kb, lanes, std::f32::consts::LOG2_E);
     let magic = cf(kb, lanes, 12_582_912.0);
     let t = kb.b.ins().fma(x, log2e, magic);
@@ -169,8 +144,8 @@ pub fn log(kb: &mut Kb, lanes: Lanes, x: Value) -> Value {
     let small = kb.fcmp(FloatCC::LessThan, m, sqrthf);
     let zero = cf(kb, lanes, 0.0);
     let one = cf(kb, lanes, 1.0);
-    let extra = select(kb, lanes, small, m, zero);
-    let dec = select(kb, lanes, small, one, zero);
+    let extra = kb.select(lanes, small, m, zero);
+    let dec = kb.select(lanes, small, one, zero);
     let ef = kb.b.ins().fsub(ef, dec);
     let xm = kb.b.ins().fsub(m, one);
     let xm = kb.b.ins().fadd(xm, extra);
@@ -244,7 +219,7 @@ pub fn tanh(kb: &mut Kb, lanes: Lanes, x: Value) -> Value {
     let small = kb.b.ins().fma(p, a, a);
     let lim = cf(kb, lanes, 0.625);
     let is_small = kb.fcmp(FloatCC::LessThan, a, lim);
-    let y = select(kb, lanes, is_small, small, big);
+    let y = kb.select(lanes, is_small, small, big);
     // tanh(|x|) >= 0 (or NaN): x's sign bit restores the sign, -0 included.
     let y = to_int(kb, lanes, y);
     let y = kb.b.ins().bor(y, sign);

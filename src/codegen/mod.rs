@@ -15,9 +15,9 @@ mod pool;
 mod rnn;
 
 pub use call::{Kernels, Table};
-pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
+pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
 
 /// An activation applied by a kernel's epilogue or by an elementwise kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

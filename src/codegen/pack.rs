@@ -89,7 +89,9 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                 let op = kb.b.ins().iadd(o, tb);
                 for j in 0..TILE_N as i32 {
                     let idx = kb.b.ins().load(I32, kb.flags, tp, 4 * j);
-                    let inside = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
+                    let inside =
+                        kb.b.ins()
+                            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
                     let zero32 = kb.b.ins().iconst(I32, 0);
                     let clamped = kb.b.ins().smax(idx, zero32);
                     let wide = kb.b.ins().sextend(I64, clamped);

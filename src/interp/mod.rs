@@ -179,7 +179,7 @@ pub fn eval_node(
 }
 
 /// Checks the inputs against the model's declared types and returns the batch size.
-fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<usize, RunError> {
+pub fn check_inputs(g: &Graph, inputs: &[(String, Tensor)]) -> Result<usize, RunError> {
     for (name, _) in inputs {
         if !g.inputs.iter().any(|(n, _)| n == name) {
             return Err(RunError::UnknownInput(name.clone()));

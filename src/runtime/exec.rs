@@ -46,7 +46,10 @@ pub enum Arg {
         chunk_stride: u64,
     },
     /// The size of this chunk: `min(chunk, total - index * chunk)`.
-    Len { total: u64, chunk: u64 },
+    Len {
+        total: u64,
+        chunk: u64,
+    },
     Int(i64),
 }
 
@@ -253,7 +256,10 @@ fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 addr,
                 image_stride,
                 chunk_stride,
-            } => bases.resolve(addr.at(image * image_stride + chunk * chunk_stride), scratch),
+            } => bases.resolve(
+                addr.at(image * image_stride + chunk * chunk_stride),
+                scratch,
+            ),
             Arg::Len { total, chunk: c } => c.min(total - chunk * c) as i64,
             Arg::Int(v) => v,
         };
@@ -279,11 +285,15 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let p0 = cb * g.panels_per_task;
     let p1 = (p0 + g.panels_per_task).min(g.col_panels());
     let res = |a: Addr| bases.resolve(a, scratch);
-    let out = g
-        .out
-        .at(image * g.out_image_stride + group * g.m * g.ldc);
+    let out = g.out.at(image * g.out_image_stride + group * g.m * g.ldc);
     let weights = g.weights.at(group * g.group_weight_stride);
-    for k0 in (0..g.k).step_by(g.kblock as usize) {
+    // An empty product still runs one (empty) block, for its epilogue.
+    let starts: Vec<u64> = if g.k == 0 {
+        vec![0]
+    } else {
+        (0..g.k).step_by(g.kblock as usize).collect()
+    };
+    for k0 in starts {
         let kc = g.kblock.min(g.k - k0);
         let mut mode = if k0 == 0 { 0 } else { 1 };
         if k0 + kc == g.k {
@@ -453,7 +463,11 @@ fn recurrent(r: &Recurrent, k: &Table, bases: &Bases, scratch: i64) {
             _ => k.call(r.cell, &[gx, gh, hs, ni, hi, gx_stride, hi]),
         }
         if r.return_sequences || step + 1 == r.steps {
-            let dst = if r.return_sequences { r.out.at(step * h) } else { r.out };
+            let dst = if r.return_sequences {
+                r.out.at(step * h)
+            } else {
+                r.out
+            };
             k.call(
                 KernelId::Copy,
                 &[hs, res(dst), ni, hi, hi, r.out_image_stride as i64],

@@ -30,9 +30,18 @@ impl MatMul {
     ///
     /// # Panics
     /// If `b` is shorter than `k * n`.
-    pub fn new(b: &[f32], m: usize, n: usize, k: usize, threads: usize) -> Result<MatMul, CodegenError> {
+    pub fn new(
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+        threads: usize,
+    ) -> Result<MatMul, CodegenError> {
         assert!(b.len() >= k * n, "matmul: b is shorter than k x n");
-        let kernels = Kernels::compile(&[KernelId::Gemm(crate::codegen::ActKind::Identity), KernelId::PackRows])?;
+        let kernels = Kernels::compile(&[
+            KernelId::Gemm(crate::codegen::ActKind::Identity),
+            KernelId::PackRows,
+        ])?;
         let owned = vec![
             to_lines(&pack_b(b, k, n, KC)),
             to_lines(&vec![1.0; m + TILE_N]),
@@ -75,7 +84,12 @@ impl MatMul {
             row_splits: 1,
         });
         let pool = (threads > 1)
-            .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok())
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
             .flatten();
         Ok(MatMul {
             kernels,
@@ -102,7 +116,11 @@ impl MatMul {
         }
         let bases = Bases {
             arena: 0,
-            owned: self.owned.iter_mut().map(|m| m.as_mut_ptr() as i64).collect(),
+            owned: self
+                .owned
+                .iter_mut()
+                .map(|m| m.as_mut_ptr() as i64)
+                .collect(),
             inputs: vec![a.as_ptr() as i64],
             outputs: vec![c.as_mut_ptr() as i64],
         };

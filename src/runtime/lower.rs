@@ -78,7 +78,12 @@ impl<'a> Lower<'a> {
         let (region, base) = match &buffer.storage {
             Storage::Arena { offset } => (Region::Arena, offset / 4),
             Storage::Input { name } => (
-                Region::Input(self.input_names.iter().position(|n| n == name).expect("input")),
+                Region::Input(
+                    self.input_names
+                        .iter()
+                        .position(|n| n == name)
+                        .expect("input"),
+                ),
                 0,
             ),
             Storage::Output { name } => (
@@ -173,7 +178,12 @@ impl<'a> Lower<'a> {
                 if step.in_place {
                     vec![]
                 } else {
-                    vec![self.elementwise(step, unary(ActKind::Identity), &[&step.inputs[0], out], &[0])?]
+                    vec![self.elementwise(
+                        step,
+                        unary(ActKind::Identity),
+                        &[&step.inputs[0], out],
+                        &[0],
+                    )?]
                 }
             }
             Op::Activation(a) => {
@@ -187,7 +197,12 @@ impl<'a> Lower<'a> {
                 } else {
                     KernelId::Mul
                 };
-                let mut v = vec![self.elementwise(step, k, &[&step.inputs[0], &step.inputs[1], out], &[])?];
+                let mut v = vec![self.elementwise(
+                    step,
+                    k,
+                    &[&step.inputs[0], &step.inputs[1], out],
+                    &[],
+                )?];
                 for other in &step.inputs[2..] {
                     v.push(self.elementwise(step, k, &[out, other, out], &[])?);
                 }
@@ -460,7 +475,8 @@ impl<'a> Lower<'a> {
                         let (y, x) = (pix / ow, pix % ow);
                         let ih = (y * stride[0] + kh * dilation[0]) as i64 - pad[0] as i64;
                         let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
-                        let inside = pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
+                        let inside =
+                            pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
                         let off = if inside { ih * w as i64 + iw } else { -1 };
                         table.push(f32::from_bits(off as i32 as u32));
                     }
@@ -509,14 +525,28 @@ impl<'a> Lower<'a> {
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
         let wt = self.param(step, 1)?;
-        let b = if bias { Some(self.param(step, 2)?) } else { None };
+        let b = if bias {
+            Some(self.param(step, 2)?)
+        } else {
+            None
+        };
         let x = self.addr(xv);
         let y = self.addr(out);
         let row_ok = |v: &View| rank == 2 || v.is_contiguous();
         if xv.strides[rank - 1] != 1 || out.strides[rank - 1] != 1 || !row_ok(xv) || !row_ok(out) {
             return Err(err(step, "a dense layer over a strided tensor"));
         }
-        Ok(self.matmul(x, xv.strides[rank - 2], rows, k, &wt, units, b, y, out.strides[rank - 2]))
+        Ok(self.matmul(
+            x,
+            xv.strides[rank - 2],
+            rows,
+            k,
+            &wt,
+            units,
+            b,
+            y,
+            out.strides[rank - 2],
+        ))
     }
 
     /// `y[rows, units] = x[rows, k] . w^T + b` with `w [units, k]`.
@@ -594,16 +624,16 @@ impl<'a> Lower<'a> {
         let state_c = self.own(vec![0.0; (n * hidden) as usize]);
         let x = self.addr(xv);
         let project = self.matmul(x, f, n * t, f, &w_ih, width, b_ih, gates, width);
-        let recur = self.matmul(state_h, hidden, n, hidden, &w_hh, width, b_hh, recur_out, width);
+        let recur = self.matmul(
+            state_h, hidden, n, hidden, &w_hh, width, b_hh, recur_out, width,
+        );
         let (ya, ys, _) = self.image(step, &step.output)?;
         let kernel = match cell {
             Cell::Lstm => KernelId::LstmCell,
             Cell::Gru => KernelId::GruCell,
-            Cell::Simple { relu } => KernelId::RnnCell(if relu {
-                ActKind::Relu
-            } else {
-                ActKind::Tanh
-            }),
+            Cell::Simple { relu } => {
+                KernelId::RnnCell(if relu { ActKind::Relu } else { ActKind::Tanh })
+            }
         };
         Ok(Exec::Recurrent(Box::new(Recurrent {
             cell: kernel,
@@ -671,7 +701,11 @@ impl<'a> Lower<'a> {
             KernelId::AvgPool
         };
         let as_bits = |v: Vec<i32>| v.into_iter().map(|i| f32::from_bits(i as u32)).collect();
-        let (rows, cols, divs) = (self.own(as_bits(rows)), self.own(as_bits(cols)), self.own(divs));
+        let (rows, cols, divs) = (
+            self.own(as_bits(rows)),
+            self.own(as_bits(cols)),
+            self.own(divs),
+        );
         let (xa, xs, _) = self.image(step, xv)?;
         let (ya, ys, _) = self.image(step, &step.output)?;
         let cc = (CHUNK / (h * w).max(1)).clamp(1, c);
@@ -747,6 +781,8 @@ fn split(images: u64, panels: u64, m: u64) -> (u64, u64) {
     let per_task = (panels * images / 16).clamp(1, 8);
     let blocks = images * panels.div_ceil(per_task);
     let row_panels = m.div_ceil(TILE_M as u64);
-    let splits = 16u64.div_ceil(blocks).clamp(1, row_panels.div_ceil(8).max(1));
+    let splits = 16u64
+        .div_ceil(blocks)
+        .clamp(1, row_panels.div_ceil(8).max(1));
     (per_task, splits)
 }

@@ -139,7 +139,12 @@ impl Program {
         let longest = plan
             .steps
             .iter()
-            .flat_map(|s| s.output.dims.iter().chain(s.inputs.iter().flat_map(|v| &v.dims)))
+            .flat_map(|s| {
+                s.output
+                    .dims
+                    .iter()
+                    .chain(s.inputs.iter().flat_map(|v| &v.dims))
+            })
             .copied()
             .max()
             .unwrap_or(1)
@@ -171,12 +176,14 @@ impl Program {
         for s in &steps {
             match &s.exec {
                 Exec::Simple(x) => ids.push(x.kernel),
-                Exec::Gemm(gm) => ids.extend([KernelId::Gemm(gm.act), KernelId::PackPatches, KernelId::PackRows]),
-                Exec::Recurrent(r) => ids.extend([
-                    r.cell,
-                    KernelId::Gemm(r.project.act),
+                Exec::Gemm(gm) => ids.extend([
+                    KernelId::Gemm(gm.act),
+                    KernelId::PackPatches,
                     KernelId::PackRows,
                 ]),
+                Exec::Recurrent(r) => {
+                    ids.extend([r.cell, KernelId::Gemm(r.project.act), KernelId::PackRows])
+                }
             }
         }
         let kernels = Kernels::compile(&ids)?;
@@ -207,7 +214,11 @@ impl Program {
         let mut output_mem = Vec::new();
         for (name, v) in &plan.outputs {
             let a = lw.addr(v);
-            outputs.push((name.clone(), v.dims.iter().map(|&d| d as usize).collect(), a));
+            outputs.push((
+                name.clone(),
+                v.dims.iter().map(|&d| d as usize).collect(),
+                a,
+            ));
             output_mem.push(lines(v.elements()));
         }
         let pool = if threads > 1 {
@@ -291,7 +302,11 @@ impl Program {
                     return Err(RunError::InputKind {
                         name: b.name.clone(),
                         found: t.kind(),
-                        expected: if b.vocab.is_some() { "integer" } else { "float" },
+                        expected: if b.vocab.is_some() {
+                            "integer"
+                        } else {
+                            "float"
+                        },
                     })
                 }
             }
@@ -302,9 +317,21 @@ impl Program {
     fn bases(&mut self) -> Bases {
         Bases {
             arena: self.arena.as_mut_ptr() as i64,
-            owned: self.owned.iter_mut().map(|m| m.as_mut_ptr() as i64).collect(),
-            inputs: self.inputs.iter_mut().map(|b| b.mem.as_mut_ptr() as i64).collect(),
-            outputs: self.output_mem.iter_mut().map(|m| m.as_mut_ptr() as i64).collect(),
+            owned: self
+                .owned
+                .iter_mut()
+                .map(|m| m.as_mut_ptr() as i64)
+                .collect(),
+            inputs: self
+                .inputs
+                .iter_mut()
+                .map(|b| b.mem.as_mut_ptr() as i64)
+                .collect(),
+            outputs: self
+                .output_mem
+                .iter_mut()
+                .map(|m| m.as_mut_ptr() as i64)
+                .collect(),
         }
     }
 
@@ -337,6 +364,18 @@ impl Program {
                 (name.clone(), Tensor::F(arr))
             })
             .collect()
+    }
+
+    /// Sets every arena value (tests fill it with a pattern to see what kernels write).
+    pub fn fill_arena(&mut self, value: f32) {
+        for l in &mut self.arena {
+            l.0 = [value; 16];
+        }
+    }
+
+    /// The arena's values.
+    pub fn arena_values(&self) -> Vec<f32> {
+        self.arena.iter().flat_map(|l| l.0).collect()
     }
 
     /// Sets the inputs, runs, and returns the outputs.

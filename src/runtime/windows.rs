@@ -26,7 +26,11 @@ fn avg_axis(o: u64, len: u64, k: u64, s: u64, lo_pad: u64, hi_pad: u64) -> ([i32
 }
 
 /// `(rows, cols, divisors, is_max)` of a pooling op over an `h x w` plane with an `oh x ow` output.
-pub fn tables(op: &Op, (h, w): (u64, u64), (oh, ow): (u64, u64)) -> (Vec<i32>, Vec<i32>, Vec<f32>, bool) {
+pub fn tables(
+    op: &Op,
+    (h, w): (u64, u64),
+    (oh, ow): (u64, u64),
+) -> (Vec<i32>, Vec<i32>, Vec<f32>, bool) {
     let (mut rows, mut cols, mut divs) = (Vec::new(), Vec::new(), Vec::new());
     let is_max = matches!(op, Op::MaxPool2d { .. });
     for (axis, (len, outs)) in [(h, oh), (w, ow)].into_iter().enumerate() {
@@ -40,7 +44,14 @@ pub fn tables(op: &Op, (h, w): (u64, u64), (oh, ow): (u64, u64)) -> (Vec<i32>, V
                     dilation,
                     ..
                 } => (
-                    max_axis(o, len, kernel[axis], stride[axis], pad[2 * axis], dilation[axis]),
+                    max_axis(
+                        o,
+                        len,
+                        kernel[axis],
+                        stride[axis],
+                        pad[2 * axis],
+                        dilation[axis],
+                    ),
                     1,
                 ),
                 Op::AvgPool2d {
