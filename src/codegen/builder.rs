@@ -86,13 +86,6 @@ impl Lanes {
             Lanes::One => I32,
         }
     }
-
-    pub fn count(self) -> i64 {
-        match self {
-            Lanes::Four => 4,
-            Lanes::One => 1,
-        }
-    }
 }
 
 impl Kb<'_> {

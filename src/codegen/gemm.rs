@@ -44,34 +44,40 @@ struct Args {
     slope: Value,
 }
 
+/// Loads the kernel's arguments. The k loop uses a few of them; the tile's store loads them again, so
+/// that the epilogue's arguments are not live across the loop and its scalars fit in registers.
+fn load_args(kb: &mut Kb) -> Args {
+    let v: Vec<Value> = (0..13).map(|i| kb.arg(i)).collect();
+    let slope32 = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, v[12]);
+    let slope =
+        kb.b.ins()
+            .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
+    Args {
+        a: v[0],
+        b: v[1],
+        bs: v[2],
+        c: v[3],
+        ldc: v[4],
+        rows: v[5],
+        cols: v[6],
+        kc: v[7],
+        mode: v[8],
+        row_scale: v[9],
+        row_shift: v[10],
+        col_shift: v[11],
+        slope,
+    }
+}
+
 /// Builds the macro-kernel with epilogue activation `act`.
 pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
-        let v: Vec<Value> = (0..13).map(|i| kb.arg(i)).collect();
-        let slope32 = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, v[12]);
-        let slope =
-            kb.b.ins()
-                .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
-        let a = Args {
-            a: v[0],
-            b: v[1],
-            bs: v[2],
-            c: v[3],
-            ldc: v[4],
-            rows: v[5],
-            cols: v[6],
-            kc: v[7],
-            mode: v[8],
-            row_scale: v[9],
-            row_shift: v[10],
-            col_shift: v[11],
-            slope,
-        };
+        let a = load_args(kb);
         let zero = kb.iconst(0);
         let four = kb.iconst(TILE_M as i64);
         let bs2 = kb.b.ins().iadd(a.bs, a.bs);
         let bs3 = kb.b.ins().iadd(bs2, a.bs);
-        let a_panel = kb.b.ins().imul_imm_s(a.kc, (TILE_M * 4) as i64);
+        let a_row = kb.b.ins().imul_imm_s(a.kc, 4);
         let fzero = kb.b.ins().f32const(0.0);
         let vzero = kb.b.ins().splat(F32X4, fzero);
         let acc: Vec<Variable> = (0..2 * TILE_M).map(|_| kb.var(F32X4, vzero)).collect();
@@ -82,13 +88,14 @@ pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
             for &x in &acc {
                 kb.b.def_var(x, vzero);
             }
-            let ib = kb.b.ins().sshr_imm_u(row0, 2);
-            let a_start = kb.b.ins().imul(ib, a_panel);
+            // Panel row0 / TILE_M starts row0 * kc values in.
+            let a_start = kb.b.ins().imul(row0, a_row);
             let a_start = kb.b.ins().iadd(a.a, a_start);
             kb.b.def_var(a_ptr, a_start);
             kb.b.def_var(b_ptr, a.b);
             kb.b.def_var(p, zero);
             k_loop(kb, &acc, a_ptr, b_ptr, p, &a, [bs2, bs3]);
+            let a = load_args(kb);
             let left = kb.b.ins().isub(a.rows, row0);
             let rows_here = kb.b.ins().smin(left, four);
             let full_rows =
@@ -167,18 +174,20 @@ fn k_loop(
     kb.b.switch_to_block(done);
 }
 
-/// One k step of the tile: two vector loads of the B row, four broadcasts of A (step `u` of the unrolled
-/// group), eight fused multiply-adds.
+/// One k step of the tile: two vector loads of the B row, then per row of A and half of B one broadcast
+/// load of A and one fused multiply-add. Each A value is loaded twice so that each broadcast has a single
+/// use: Cranelift then folds the load into a memory-operand `vbroadcastss` (a load, not a shuffle competing
+/// with the FMAs) and the FMA may overwrite the broadcast's register instead of copying it first.
 fn k_step(kb: &mut Kb, acc: &[Variable], a: Value, brow: Value, u: i32) {
     let flags = kb.flags;
     let b0 = kb.b.ins().load(F32X4, flags, brow, 0);
     let b1 = kb.b.ins().load(F32X4, flags, brow, 16);
     for r in 0..TILE_M {
-        let av =
-            kb.b.ins()
-                .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
-        let a4 = kb.b.ins().splat(F32X4, av);
         for (h, bv) in [b0, b1].into_iter().enumerate() {
+            let av =
+                kb.b.ins()
+                    .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
+            let a4 = kb.b.ins().splat(F32X4, av);
             let var = acc[2 * r + h];
             let old = kb.b.use_var(var);
             let new = kb.b.ins().fma(a4, bv, old);

@@ -20,42 +20,46 @@ pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, 
     k0 * panels * tile + i * kb.min(k - k0) * tile
 }
 
-/// Row-major `a [m x k]` in the packed A layout.
-pub fn pack_a(a: &[f32], m: usize, k: usize, kb: usize) -> Vec<f32> {
+/// Row-major `a [m x k]` (f32 or f64) in the packed A layout.
+pub fn pack_a<T: Copy + Into<f64>>(a: &[T], m: usize, k: usize, kb: usize) -> Vec<f32> {
     let panels = m.div_ceil(TILE_M);
     let mut out = vec![0.0; panels * TILE_M * k];
-    for k0 in (0..k).step_by(kb) {
+    pack_panels(a, m, k, kb, TILE_M, &mut out);
+    out
+}
+
+/// Packs the rows of `a [rows x k]` into panels of `tile` rows (k blocks of `kb`), writing `out` in order.
+fn pack_panels<T: Copy + Into<f64>>(
+    a: &[T],
+    rows: usize,
+    k: usize,
+    kb: usize,
+    tile: usize,
+    out: &mut [f32],
+) {
+    let panels = rows.div_ceil(tile);
+    for k0 in (0..k).step_by(kb.max(1)) {
         let kc = kb.min(k - k0);
         for i in 0..panels {
-            let base = panel_offset(panels, TILE_M, k, kb, k0, i);
-            for r in 0..TILE_M.min(m - i * TILE_M) {
-                let row = &a[(i * TILE_M + r) * k + k0..][..kc];
-                for (p, &v) in row.iter().enumerate() {
-                    out[base + p * TILE_M + r] = v;
+            let base = panel_offset(panels, tile, k, kb, k0, i);
+            let here = tile.min(rows - i * tile);
+            let dst = &mut out[base..base + kc * tile];
+            for r in 0..here {
+                let src = &a[(i * tile + r) * k + k0..][..kc];
+                for (d, &v) in dst[r..].iter_mut().step_by(tile).zip(src) {
+                    *d = v.into() as f32;
                 }
             }
         }
     }
-    out
 }
 
 /// `b [k x n]`, given as its transpose `bt [n x k]` row-major (a dense layer's weight), in the packed B
 /// layout.
-pub fn pack_b_transposed(bt: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
+pub fn pack_b_transposed<T: Copy + Into<f64>>(bt: &[T], k: usize, n: usize, kb: usize) -> Vec<f32> {
     let panels = n.div_ceil(TILE_N);
     let mut out = vec![0.0; panels * TILE_N * k];
-    for k0 in (0..k).step_by(kb) {
-        let kc = kb.min(k - k0);
-        for j in 0..panels {
-            let base = panel_offset(panels, TILE_N, k, kb, k0, j);
-            for c in 0..TILE_N.min(n - j * TILE_N) {
-                let col = &bt[(j * TILE_N + c) * k + k0..][..kc];
-                for (p, &v) in col.iter().enumerate() {
-                    out[base + p * TILE_N + c] = v;
-                }
-            }
-        }
-    }
+    pack_panels(bt, n, k, kb, TILE_N, &mut out);
     out
 }
 

@@ -211,21 +211,51 @@ impl Bases {
     }
 }
 
-/// f32 values aligned to a cache line: the unit of every buffer the program owns.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C, align(64))]
-pub struct Line(pub [f32; 16]);
+/// f32 memory the program owns, its first value on a cache line when it was allocated here.
+pub struct Mem {
+    v: Vec<f32>,
+    off: usize,
+    len: usize,
+}
 
-pub fn lines(elements: u64) -> Vec<Line> {
-    vec![Line::default(); elements.div_ceil(16) as usize + 1]
+impl Mem {
+    /// `len` zeros (from the allocator's zeroed pages, so untouched memory costs nothing).
+    pub fn zeros(len: u64) -> Mem {
+        let len = len as usize;
+        let v = vec![0.0f32; len + 16];
+        let off = (64 - v.as_ptr() as usize % 64) % 64 / 4;
+        Mem { v, off, len }
+    }
+
+    /// Takes `v` as it is.
+    pub fn from_vec(v: Vec<f32>) -> Mem {
+        let len = v.len();
+        Mem { v, off: 0, len }
+    }
+
+    pub fn ptr(&mut self) -> i64 {
+        self.v[self.off..].as_mut_ptr() as i64
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.v[self.off..self.off + self.len]
+    }
+
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        &mut self.v[self.off..self.off + self.len]
+    }
+
+    pub fn bytes(&self) -> u64 {
+        4 * self.len as u64
+    }
 }
 
 /// Runs `exec` with `threads` workers (`pool` when more than one).
 pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
     let tasks = exec.tasks();
     let scratch = exec.scratch();
-    let body = |scratch_mem: &mut Vec<Line>, t: u64| {
-        let s = scratch_mem.as_mut_ptr() as i64;
+    let body = |scratch_mem: &mut Mem, t: u64| {
+        let s = scratch_mem.ptr();
         match exec {
             Exec::Simple(x) => simple(x, k, bases, s, t),
             Exec::Gemm(g) => gemm_task(g, k, bases, s, t),
@@ -236,10 +266,10 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
         Some(pool) if tasks > 1 => pool.install(|| {
             (0..tasks)
                 .into_par_iter()
-                .for_each_init(|| lines(scratch), |m, t| body(m, t))
+                .for_each_init(|| Mem::zeros(scratch), |m, t| body(m, t))
         }),
         _ => {
-            let mut m = lines(scratch);
+            let mut m = Mem::zeros(scratch);
             for t in 0..tasks {
                 body(&mut m, t);
             }

@@ -4,25 +4,17 @@
 
 use crate::codegen::{pack_b, CodegenError, KernelId, Kernels, KC, TILE_N};
 
-use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Line, Region};
+use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region};
 
 /// `c [m x n] = a [m x k] . b [k x n]` with `b` fixed.
 pub struct MatMul {
     kernels: Kernels,
     exec: Exec,
-    owned: Vec<Vec<Line>>,
+    owned: Vec<Mem>,
     pool: Option<rayon::ThreadPool>,
     m: usize,
     n: usize,
     k: usize,
-}
-
-fn to_lines(v: &[f32]) -> Vec<Line> {
-    let mut m = exec::lines(v.len() as u64);
-    for (i, &x) in v.iter().enumerate() {
-        m[i / 16].0[i % 16] = x;
-    }
-    m
 }
 
 impl MatMul {
@@ -43,9 +35,9 @@ impl MatMul {
             KernelId::PackRows,
         ])?;
         let owned = vec![
-            to_lines(&pack_b(b, k, n, KC)),
-            to_lines(&vec![1.0; m + TILE_N]),
-            to_lines(&vec![0.0; m.max(n) + TILE_N]),
+            Mem::from_vec(pack_b(b, k, n, KC)),
+            Mem::from_vec(vec![1.0; m + TILE_N]),
+            Mem::zeros((m.max(n) + TILE_N) as u64),
         ];
         let at = |i: usize| Addr {
             region: Region::Owned(i),
@@ -116,14 +108,54 @@ impl MatMul {
         }
         let bases = Bases {
             arena: 0,
-            owned: self
-                .owned
-                .iter_mut()
-                .map(|m| m.as_mut_ptr() as i64)
-                .collect(),
+            owned: self.owned.iter_mut().map(Mem::ptr).collect(),
             inputs: vec![a.as_ptr() as i64],
             outputs: vec![c.as_mut_ptr() as i64],
         };
         exec::run(&self.exec, self.kernels.table(), &bases, self.pool.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use crate::codegen::{ActKind, KernelId, Kernels};
+
+    /// The macro-kernel alone on cache-resident operands (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn macro_kernel_rate() {
+        let k = Kernels::compile(&[KernelId::Gemm(ActKind::Identity)]).unwrap();
+        for (m, kc) in [(64usize, 256usize), (256, 256), (256, 64), (64, 576)] {
+            let a = vec![0.5f32; m * kc];
+            let b = vec![0.25f32; kc * 8];
+            let mut c = vec![0.0f32; m * 8];
+            let ones = vec![1.0f32; m + 8];
+            let zeros = vec![0.0f32; m + 8];
+            let args = [
+                a.as_ptr() as i64,
+                b.as_ptr() as i64,
+                32,
+                c.as_mut_ptr() as i64,
+                32,
+                m as i64,
+                8,
+                kc as i64,
+                2,
+                ones.as_ptr() as i64,
+                zeros.as_ptr() as i64,
+                zeros.as_ptr() as i64,
+                0,
+            ];
+            let reps = 20000 * 64 * 256 / (m * kc);
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                k.call(KernelId::Gemm(ActKind::Identity), &args);
+            }
+            let s = t.elapsed().as_secs_f64();
+            eprintln!(
+                "m={m} kc={kc}: {:.1} GFLOP/s",
+                2.0 * (m * kc * 8 * reps) as f64 / s / 1e9
+            );
+        }
     }
 }

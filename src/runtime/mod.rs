@@ -19,7 +19,7 @@ use crate::ir::{Graph, Op};
 use crate::plan::KernelPlan;
 use crate::tensor::{Tensor, Weights};
 
-use exec::{lines, Addr, Bases, Exec, Line, Region};
+use exec::{Addr, Bases, Exec, Mem, Region};
 pub use gemm::MatMul;
 
 /// Why a program could not be built.
@@ -78,7 +78,7 @@ struct Binding {
     dims: Vec<usize>,
     /// For integer inputs: the largest valid index + 1 and the layer that reads it.
     vocab: Option<(u64, String)>,
-    mem: Vec<Line>,
+    mem: Mem,
 }
 
 /// A compiled model at one batch size.
@@ -86,11 +86,11 @@ pub struct Program {
     pub batch: u64,
     kernels: Kernels,
     pub steps: Vec<Kernel>,
-    owned: Vec<Vec<Line>>,
-    arena: Vec<Line>,
+    owned: Vec<Mem>,
+    arena: Mem,
     inputs: Vec<Binding>,
     outputs: Vec<(String, Vec<usize>, Addr)>,
-    output_mem: Vec<Vec<Line>>,
+    output_mem: Vec<Mem>,
     pool: Option<rayon::ThreadPool>,
     pub threads: usize,
     /// Time spent lowering (packing weights) and generating plus compiling code.
@@ -170,6 +170,17 @@ impl Program {
                 }
             }
         }
+        let mut outputs = Vec::new();
+        let mut output_mem = Vec::new();
+        for (name, v) in &plan.outputs {
+            let a = lw.addr(v);
+            outputs.push((
+                name.clone(),
+                v.dims.iter().map(|&d| d as usize).collect(),
+                a,
+            ));
+            output_mem.push(Mem::zeros(v.elements()));
+        }
         let lower_time = start.elapsed();
         let start = Instant::now();
         let mut ids: Vec<KernelId> = vec![KernelId::Fill, KernelId::Copy];
@@ -188,18 +199,11 @@ impl Program {
         }
         let kernels = Kernels::compile(&ids)?;
         let jit_time = start.elapsed();
-        let owned: Vec<Vec<Line>> = lw
-            .owned
-            .iter()
-            .map(|v| {
-                let mut m = lines(v.len() as u64);
-                for (i, &x) in v.iter().enumerate() {
-                    m[i / 16].0[i % 16] = x;
-                }
-                m
-            })
+        let owned: Vec<Mem> = std::mem::take(&mut lw.owned)
+            .into_iter()
+            .map(Mem::from_vec)
             .collect();
-        let owned_bytes = owned.iter().map(|m| (m.len() * 64) as u64).sum();
+        let owned_bytes = owned.iter().map(Mem::bytes).sum();
         let inputs = plan
             .inputs
             .iter()
@@ -207,20 +211,9 @@ impl Program {
                 name: name.clone(),
                 dims: v.dims.iter().map(|&d| d as usize).collect(),
                 vocab: vocab.get(name).cloned(),
-                mem: lines(v.elements()),
+                mem: Mem::zeros(v.elements()),
             })
             .collect();
-        let mut outputs = Vec::new();
-        let mut output_mem = Vec::new();
-        for (name, v) in &plan.outputs {
-            let a = lw.addr(v);
-            outputs.push((
-                name.clone(),
-                v.dims.iter().map(|&d| d as usize).collect(),
-                a,
-            ));
-            output_mem.push(lines(v.elements()));
-        }
         let pool = if threads > 1 {
             Some(
                 rayon::ThreadPoolBuilder::new()
@@ -239,7 +232,7 @@ impl Program {
             kernels,
             steps,
             owned,
-            arena: lines(plan.arena_bytes / 4),
+            arena: Mem::zeros(plan.arena_bytes / 4),
             inputs,
             outputs,
             output_mem,
@@ -282,12 +275,12 @@ impl Program {
             }
             match (t, &b.vocab) {
                 (Tensor::F(a), None) => {
-                    for (i, &v) in a.iter().enumerate() {
-                        b.mem[i / 16].0[i % 16] = v as f32;
+                    for (m, &v) in b.mem.values_mut().iter_mut().zip(a.iter()) {
+                        *m = v as f32;
                     }
                 }
                 (Tensor::I(a), Some((vocab, layer))) => {
-                    for (i, &v) in a.iter().enumerate() {
+                    for (m, &v) in b.mem.values_mut().iter_mut().zip(a.iter()) {
                         if v < 0 || v as u64 >= *vocab {
                             return Err(RunError::IndexOutOfRange {
                                 layer: layer.clone(),
@@ -295,7 +288,7 @@ impl Program {
                                 vocab: *vocab,
                             });
                         }
-                        b.mem[i / 16].0[i % 16] = f32::from_bits(v as u32);
+                        *m = f32::from_bits(v as u32);
                     }
                 }
                 (t, _) => {
@@ -316,22 +309,10 @@ impl Program {
 
     fn bases(&mut self) -> Bases {
         Bases {
-            arena: self.arena.as_mut_ptr() as i64,
-            owned: self
-                .owned
-                .iter_mut()
-                .map(|m| m.as_mut_ptr() as i64)
-                .collect(),
-            inputs: self
-                .inputs
-                .iter_mut()
-                .map(|b| b.mem.as_mut_ptr() as i64)
-                .collect(),
-            outputs: self
-                .output_mem
-                .iter_mut()
-                .map(|m| m.as_mut_ptr() as i64)
-                .collect(),
+            arena: self.arena.ptr(),
+            owned: self.owned.iter_mut().map(Mem::ptr).collect(),
+            inputs: self.inputs.iter_mut().map(|b| b.mem.ptr()).collect(),
+            outputs: self.output_mem.iter_mut().map(Mem::ptr).collect(),
         }
     }
 
@@ -359,7 +340,7 @@ impl Program {
                 };
                 let n: usize = dims.iter().product();
                 let o = a.offset as usize;
-                let values: Vec<f64> = (o..o + n).map(|i| mem[i / 16].0[i % 16] as f64).collect();
+                let values: Vec<f64> = mem.values()[o..o + n].iter().map(|&v| v as f64).collect();
                 let arr = ArrayD::from_shape_vec(IxDyn(dims), values).expect("sizes match");
                 (name.clone(), Tensor::F(arr))
             })
@@ -368,14 +349,12 @@ impl Program {
 
     /// Sets every arena value (tests fill it with a pattern to see what kernels write).
     pub fn fill_arena(&mut self, value: f32) {
-        for l in &mut self.arena {
-            l.0 = [value; 16];
-        }
+        self.arena.values_mut().fill(value);
     }
 
     /// The arena's values.
     pub fn arena_values(&self) -> Vec<f32> {
-        self.arena.iter().flat_map(|l| l.0).collect()
+        self.arena.values().to_vec()
     }
 
     /// Sets the inputs, runs, and returns the outputs.

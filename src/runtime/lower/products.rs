@@ -1,0 +1,253 @@
+//! Convolutions, dense layers and recurrent layers lowered to GEMM execs: weights packed once into the
+//! macro-kernel's panels, patch tables for implicit-GEMM convolution, and how the work splits into tasks.
+
+use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
+use crate::ir::{Cell, Op};
+use crate::plan::{Step, View};
+
+use super::super::exec::{Addr, Exec, Form, Gemm, Recurrent};
+use super::{err, CompileError, Lower};
+
+impl Lower<'_> {
+    pub(super) fn conv(&mut self, step: &Step) -> Result<Gemm, CompileError> {
+        let Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            bias,
+        } = step.op
+        else {
+            unreachable!("a convolution")
+        };
+        let (xv, out) = (&step.inputs[0], &step.output);
+        let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        let (oh, ow) = (out.dims[2], out.dims[3]);
+        let (m, n) = (filters / groups, oh * ow);
+        let taps = kernel[0] * kernel[1];
+        let cg = c / groups;
+        let k = cg * taps;
+        let kblock = taps * (KC as u64 / taps).max(1);
+        let wt = self.param64(step, 1)?;
+        let per_group = (m * k) as usize;
+        let mut packed = Vec::new();
+        for g in 0..groups as usize {
+            packed.extend(pack_a(
+                &wt[g * per_group..(g + 1) * per_group],
+                m as usize,
+                k as usize,
+                kblock as usize,
+            ));
+        }
+        let group_weight_stride = (packed.len() / groups as usize) as u64;
+        let weights = self.own(packed);
+        let row_shift = if bias {
+            let b = self.param(step, 2)?;
+            self.own(b)
+        } else {
+            self.zeros()
+        };
+        let direct = taps == 1 && stride == [1, 1] && pad == [0; 4];
+        // Offsets of each tap of each output pixel, column panel by column panel.
+        let panels = n.div_ceil(TILE_N as u64);
+        let mut table = Vec::with_capacity((panels * taps) as usize * TILE_N);
+        for p in 0..panels {
+            for kh in 0..kernel[0] {
+                for kw in 0..kernel[1] {
+                    for j in 0..TILE_N as u64 {
+                        let pix = p * TILE_N as u64 + j;
+                        let (y, x) = (pix / ow, pix % ow);
+                        let ih = (y * stride[0] + kh * dilation[0]) as i64 - pad[0] as i64;
+                        let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
+                        let inside =
+                            pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
+                        let off = if inside { ih * w as i64 + iw } else { -1 };
+                        table.push(f32::from_bits(off as i32 as u32));
+                    }
+                }
+            }
+        }
+        let table = self.own(table);
+        let (xa, xs, _) = self.image(step, xv)?;
+        let (ya, ys, _) = self.image(step, out)?;
+        let (panels_per_task, row_splits) = split(self.plan.batch * groups, panels, m);
+        Ok(Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            m,
+            n,
+            k,
+            kblock,
+            form: Form::Conv {
+                input: xa,
+                in_image_stride: xs,
+                in_group_stride: cg * h * w,
+                plane: h * w,
+                taps,
+                table,
+                direct,
+            },
+            weights,
+            group_weight_stride,
+            row_scale: self.ones(),
+            row_shift,
+            col_shift: self.zeros(),
+            out: ya,
+            out_image_stride: ys,
+            ldc: n,
+            groups,
+            images: self.plan.batch,
+            panels_per_task,
+            row_splits,
+        })
+    }
+
+    pub(super) fn dense(&mut self, step: &Step, bias: bool) -> Result<Gemm, CompileError> {
+        let (xv, out) = (&step.inputs[0], &step.output);
+        let rank = xv.dims.len();
+        let k = xv.dims[rank - 1];
+        let units = out.dims[rank - 1];
+        let rows: u64 = xv.dims[..rank - 1].iter().product();
+        let wt = self.param64(step, 1)?;
+        let b = if bias {
+            Some(self.param(step, 2)?)
+        } else {
+            None
+        };
+        let x = self.addr(xv);
+        let y = self.addr(out);
+        let row_ok = |v: &View| rank == 2 || v.is_contiguous();
+        if xv.strides[rank - 1] != 1 || out.strides[rank - 1] != 1 || !row_ok(xv) || !row_ok(out) {
+            return Err(err(step, "a dense layer over a strided tensor"));
+        }
+        Ok(self.matmul(
+            x,
+            xv.strides[rank - 2],
+            rows,
+            k,
+            &wt,
+            units,
+            b,
+            y,
+            out.strides[rank - 2],
+        ))
+    }
+
+    /// `y[rows, units] = x[rows, k] . w^T + b` with `w [units, k]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &mut self,
+        x: Addr,
+        ld: u64,
+        rows: u64,
+        k: u64,
+        w: &[f64],
+        units: u64,
+        b: Option<Vec<f32>>,
+        y: Addr,
+        ldc: u64,
+    ) -> Gemm {
+        let packed = pack_b_transposed(w, k as usize, units as usize, KC);
+        let weights = self.own(packed);
+        let col_shift = match b {
+            Some(mut b) => {
+                b.resize(b.len() + TILE_N, 0.0);
+                self.own(b)
+            }
+            None => self.zeros(),
+        };
+        let panels = units.div_ceil(TILE_N as u64);
+        Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            m: rows,
+            n: units,
+            k,
+            kblock: KC as u64,
+            form: Form::Dense { input: x, ld },
+            weights,
+            group_weight_stride: 0,
+            row_scale: self.ones(),
+            row_shift: self.zeros(),
+            col_shift,
+            out: y,
+            out_image_stride: 0,
+            ldc,
+            groups: 1,
+            images: 1,
+            panels_per_task: panels.div_ceil(16).max(1),
+            row_splits: 1,
+        }
+    }
+
+    pub(super) fn recurrent(
+        &mut self,
+        step: &Step,
+        cell: Cell,
+        hidden: u64,
+        return_sequences: bool,
+        bias: bool,
+    ) -> Result<Exec, CompileError> {
+        let xv = &step.inputs[0];
+        let (n, t, f) = (xv.dims[0], xv.dims[1], xv.dims[2]);
+        if !xv.is_contiguous() {
+            return Err(err(step, "a recurrent layer over a strided tensor"));
+        }
+        let g = cell.gates();
+        let w_ih = self.param64(step, 1)?;
+        let w_hh = self.param64(step, 2)?;
+        let (b_ih, b_hh) = if bias {
+            (Some(self.param(step, 3)?), Some(self.param(step, 4)?))
+        } else {
+            (None, None)
+        };
+        let width = g * hidden;
+        let gates = self.own(vec![0.0; (n * t * width) as usize]);
+        let recur_out = self.own(vec![0.0; (n * width) as usize]);
+        let state_h = self.own(vec![0.0; (n * hidden) as usize]);
+        let state_c = self.own(vec![0.0; (n * hidden) as usize]);
+        let x = self.addr(xv);
+        let project = self.matmul(x, f, n * t, f, &w_ih, width, b_ih, gates, width);
+        let recur = self.matmul(
+            state_h, hidden, n, hidden, &w_hh, width, b_hh, recur_out, width,
+        );
+        let (ya, ys, _) = self.image(step, &step.output)?;
+        let kernel = match cell {
+            Cell::Lstm => KernelId::LstmCell,
+            Cell::Gru => KernelId::GruCell,
+            Cell::Simple { relu } => {
+                KernelId::RnnCell(if relu { ActKind::Relu } else { ActKind::Tanh })
+            }
+        };
+        Ok(Exec::Recurrent(Box::new(Recurrent {
+            cell: kernel,
+            project,
+            recur,
+            gates,
+            recur_out,
+            state_h,
+            state_c,
+            batch: n,
+            steps: t,
+            hidden,
+            out: ya,
+            out_image_stride: ys,
+            return_sequences,
+        })))
+    }
+}
+
+/// How a convolution's work splits: column panels per task, and row shares per column block, aiming at
+/// 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64 columns) so a task
+/// re-reads its block of A from L2 rather than memory.
+fn split(images: u64, panels: u64, m: u64) -> (u64, u64) {
+    let per_task = (panels * images / 16).clamp(1, 8);
+    let blocks = images * panels.div_ceil(per_task);
+    let row_panels = m.div_ceil(TILE_M as u64);
+    let splits = 16u64
+        .div_ceil(blocks)
+        .clamp(1, row_panels.div_ceil(8).max(1));
+    (per_task, splits)
+}
