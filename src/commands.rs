@@ -146,9 +146,11 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         code: 1,
     };
     let outputs = if args.jit && !args.train_mode {
-        interp::check_inputs(g, &inputs).map_err(user)?;
-        let (mut p, _, _) = crate::jit::program(g, batch, &weights, args.threads)?;
-        p.run(&inputs).map_err(user)?
+        let mut compiled = nnc::runtime::Compiled::new(g, &weights, args.threads);
+        compiled.run(&inputs).map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })?
     } else {
         if args.jit {
             notes.push_str("note: --train-mode runs on the reference interpreter\n");

@@ -111,6 +111,43 @@ fn odd_convolutions_and_pools_agree_at_several_batches() {
     }
 }
 
+/// Random layer geometries, each as a small model run at a random batch on one or two threads.
+#[test]
+fn random_layers_agree_with_the_interpreter() {
+    let mut rng = Rng::new(11);
+    let mut pick = |n: u64| rng.next_u64() % n;
+    for case in 0..40 {
+        let groups = [1, 1, 2, 3][pick(4) as usize];
+        let cin = groups * (1 + pick(5));
+        let cout = groups * (1 + pick(6));
+        let (kh, kw) = (1 + pick(4), 1 + pick(4));
+        let (sh, sw) = (1 + pick(3), 1 + pick(2));
+        let (dh, dw) = (1 + pick(2), 1 + pick(2));
+        let (ph, pw) = (pick(kh), pick(kw));
+        let (h, w) = (dh * (kh - 1) + 1 + pick(12), dw * (kw - 1) + 1 + pick(12));
+        let act = ["relu", "sigmoid", "tanh", "leaky_relu", "identity"][pick(5) as usize];
+        let oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+        let ow = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+        let (tail, out) = match pick(4) {
+            0 => (
+                "|> batchnorm |> maxpool(2, stride=1, padding=1)",
+                format!("{cout}, {}, {}", oh + 1, ow + 1),
+            ),
+            1 => (
+                "|> avgpool(2, stride=1, padding=1, count_include_pad=false)",
+                format!("{cout}, {}, {}", oh + 1, ow + 1),
+            ),
+            2 => ("|> lrn(3) |> global_avgpool |> flatten", format!("{cout}")),
+            _ => ("|> batchnorm", format!("{cout}, {oh}, {ow}")),
+        };
+        let text = format!(
+            "model case(x: f32[N, {cin}, {h}, {w}]) -> y: f32[N, {out}] {{\n    return x |> c: conv2d({cout}, [{kh}, {kw}], stride=[{sh}, {sw}], padding=[{ph}, {pw}], dilation=[{dh}, {dw}], groups={groups}) |> {act} {tail}\n}}\n"
+        );
+        let path = write_model(&format!("case{case}.nn"), &text);
+        agree(&path, 1 + pick(3) as usize, 1 + pick(2) as usize);
+    }
+}
+
 #[test]
 fn results_are_bitwise_identical_on_one_and_two_threads() {
     for (model, batch) in [
@@ -194,4 +231,29 @@ fn kernels_never_write_outside_their_buffers() {
 #[test]
 fn lenet5_agrees() {
     agree(Path::new("models/lenet5.nn"), 3, 1);
+}
+
+#[test]
+fn a_new_batch_size_compiles_a_new_program_and_known_ones_are_reused() {
+    let g = common::model(Path::new("models/mlp_iris.nn"));
+    let weights = tensor::initialize(&g, 1);
+    let mut compiled = nnc::runtime::Compiled::new(&g, &weights, 2);
+    let mut rng = Rng::new(3);
+    let one = common::random_inputs(&g, 1, &mut rng, 10);
+    let three = common::random_inputs(&g, 3, &mut rng, 10);
+    let first = compiled.run(&one).expect("runs");
+    compiled.run(&three).expect("runs");
+    assert_eq!(compiled.batches(), vec![1, 3]);
+    let again = compiled.run(&one).expect("runs");
+    assert_eq!(compiled.batches(), vec![1, 3]);
+    assert_eq!(first[0].1.to_f64(), again[0].1.to_f64());
+    // Inputs that do not fit are refused before anything is compiled.
+    let wrong = common::random_inputs(
+        &common::model(Path::new("models/lenet5.nn")),
+        2,
+        &mut rng,
+        10,
+    );
+    assert!(compiled.run(&wrong).is_err());
+    assert_eq!(compiled.batches(), vec![1, 3]);
 }

@@ -3,6 +3,7 @@
 //! runs them on a thread pool. The program owns all its memory (arena, inputs, outputs, packed weights,
 //! scratch) and only generated kernels touch it while it runs.
 
+mod cache;
 mod exec;
 mod gemm;
 mod lower;
@@ -19,6 +20,7 @@ use crate::ir::{Graph, Op};
 use crate::plan::KernelPlan;
 use crate::tensor::{Tensor, Weights};
 
+pub use cache::{Compiled, Failure};
 use exec::{Addr, Bases, Exec, Mem, Region};
 pub use gemm::MatMul;
 
