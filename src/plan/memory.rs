@@ -3,7 +3,7 @@
 //!    view of it; a concat's inputs are placed as strided slices of the concat's buffer (outer concats
 //!    first, so nested concats nest their slices), unless an input is shared with another concat, appears
 //!    twice, or is not computed by a step;
-//! 2. an elementwise op (activation, scale, inference dropout, add, mul) writes over its first input when
+//! 2. an elementwise op (activation, scale, inference dropout, batch norm, add, mul) writes over its first input when
 //!    that input is an arena temporary read by nothing later;
 //! 3. every other value gets a fresh arena block; blocks whose lifetimes (first write to last read, in step
 //!    order) do not overlap may share memory. Offsets are assigned largest block first, at the lowest
@@ -247,9 +247,9 @@ fn elementwise(op: &Op) -> bool {
         Op::Activation(
             Act::Relu | Act::Sigmoid | Act::Tanh | Act::Identity | Act::LeakyRelu { .. },
         ) => true,
-        Op::Scale { .. } | Op::Add | Op::Mul | Op::Dropout { .. } => true,
-        // Softmax and LRN read neighbours of the element they write; batch norm could run in place but is
-        // folded into convolutions by a later pass.
+        // Batch norm (inference: a per-channel affine map) reads each element where it writes it.
+        Op::Scale { .. } | Op::Add | Op::Mul | Op::Dropout { .. } | Op::BatchNorm { .. } => true,
+        // Softmax and LRN read neighbours of the element they write.
         Op::Input { .. }
         | Op::Param(_)
         | Op::Dense { .. }
@@ -260,7 +260,6 @@ fn elementwise(op: &Op) -> bool {
         | Op::GlobalAvgPool { .. }
         | Op::Flatten
         | Op::Reshape { .. }
-        | Op::BatchNorm { .. }
         | Op::Lrn { .. }
         | Op::ZeroPad2d { .. }
         | Op::Softmax { .. }
