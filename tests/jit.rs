@@ -148,6 +148,34 @@ fn random_layers_agree_with_the_interpreter() {
     }
 }
 
+/// Random dense stacks (with softmax heads) and recurrent layers of every cell, sizes off the tile.
+#[test]
+fn random_dense_and_recurrent_layers_agree_with_the_interpreter() {
+    let mut rng = Rng::new(12);
+    let mut pick = |n: u64| rng.next_u64() % n;
+    for case in 0..30 {
+        let (f, t, h, u) = (1 + pick(40), 1 + pick(9), 1 + pick(37), 1 + pick(300));
+        let text = match case % 4 {
+            0 => format!(
+                "model case(x: f32[N, {f}]) -> y: f32[N, 7] {{\n    return x |> dense({u}, activation=tanh) |> dense({h}, bias=false) |> relu |> dense(7, activation=softmax)\n}}\n"
+            ),
+            1 => format!(
+                "model case(x: f32[N, {t}, {f}]) -> y: f32[N, {t}, {h}] {{\n    return lstm(x, {h}, true)\n}}\n"
+            ),
+            2 => format!(
+                "model case(x: f32[N, {t}, {f}]) -> y: f32[N, {h}] {{\n    return gru(x, {h}, false, bias={})\n}}\n",
+                pick(2) == 0
+            ),
+            _ => format!(
+                "model case(x: f32[N, {t}, {f}]) -> y: f32[N, {t}, {h}] {{\n    return simple_rnn(x, {h}, true, activation={})\n}}\n",
+                ["tanh", "relu"][pick(2) as usize]
+            ),
+        };
+        let path = write_model(&format!("dense{case}.nn"), &text);
+        agree(&path, 1 + pick(5) as usize, 1 + pick(2) as usize);
+    }
+}
+
 #[test]
 fn results_are_bitwise_identical_on_one_and_two_threads() {
     for (model, batch) in [
