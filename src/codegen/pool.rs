@@ -1,8 +1,10 @@
 //! Max and average pooling from window tables: the runtime computes, at compile time, which input rows and
 //! columns each output row and column reads (padding, ceil mode, dilation, adaptive windows) and the
-//! divisors, so one kernel serves max, average, adaptive and global pooling. Scalar code; the windows
-//! are separable, so the tables are per row and per column.
+//! divisors, so one kernel serves max, average, adaptive and global pooling. Windows are separable, so each
+//! output row is computed in two passes: the window's input rows are reduced into a row buffer four columns
+//! at a time (vector loads, scalar tail), then each output column reduces its few entries of that buffer.
 
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::types::{F32, I32, I64};
 use cranelift_codegen::ir::{Function, InstBuilder, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
@@ -18,12 +20,25 @@ fn triple(kb: &mut Kb, table: Value, i: Value) -> [Value; 3] {
     })
 }
 
-/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane]`: see [`super::KernelId::MaxPool`].
+/// `acc` combined with `v`: the maximum (NaN propagates, as in PyTorch: `v` wins when greater or NaN) or
+/// the sum.
+fn combine(kb: &mut Kb, lanes: Lanes, max: bool, acc: Value, v: Value) -> Value {
+    if max {
+        let gt = kb.fcmp(FloatCC::GreaterThan, v, acc);
+        let nan = kb.fcmp(FloatCC::Unordered, v, v);
+        let keep = kb.b.ins().bor(gt, nan);
+        kb.select(lanes, keep, v, acc)
+    } else {
+        kb.b.ins().fadd(acc, v)
+    }
+}
+
+/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row]`: see [`super::KernelId::MaxPool`].
 pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
-        let [x, y, oh, ow, iw, rows, cols, div, planes, in_plane] =
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|i| kb.arg(i));
-        let init = kb.fconst(Lanes::One, if max { f32::NEG_INFINITY } else { 0.0 });
+        let [x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row] =
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|i| kb.arg(i));
+        let init = if max { f32::NEG_INFINITY } else { 0.0 };
         let out_plane = kb.b.ins().imul(oh, ow);
         kb.for_n(planes, |kb, q| {
             let xo = kb.b.ins().imul(q, in_plane);
@@ -32,35 +47,38 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
             let yq = kb.addr(y, yo, 4);
             kb.for_n(oh, |kb, r| {
                 let [hs, hc, hstep] = triple(kb, rows, r);
+                // Pass 1: the window's rows reduced into `row`, column by column.
+                kb.for_lanes(iw, |kb, lanes, c| {
+                    let start = kb.fconst(lanes, init);
+                    let acc = kb.var(lanes.float(), start);
+                    kb.for_n(hc, |kb, a| {
+                        let ih = kb.b.ins().imul(a, hstep);
+                        let ih = kb.b.ins().iadd(ih, hs);
+                        let at = kb.b.ins().imul(ih, iw);
+                        let at = kb.b.ins().iadd(at, c);
+                        let v = kb.load(lanes, xq, at);
+                        let cur = kb.b.use_var(acc);
+                        let next = combine(kb, lanes, max, cur, v);
+                        kb.b.def_var(acc, next);
+                    });
+                    let v = kb.b.use_var(acc);
+                    kb.store(v, row, c);
+                });
+                // Pass 2: each output column reduces its entries of `row`.
                 let yr = kb.b.ins().imul(r, ow);
                 let yr = kb.addr(yq, yr, 4);
                 let rdiv = kb.load(Lanes::One, div, r);
                 kb.for_n(ow, |kb, c| {
                     let [ws, wc, wstep] = triple(kb, cols, c);
-                    let acc = kb.var(F32, init);
-                    kb.for_n(hc, |kb, a| {
-                        let ih = kb.b.ins().imul(a, hstep);
-                        let ih = kb.b.ins().iadd(ih, hs);
-                        let row = kb.b.ins().imul(ih, iw);
-                        let xr = kb.addr(xq, row, 4);
-                        kb.for_n(wc, |kb, b| {
-                            let iwv = kb.b.ins().imul(b, wstep);
-                            let iwv = kb.b.ins().iadd(iwv, ws);
-                            let v = kb.load(Lanes::One, xr, iwv);
-                            let cur = kb.b.use_var(acc);
-                            let next = if max {
-                                // NaN propagates, as in PyTorch: keep v when v > cur or v is NaN.
-                                let keep = kb.fcmp(
-                                    cranelift_codegen::ir::condcodes::FloatCC::UnorderedOrGreaterThan,
-                                    v,
-                                    cur,
-                                );
-                                kb.select(Lanes::One, keep, v, cur)
-                            } else {
-                                kb.b.ins().fadd(cur, v)
-                            };
-                            kb.b.def_var(acc, next);
-                        });
+                    let start = kb.fconst(Lanes::One, init);
+                    let acc = kb.var(F32, start);
+                    kb.for_n(wc, |kb, b| {
+                        let at = kb.b.ins().imul(b, wstep);
+                        let at = kb.b.ins().iadd(at, ws);
+                        let v = kb.load(Lanes::One, row, at);
+                        let cur = kb.b.use_var(acc);
+                        let next = combine(kb, Lanes::One, max, cur, v);
+                        kb.b.def_var(acc, next);
                     });
                     let mut v = kb.b.use_var(acc);
                     if !max {

@@ -67,6 +67,8 @@ impl Arg {
 #[derive(Clone, Debug)]
 pub struct Simple {
     pub kernel: KernelId,
+    /// f32 elements of scratch a task needs (`Arg::Ptr` into [`Region::Scratch`]).
+    pub scratch: u64,
     pub images: u64,
     pub chunks: u64,
     pub args: Vec<Arg>,
@@ -183,7 +185,7 @@ impl Exec {
 
     pub fn scratch(&self) -> u64 {
         match self {
-            Exec::Simple(_) => 0,
+            Exec::Simple(s) => s.scratch,
             Exec::Gemm(g) => g.scratch(),
             Exec::Recurrent(r) => r.project.scratch().max(r.recur.scratch()),
         }

@@ -188,6 +188,7 @@ impl<'a> Lower<'a> {
         });
         args.extend(extra.iter().map(|&v| Arg::Int(v)));
         Ok(Exec::Simple(Simple {
+            scratch: 0,
             kernel,
             images: self.plan.batch,
             chunks: per.div_ceil(CHUNK).max(1),
@@ -241,6 +242,7 @@ impl<'a> Lower<'a> {
                 let (xa, xs, n) = self.image(step, &step.inputs[0])?;
                 let (ya, ys, _) = self.image(step, out)?;
                 vec![Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Affine(ActKind::Identity),
                     images: self.plan.batch,
                     chunks: n.div_ceil(CHUNK).max(1),
@@ -296,6 +298,7 @@ impl<'a> Lower<'a> {
                 let plane: u64 = d[2..].iter().product();
                 let f = |v: f64| (v as f32).to_bits() as i64;
                 vec![Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Lrn,
                     images: self.plan.batch,
                     chunks: 1,
@@ -321,6 +324,7 @@ impl<'a> Lower<'a> {
                 let (xa, xs, _) = self.image(step, &step.inputs[0])?;
                 let (ya, ys, _) = self.image(step, out)?;
                 vec![Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Softmax,
                     images: self.plan.batch,
                     chunks: 1,
@@ -340,12 +344,14 @@ impl<'a> Lower<'a> {
                 let (xa, xs, _) = self.image(step, &step.inputs[0])?;
                 let (ya, ys, per) = self.image(step, out)?;
                 let fill = Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Fill,
                     images: self.plan.batch,
                     chunks: 1,
                     args: vec![chunked(ya, ys, 0), Arg::Int(per as i64), Arg::Int(0)],
                 });
                 let copy = Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Copy,
                     images: self.plan.batch,
                     chunks: c,
@@ -381,6 +387,7 @@ impl<'a> Lower<'a> {
                 let y = self.addr(out);
                 let count: u64 = step.inputs[0].dims.iter().product();
                 vec![Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Embedding,
                     images: 1,
                     chunks: 1,
@@ -432,6 +439,7 @@ impl<'a> Lower<'a> {
             chunk_stride: cc,
         };
         Ok(Exec::Simple(Simple {
+            scratch: 0,
             kernel,
             images: self.plan.batch,
             chunks: c.div_ceil(cc),
@@ -466,6 +474,7 @@ impl<'a> Lower<'a> {
                 let (xa, xs, _) = self.image(step, v)?;
                 let len = width * below;
                 execs.push(Exec::Simple(Simple {
+                    scratch: 0,
                     kernel: KernelId::Copy,
                     images: self.plan.batch,
                     chunks: 1,
@@ -508,6 +517,7 @@ impl<'a> Lower<'a> {
         let (ya, ys, _) = self.image(step, &step.output)?;
         let cc = (CHUNK / (h * w).max(1)).clamp(1, c);
         Ok(Exec::Simple(Simple {
+            scratch: w + 4,
             kernel,
             images: self.plan.batch,
             chunks: c.div_ceil(cc),
@@ -533,6 +543,10 @@ impl<'a> Lower<'a> {
                     chunk: cc,
                 },
                 Arg::Int((h * w) as i64),
+                Arg::ptr(Addr {
+                    region: Region::Scratch,
+                    offset: 0,
+                }),
             ],
         }))
     }
@@ -548,6 +562,7 @@ fn chunked(addr: Addr, image_stride: u64, chunk_stride: u64) -> Arg {
 
 fn copy_images(images: u64, (xa, xs): (Addr, u64), (ya, ys): (Addr, u64), n: u64) -> Exec {
     Exec::Simple(Simple {
+        scratch: 0,
         kernel: KernelId::Copy,
         images,
         chunks: 1,
