@@ -5,7 +5,7 @@
 //! at a time (vector loads, scalar tail), then each output column reduces its few entries of that buffer.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::types::{F32, I32, I64};
+use cranelift_codegen::ir::types::{I32, I64};
 use cranelift_codegen::ir::{Function, InstBuilder, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
@@ -33,11 +33,13 @@ fn combine(kb: &mut Kb, lanes: Lanes, max: bool, acc: Value, v: Value) -> Value 
     }
 }
 
-/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row]`: see [`super::KernelId::MaxPool`].
+/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step]`: see
+/// [`super::KernelId::MaxPool`].
 pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
         let [x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row] =
             [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|i| kb.arg(i));
+        let [v_lo, v_hi, v_start, v_count, v_step] = [11, 12, 13, 14, 15].map(|i| kb.arg(i));
         let init = if max { f32::NEG_INFINITY } else { 0.0 };
         let out_plane = kb.b.ins().imul(oh, ow);
         kb.for_n(planes, |kb, q| {
@@ -64,30 +66,45 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                     let v = kb.b.use_var(acc);
                     kb.store(v, row, c);
                 });
-                // Pass 2: each output column reduces its entries of `row`.
+                // Pass 2: each output column reduces its entries of `row`; four at a time where the
+                // windows are whole and one column apart (`v_lo..v_hi`).
                 let yr = kb.b.ins().imul(r, ow);
                 let yr = kb.addr(yq, yr, 4);
                 let rdiv = kb.load(Lanes::One, div, r);
-                kb.for_n(ow, |kb, c| {
-                    let [ws, wc, wstep] = triple(kb, cols, c);
-                    let start = kb.fconst(Lanes::One, init);
-                    let acc = kb.var(F32, start);
+                let column = |kb: &mut Kb, lanes: Lanes, c: Value, [ws, wc, wstep]: [Value; 3]| {
+                    let start = kb.fconst(lanes, init);
+                    let acc = kb.var(lanes.float(), start);
                     kb.for_n(wc, |kb, b| {
                         let at = kb.b.ins().imul(b, wstep);
                         let at = kb.b.ins().iadd(at, ws);
-                        let v = kb.load(Lanes::One, row, at);
+                        let v = kb.load(lanes, row, at);
                         let cur = kb.b.use_var(acc);
-                        let next = combine(kb, Lanes::One, max, cur, v);
+                        let next = combine(kb, lanes, max, cur, v);
                         kb.b.def_var(acc, next);
                     });
                     let mut v = kb.b.use_var(acc);
                     if !max {
                         let oc = kb.b.ins().iadd(oh, c);
-                        let cdiv = kb.load(Lanes::One, div, oc);
-                        let d = kb.b.ins().fmul(rdiv, cdiv);
+                        let cdiv = kb.load(lanes, div, oc);
+                        let rd = kb.broadcast(lanes, rdiv);
+                        let d = kb.b.ins().fmul(rd, cdiv);
                         v = kb.b.ins().fdiv(v, d);
                     }
                     kb.store(v, yr, c);
+                };
+                let zero = kb.iconst(0);
+                kb.for_range(zero, v_lo, 1, |kb, c| {
+                    let t = triple(kb, cols, c);
+                    column(kb, Lanes::One, c, t);
+                });
+                kb.for_range(v_lo, v_hi, 4, |kb, c| {
+                    let rel = kb.b.ins().isub(c, v_lo);
+                    let ws = kb.b.ins().iadd(v_start, rel);
+                    column(kb, Lanes::Four, c, [ws, v_count, v_step]);
+                });
+                kb.for_range(v_hi, ow, 1, |kb, c| {
+                    let t = triple(kb, cols, c);
+                    column(kb, Lanes::One, c, t);
                 });
             });
         });

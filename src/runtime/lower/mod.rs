@@ -507,6 +507,7 @@ impl<'a> Lower<'a> {
         } else {
             KernelId::AvgPool
         };
+        let vector = super::windows::vector_run(&cols);
         let as_bits = |v: Vec<i32>| v.into_iter().map(|i| f32::from_bits(i as u32)).collect();
         let (rows, cols, divs) = (
             self.own(as_bits(rows)),
@@ -547,6 +548,11 @@ impl<'a> Lower<'a> {
                     region: Region::Scratch,
                     offset: 0,
                 }),
+                Arg::Int(vector[0]),
+                Arg::Int(vector[1]),
+                Arg::Int(vector[2]),
+                Arg::Int(vector[3]),
+                Arg::Int(vector[4]),
             ],
         }))
     }
