@@ -4,15 +4,16 @@
 //! as rows of [`TILE_N`] values at a stride given at run time, so a packed panel (stride 32 bytes) and the
 //! rows of a 1x1 convolution's input (stride: the plane) are read by the same code. Each `4 x 8` tile of C lives
 //! in eight F32X4 accumulators: per k, four broadcasts of A and two vector loads of B feed eight fused
-//! multiply-adds, k unrolled by 4. The tile is then added to C's values (later k blocks) and, on the last k
-//! block, passes through the epilogue `act(v * row_scale + row_shift + col_shift)` (bias, folded batch norm,
-//! activation) before one store. Tiles cut by the matrix edge go through a stack slot and scalar code.
+//! multiply-adds, k unrolled by 8 in a loop whose accumulators and pointers are block parameters. The
+//! tile is then added to C's values (later k blocks) and, on the last k block, passes through the
+//! epilogue `act(v * row_scale + row_shift + col_shift)` (bias, folded batch norm, activation) before
+//! one store. Tiles cut by the matrix edge go through a stack slot and scalar code.
 //! The caller (the runtime) chooses blocks of k ([`KC`]) and rows so that A's block stays in L2 and B's panel
 //! in L1, and splits column panels across threads.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{Function, InstBuilder, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{BlockArg, Function, InstBuilder, StackSlotData, StackSlotKind, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::Variable;
 
@@ -26,17 +27,14 @@ pub const TILE_N: usize = 8;
 pub const KC: usize = 256;
 
 /// Steps of k per iteration of the main k loop.
-const UNROLL: i64 = 4;
+const UNROLL: i64 = 8;
 
+/// The arguments the tile's store uses (the k loop loads its own).
 struct Args {
-    a: Value,
-    b: Value,
-    bs: Value,
     c: Value,
     ldc: Value,
     rows: Value,
     cols: Value,
-    kc: Value,
     mode: Value,
     row_scale: Value,
     row_shift: Value,
@@ -44,58 +42,46 @@ struct Args {
     slope: Value,
 }
 
-/// Loads the kernel's arguments. The k loop uses a few of them; the tile's store loads them again, so
-/// that the epilogue's arguments are not live across the loop and its scalars fit in registers.
+/// Loads the store's arguments, per tile after its k loop, so that they are not live across the loop.
 fn load_args(kb: &mut Kb) -> Args {
-    let v: Vec<Value> = (0..13).map(|i| kb.arg(i)).collect();
-    let slope32 = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, v[12]);
+    let slope64 = kb.arg(12);
+    let slope32 =
+        kb.b.ins()
+            .ireduce(cranelift_codegen::ir::types::I32, slope64);
     let slope =
         kb.b.ins()
             .bitcast(F32, cranelift_codegen::ir::MemFlagsData::new(), slope32);
     Args {
-        a: v[0],
-        b: v[1],
-        bs: v[2],
-        c: v[3],
-        ldc: v[4],
-        rows: v[5],
-        cols: v[6],
-        kc: v[7],
-        mode: v[8],
-        row_scale: v[9],
-        row_shift: v[10],
-        col_shift: v[11],
+        c: kb.arg(3),
+        ldc: kb.arg(4),
+        rows: kb.arg(5),
+        cols: kb.arg(6),
+        mode: kb.arg(8),
+        row_scale: kb.arg(9),
+        row_shift: kb.arg(10),
+        col_shift: kb.arg(11),
         slope,
     }
 }
 
 /// Builds the macro-kernel with epilogue activation `act`.
+///
+/// The loops are written with explicit block parameters (accumulators, pointers, counters), and the
+/// kernel's arguments are loaded where they are used, so that few scalars are live across the k loop and
+/// none of them needs to be reloaded from the stack inside it.
 pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
-        let a = load_args(kb);
         let zero = kb.iconst(0);
-        let four = kb.iconst(TILE_M as i64);
-        let bs2 = kb.b.ins().iadd(a.bs, a.bs);
-        let bs3 = kb.b.ins().iadd(bs2, a.bs);
-        let a_row = kb.b.ins().imul_imm_s(a.kc, 4);
-        let fzero = kb.b.ins().f32const(0.0);
-        let vzero = kb.b.ins().splat(F32X4, fzero);
-        let acc: Vec<Variable> = (0..2 * TILE_M).map(|_| kb.var(F32X4, vzero)).collect();
-        let a_ptr = kb.var(I64, a.a);
-        let b_ptr = kb.var(I64, a.b);
-        let p = kb.var(I64, zero);
-        kb.for_range(zero, a.rows, TILE_M as i64, |kb, row0| {
-            for &x in &acc {
-                kb.b.def_var(x, vzero);
-            }
+        let rows = kb.arg(5);
+        kb.for_range(zero, rows, TILE_M as i64, |kb, row0| {
             // Panel row0 / TILE_M starts row0 * kc values in.
-            let a_start = kb.b.ins().imul(row0, a_row);
-            let a_start = kb.b.ins().iadd(a.a, a_start);
-            kb.b.def_var(a_ptr, a_start);
-            kb.b.def_var(b_ptr, a.b);
-            kb.b.def_var(p, zero);
-            k_loop(kb, &acc, a_ptr, b_ptr, p, &a, [bs2, bs3]);
+            let a0 = kb.arg(0);
+            let kc = kb.arg(7);
+            let a_start = kb.b.ins().imul(row0, kc);
+            let a_start = kb.addr(a0, a_start, 4);
+            let acc = k_loop(kb, a_start);
             let a = load_args(kb);
+            let four = kb.iconst(TILE_M as i64);
             let left = kb.b.ins().isub(a.rows, row0);
             let rows_here = kb.b.ins().smin(left, four);
             let full_rows =
@@ -112,16 +98,14 @@ pub fn build(act: ActKind, config: TargetFrontendConfig) -> Function {
     })
 }
 
-/// The k loop for one tile: UNROLL steps at a time, then one at a time.
-fn k_loop(
-    kb: &mut Kb,
-    acc: &[Variable],
-    a_ptr: Variable,
-    b_ptr: Variable,
-    p: Variable,
-    a: &Args,
-    [bs2, bs3]: [Value; 2],
-) {
+/// The k loop for one tile starting at A panel pointer `ap`: UNROLL steps at a time, then one at a time,
+/// counting the remaining steps down. Returns the accumulators.
+fn k_loop(kb: &mut Kb, ap: Value) -> Vec<Value> {
+    let b0 = kb.arg(1);
+    let bs = kb.arg(2);
+    let kc = kb.arg(7);
+    let fzero = kb.b.ins().f32const(0.0);
+    let vzero = kb.b.ins().splat(F32X4, fzero);
     let (head, body, head1, body1, done) = (
         kb.b.create_block(),
         kb.b.create_block(),
@@ -129,56 +113,63 @@ fn k_loop(
         kb.b.create_block(),
         kb.b.create_block(),
     );
-    kb.b.ins().jump(head, &[]);
+    let params = |kb: &mut Kb, blk| {
+        let acc: Vec<Value> = (0..2 * TILE_M)
+            .map(|_| kb.b.append_block_param(blk, F32X4))
+            .collect();
+        let ap = kb.b.append_block_param(blk, I64);
+        let bp = kb.b.append_block_param(blk, I64);
+        let n = kb.b.append_block_param(blk, I64);
+        (acc, ap, bp, n)
+    };
+    let args = |acc: &[Value], ap, bp, n| -> Vec<BlockArg> {
+        acc.iter()
+            .chain([ap, bp, n].iter())
+            .map(|&v| BlockArg::Value(v))
+            .collect()
+    };
+    let init = vec![vzero; 2 * TILE_M];
+    kb.b.ins().jump(head, &args(&init, ap, b0, kc));
+
     kb.b.switch_to_block(head);
-    let pv = kb.b.use_var(p);
-    let next = kb.b.ins().iadd_imm_s(pv, UNROLL);
-    let more = kb.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, a.kc);
-    kb.branch(more, body, head1);
+    let (acc, ap, bp, n) = params(kb, head);
+    let more =
+        kb.b.ins()
+            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, n, UNROLL);
+    kb.b.ins()
+        .brif(more, body, &[], head1, &args(&acc, ap, bp, n));
+
     kb.b.switch_to_block(body);
-    let (ap, bp) = (kb.b.use_var(a_ptr), kb.b.use_var(b_ptr));
-    let brow = [
-        bp,
-        kb.b.ins().iadd(bp, a.bs),
-        kb.b.ins().iadd(bp, bs2),
-        kb.b.ins().iadd(bp, bs3),
-    ];
-    for (u, &row) in brow.iter().enumerate() {
-        k_step(kb, acc, ap, row, u as i32);
+    let mut acc2 = acc.clone();
+    let mut brow = bp;
+    for u in 0..UNROLL as i32 {
+        k_step(kb, &mut acc2, ap, brow, u);
+        brow = kb.b.ins().iadd(brow, bs);
     }
     let ap2 = kb.b.ins().iadd_imm_s(ap, UNROLL * (TILE_M as i64) * 4);
-    kb.b.def_var(a_ptr, ap2);
-    let b4 = kb.b.ins().iadd(bs2, bs2);
-    let bp2 = kb.b.ins().iadd(bp, b4);
-    kb.b.def_var(b_ptr, bp2);
-    let pv = kb.b.use_var(p);
-    let pv2 = kb.b.ins().iadd_imm_s(pv, UNROLL);
-    kb.b.def_var(p, pv2);
-    kb.b.ins().jump(head, &[]);
+    let n2 = kb.b.ins().iadd_imm_s(n, -UNROLL);
+    kb.b.ins().jump(head, &args(&acc2, ap2, brow, n2));
 
     kb.b.switch_to_block(head1);
-    let pv = kb.b.use_var(p);
-    let more = kb.b.ins().icmp(IntCC::SignedLessThan, pv, a.kc);
+    let (acc, ap, bp, n) = params(kb, head1);
+    let more = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, n, 0);
     kb.branch(more, body1, done);
     kb.b.switch_to_block(body1);
-    let (ap, bp) = (kb.b.use_var(a_ptr), kb.b.use_var(b_ptr));
-    k_step(kb, acc, ap, bp, 0);
+    let mut acc2 = acc.clone();
+    k_step(kb, &mut acc2, ap, bp, 0);
     let ap2 = kb.b.ins().iadd_imm_s(ap, (TILE_M * 4) as i64);
-    kb.b.def_var(a_ptr, ap2);
-    let bp2 = kb.b.ins().iadd(bp, a.bs);
-    kb.b.def_var(b_ptr, bp2);
-    let pv = kb.b.use_var(p);
-    let pv2 = kb.b.ins().iadd_imm_s(pv, 1);
-    kb.b.def_var(p, pv2);
-    kb.b.ins().jump(head1, &[]);
+    let bp2 = kb.b.ins().iadd(bp, bs);
+    let n2 = kb.b.ins().iadd_imm_s(n, -1);
+    kb.b.ins().jump(head1, &args(&acc2, ap2, bp2, n2));
     kb.b.switch_to_block(done);
+    acc
 }
 
 /// One k step of the tile: two vector loads of the B row, then per row of A and half of B one broadcast
 /// load of A and one fused multiply-add. Each A value is loaded twice so that each broadcast has a single
 /// use: Cranelift then folds the load into a memory-operand `vbroadcastss` (a load, not a shuffle competing
 /// with the FMAs) and the FMA may overwrite the broadcast's register instead of copying it first.
-fn k_step(kb: &mut Kb, acc: &[Variable], a: Value, brow: Value, u: i32) {
+fn k_step(kb: &mut Kb, acc: &mut [Value], a: Value, brow: Value, u: i32) {
     let flags = kb.flags;
     let b0 = kb.b.ins().load(F32X4, flags, brow, 0);
     let b1 = kb.b.ins().load(F32X4, flags, brow, 16);
@@ -188,10 +179,8 @@ fn k_step(kb: &mut Kb, acc: &[Variable], a: Value, brow: Value, u: i32) {
                 kb.b.ins()
                     .load(F32, flags, a, (u * TILE_M as i32 + r as i32) * 4);
             let a4 = kb.b.ins().splat(F32X4, av);
-            let var = acc[2 * r + h];
-            let old = kb.b.use_var(var);
-            let new = kb.b.ins().fma(a4, bv, old);
-            kb.b.def_var(var, new);
+            let i = 2 * r + h;
+            acc[i] = kb.b.ins().fma(a4, bv, acc[i]);
         }
     }
 }
@@ -205,19 +194,14 @@ fn mode_flags(kb: &mut Kb, a: &Args) -> (Value, Value) {
     (add, last)
 }
 
-fn store_full(kb: &mut Kb, acc: &[Variable], a: &Args, row0: Value, act: ActKind) {
+fn store_full(kb: &mut Kb, acc: &[Value], a: &Args, row0: Value, act: ActKind) {
     let (add, last) = mode_flags(kb, a);
     let flags = kb.flags;
     for r in 0..TILE_M {
         let row = kb.b.ins().iadd_imm_s(row0, r as i64);
         let off = kb.b.ins().imul(row, a.ldc);
         let cp = kb.b.ins().iadd(a.c, off);
-        let v: Vec<Variable> = (0..2)
-            .map(|h| {
-                let x = kb.b.use_var(acc[2 * r + h]);
-                kb.var(F32X4, x)
-            })
-            .collect();
+        let v: Vec<Variable> = (0..2).map(|h| kb.var(F32X4, acc[2 * r + h])).collect();
         kb.when(add, |kb| {
             for (h, &x) in v.iter().enumerate() {
                 let old = kb.b.ins().load(F32X4, flags, cp, 16 * h as i32);
@@ -251,7 +235,7 @@ fn store_full(kb: &mut Kb, acc: &[Variable], a: &Args, row0: Value, act: ActKind
 /// and stored on its own.
 fn store_partial(
     kb: &mut Kb,
-    acc: &[Variable],
+    acc: &[Value],
     a: &Args,
     row0: Value,
     rows_here: Value,
@@ -262,8 +246,7 @@ fn store_partial(
         (TILE_M * TILE_N * 4) as u32,
         4,
     ));
-    for (i, &x) in acc.iter().enumerate() {
-        let val = kb.b.use_var(x);
+    for (i, &val) in acc.iter().enumerate() {
         kb.b.ins().stack_store(I64, val, slot, (16 * i) as i32);
     }
     let base = kb.b.ins().stack_addr(I64, slot, 0);
