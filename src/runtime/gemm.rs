@@ -126,7 +126,7 @@ mod probe {
     fn macro_kernel_rate() {
         let k = Kernels::compile(&[KernelId::Gemm(ActKind::Identity)]).unwrap();
         for (m, kc) in [(64usize, 256usize), (256, 256), (256, 64), (64, 576)] {
-            let a = vec![0.5f32; m * kc];
+            let a = vec![0.5f32; m.div_ceil(crate::codegen::TILE_M) * crate::codegen::TILE_M * kc];
             let b = vec![0.25f32; kc * 8];
             let mut c = vec![0.0f32; m * 8];
             let ones = vec![1.0f32; m + 8];

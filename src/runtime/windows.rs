@@ -110,5 +110,11 @@ pub fn vector_run(cols: &[i32]) -> [i64; 5] {
         return [0; 5];
     }
     let w = t[lo];
-    [lo as i64, (lo + len) as i64, w[0] as i64, w[1] as i64, w[2] as i64]
+    [
+        lo as i64,
+        (lo + len) as i64,
+        w[0] as i64,
+        w[1] as i64,
+        w[2] as i64,
+    ]
 }
