@@ -107,7 +107,8 @@ def main():
             print(f"  {name:<14} not installed")
             continue
         med = statistics.median(t)
-        print(f"  {name:<14} median {med:8.2f} ms   min {min(t):8.2f} ms   nnc/{name}: {nnc_med / med:5.2f}x")
+        ratio = "" if name == "nnc" else f"   nnc/{name}: {nnc_med / med:5.2f}x"
+        print(f"  {name:<14} median {med:8.2f} ms   min {min(t):8.2f} ms{ratio}")
     print(f"  nnc compile (parse to native code): median {statistics.median(compile_ms):.1f} ms")
 
 
