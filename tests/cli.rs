@@ -257,3 +257,105 @@ fn run_refuses_inputs_and_weights_that_do_not_fit() {
     let out = nnc(&["run", "models/lenet5.nn", "--input", "/no/such/input.npy"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn compile_reports_every_stage_kernels_and_memory() {
+    let out = nnc(&[
+        "compile",
+        "models/lenet5.nn",
+        "--batch",
+        "4",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for needle in [
+        "compiled lenet5 at batch 4 for 1 thread(s)",
+        "parse",
+        "plan (schedule, memory)",
+        "lower (pack weights, tables)",
+        "jit (Cranelift)",
+        "total (parse to native code)",
+        "kernels: ",
+        "memory: arena ",
+        "params: 44426 trainable, 0 non-trainable; MACs: 1126560",
+    ] {
+        assert!(report.contains(needle), "missing `{needle}` in:\n{report}");
+    }
+}
+
+#[test]
+fn compile_emits_the_plan_cranelift_ir_and_machine_code() {
+    let plan = text(&nnc(&["compile", "models/mlp_iris.nn", "--emit", "plan"]).stdout);
+    assert!(plan.starts_with("plan batch=1 steps="), "{plan}");
+    let clif = text(&nnc(&["compile", "models/mlp_iris.nn", "--emit", "clif"]).stdout);
+    assert!(
+        clif.contains("; kernel Gemm(Identity)") && clif.contains("fma"),
+        "{clif}"
+    );
+    let asm = text(&nnc(&["compile", "models/mlp_iris.nn", "--emit", "asm"]).stdout);
+    assert!(asm.contains("vfmadd"), "{asm}");
+    let ir = text(&nnc(&["compile", "models/mlp_iris.nn", "--emit", "ir"]).stdout);
+    assert!(ir.contains("dense"), "{ir}");
+}
+
+#[test]
+fn bench_json_has_the_documented_keys() {
+    let out = nnc(&[
+        "bench",
+        "models/lenet5.nn",
+        "--iters",
+        "3",
+        "--batch",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["batch"], 2);
+    assert_eq!(v["iters"], 3);
+    for key in ["median", "min"] {
+        let ms = v["latency_ms"][key].as_f64().expect("a number");
+        assert!(ms > 0.0 && ms < 10_000.0, "latency_ms.{key} = {ms}");
+    }
+    assert!(v["compile_ms"].as_f64().expect("a number") > 0.0);
+    let kernels = v["kernels"].as_array().expect("an array");
+    // LeNet-5: 2 convolutions, 3 dense layers, 4 tanh, 2 pools, a softmax, and copies or flattens.
+    assert!(kernels.len() >= 12, "{kernels:?}");
+    for k in kernels {
+        for key in ["layer", "op", "kernel", "ms", "share", "gflops", "tasks"] {
+            assert!(!k[key].is_null(), "kernel without `{key}`: {k}");
+        }
+    }
+    // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
+    assert_eq!(v["macs"], 2 * 281_640);
+}
+
+#[test]
+fn jit_commands_refuse_bad_arguments_with_exit_code_2() {
+    for args in [
+        &["bench", "models/lenet5.nn", "--threads", "0"][..],
+        &["bench", "models/lenet5.nn", "--iters", "0"],
+        &["compile", "models/lenet5.nn", "--emit", "exe"],
+        &["compile", "models/lenet5.nn", "--batch", "0"],
+        &[
+            "run",
+            "models/lenet5.nn",
+            "--input",
+            "x.npy",
+            "--backend",
+            "gpu",
+        ],
+        &["compile", "no/such/file.nn"],
+    ] {
+        let out = nnc(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("error"), "{args:?}");
+    }
+}
