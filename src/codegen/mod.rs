@@ -41,9 +41,10 @@ pub enum KernelId {
     /// block, so apply the epilogue `act(v * row_scale[r] + row_shift[r] + col_shift[c])` (pointers to the
     /// entries of the first row and column).
     Gemm(ActKind),
-    /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane]`: for each input
+    /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs]`: for each input
     /// channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * 8 + j] =
-    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32).
+    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32). `runs[t]` (i32) is 1
+    /// when tap `t`'s offsets are consecutive and inside, so its 8 values are read with two vector loads.
     PackPatches,
     /// Packs rows of a matrix into panels of 4 rows: `[x, out, rows, k0, k1, ld]`: for row `r < 4` and `p` in
     /// `k0..k1`, `out[(p - k0) * 4 + r] = r < rows ? x[r * ld + p] : 0`.

@@ -7,7 +7,7 @@
 //! `[kblock][panel][p][c]`. ([`KC`]: super::KC) Missing rows and columns are zeros.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::types::{F32, I32, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, I32, I64};
 use cranelift_codegen::ir::{Function, InstBuilder};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
@@ -74,10 +74,11 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
     pack_b_transposed(&bt, k, n, kb)
 }
 
-/// `[x, out, taps, table, ci0, ci1, plane]`: see [`super::KernelId::PackPatches`].
+/// `[x, out, taps, table, ci0, ci1, plane, runs]`: see [`super::KernelId::PackPatches`].
 pub fn build_patches(config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
-        let [x, out, taps, table, ci0, ci1, plane] = [0, 1, 2, 3, 4, 5, 6].map(|i| kb.arg(i));
+        let [x, out, taps, table, ci0, ci1, plane, runs] =
+            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| kb.arg(i));
         let zero = kb.b.ins().f32const(0.0);
         let plane_bytes = kb.b.ins().imul_imm_s(plane, 4);
         let row_bytes = kb.b.ins().imul_imm_s(taps, (TILE_N * 4) as i64);
@@ -91,18 +92,36 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                 let tb = kb.b.ins().imul_imm_s(t, (TILE_N * 4) as i64);
                 let tp = kb.b.ins().iadd(table, tb);
                 let op = kb.b.ins().iadd(o, tb);
-                for j in 0..TILE_N as i32 {
-                    let idx = kb.b.ins().load(I32, kb.flags, tp, 4 * j);
-                    let inside =
-                        kb.b.ins()
-                            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
-                    let zero32 = kb.b.ins().iconst(I32, 0);
-                    let clamped = kb.b.ins().smax(idx, zero32);
-                    let wide = kb.b.ins().sextend(I64, clamped);
-                    let v = kb.load(Lanes::One, xc, wide);
-                    let v = kb.b.ins().select(inside, v, zero);
-                    kb.b.ins().store(kb.flags, v, op, 4 * j);
-                }
+                let flags = kb.flags;
+                let rp = kb.addr(runs, t, 4);
+                let run = kb.b.ins().load(I32, flags, rp, 0);
+                let run = kb.b.ins().icmp_imm_s(IntCC::NotEqual, run, 0);
+                kb.if_else(
+                    run,
+                    |kb| {
+                        let first = kb.b.ins().load(I32, flags, tp, 0);
+                        let first = kb.b.ins().sextend(I64, first);
+                        let src = kb.addr(xc, first, 4);
+                        for h in 0..2 {
+                            let v = kb.b.ins().load(F32X4, flags, src, 16 * h);
+                            kb.b.ins().store(flags, v, op, 16 * h);
+                        }
+                    },
+                    |kb| {
+                        for j in 0..TILE_N as i32 {
+                            let idx = kb.b.ins().load(I32, flags, tp, 4 * j);
+                            let inside =
+                                kb.b.ins()
+                                    .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
+                            let zero32 = kb.b.ins().iconst(I32, 0);
+                            let clamped = kb.b.ins().smax(idx, zero32);
+                            let wide = kb.b.ins().sextend(I64, clamped);
+                            let v = kb.load(Lanes::One, xc, wide);
+                            let v = kb.b.ins().select(inside, v, zero);
+                            kb.b.ins().store(flags, v, op, 4 * j);
+                        }
+                    },
+                );
             });
         });
     })

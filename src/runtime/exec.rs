@@ -117,6 +117,8 @@ pub enum Form {
         /// i32 offsets per column panel and tap (`PackPatches` tables, one per panel, `taps * 8` each);
         /// `None` for a 1x1 stride-1 unpadded convolution, whose full panels are read in place.
         table: Addr,
+        /// Per column panel and tap, i32 1 when the tap's 8 offsets are consecutive and inside.
+        runs: Addr,
         direct: bool,
     },
     Dense {
@@ -339,6 +341,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 plane,
                 taps,
                 table,
+                runs,
                 direct,
             } => {
                 let x = input.at(image * in_image_stride + group * in_group_stride);
@@ -367,6 +370,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                                 ci0 as i64,
                                 ci1 as i64,
                                 plane as i64,
+                                res(runs.at(p * taps)),
                             ],
                         );
                         (res(slot), (TILE_N * 4) as i64)

@@ -52,10 +52,13 @@ impl Lower<'_> {
         let direct = taps == 1 && stride == [1, 1] && pad == [0; 4];
         // Offsets of each tap of each output pixel, column panel by column panel.
         let panels = n.div_ceil(TILE_N as u64);
+        // A tap whose 8 offsets are consecutive and inside is flagged: its values are two vector loads.
         let mut table = Vec::with_capacity((panels * taps) as usize * TILE_N);
+        let mut runs = Vec::with_capacity((panels * taps) as usize);
         for p in 0..panels {
             for kh in 0..kernel[0] {
                 for kw in 0..kernel[1] {
+                    let first = table.len();
                     for j in 0..TILE_N as u64 {
                         let pix = p * TILE_N as u64 + j;
                         let (y, x) = (pix / ow, pix % ow);
@@ -66,10 +69,15 @@ impl Lower<'_> {
                         let off = if inside { ih * w as i64 + iw } else { -1 };
                         table.push(f32::from_bits(off as i32 as u32));
                     }
+                    let offs: Vec<i32> =
+                        table[first..].iter().map(|v| v.to_bits() as i32).collect();
+                    let run = offs[0] >= 0 && offs.windows(2).all(|w| w[1] == w[0] + 1);
+                    runs.push(f32::from_bits(run as u32));
                 }
             }
         }
         let table = self.own(table);
+        let runs = self.own(runs);
         let (xa, xs, _) = self.image(step, xv)?;
         let (ya, ys, _) = self.image(step, out)?;
         let (panels_per_task, row_splits) = split(self.plan.batch * groups, panels, m);
@@ -87,6 +95,7 @@ impl Lower<'_> {
                 plane: h * w,
                 taps,
                 table,
+                runs,
                 direct,
             },
             weights,
