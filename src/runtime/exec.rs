@@ -185,6 +185,26 @@ impl Exec {
         }
     }
 
+    /// Rough work: multiply-accumulates of a product, elements of an elementwise kernel.
+    pub fn work(&self) -> u64 {
+        match self {
+            Exec::Simple(s) => {
+                let per_image = s
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Len { total, .. } => *total,
+                        _ => 1,
+                    })
+                    .max()
+                    .unwrap_or(1);
+                s.images * per_image.max(s.chunks)
+            }
+            Exec::Gemm(g) => g.images * g.groups * g.m * g.n * g.k,
+            Exec::Recurrent(r) => r.project.m * r.project.n * r.project.k,
+        }
+    }
+
     pub fn scratch(&self) -> u64 {
         match self {
             Exec::Simple(s) => s.scratch,
@@ -254,6 +274,9 @@ impl Mem {
     }
 }
 
+/// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
+const INLINE_WORK: u64 = 1 << 17;
+
 /// Runs `exec` with `threads` workers (`pool` when more than one).
 pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
     let tasks = exec.tasks();
@@ -266,8 +289,9 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
             Exec::Recurrent(r) => recurrent(r, k, bases, s),
         }
     };
+    // Handing out tasks costs microseconds: small execs run on the calling thread.
     match pool {
-        Some(pool) if tasks > 1 => pool.install(|| {
+        Some(pool) if tasks > 1 && exec.work() >= INLINE_WORK => pool.install(|| {
             (0..tasks)
                 .into_par_iter()
                 .for_each_init(|| Mem::zeros(scratch), |m, t| body(m, t))
