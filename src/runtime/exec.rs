@@ -188,17 +188,15 @@ impl Exec {
     /// Rough work: multiply-accumulates of a product, elements of an elementwise kernel.
     pub fn work(&self) -> u64 {
         match self {
+            // Kernels split into chunks are lowered with chunks of about 16K elements (or channels of
+            // that many); a single chunk is at most that, its `Len` (if any) counting its elements.
+            Exec::Simple(s) if s.chunks > 1 => s.images * s.chunks * (1 << 14),
             Exec::Simple(s) => {
-                let per_image = s
-                    .args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Len { total, .. } => *total,
-                        _ => 1,
-                    })
-                    .max()
-                    .unwrap_or(1);
-                s.images * per_image.max(s.chunks)
+                let len = s.args.iter().find_map(|a| match a {
+                    Arg::Len { total, .. } => Some(*total),
+                    _ => None,
+                });
+                s.images * len.unwrap_or(1 << 14)
             }
             Exec::Gemm(g) => g.images * g.groups * g.m * g.n * g.k,
             Exec::Recurrent(r) => r.project.m * r.project.n * r.project.k,
@@ -275,7 +273,7 @@ impl Mem {
 }
 
 /// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
-const INLINE_WORK: u64 = 1 << 17;
+const INLINE_WORK: u64 = 1 << 15;
 
 /// Runs `exec` with `threads` workers (`pool` when more than one).
 pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
