@@ -6,31 +6,12 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nnc::runtime::Program;
-use nnc::tensor::{self, Rng, Tensor};
+use nnc::tensor::{self, Rng};
 
 fn graph(path: &str) -> nnc::ir::Graph {
     nnc::compile(Path::new(path), &nnc::Options::default())
         .graph
         .expect("zoo models compile")
-}
-
-fn inputs(g: &nnc::ir::Graph, batch: u64) -> Vec<(String, Tensor)> {
-    let mut rng = Rng::new(1);
-    g.inputs
-        .iter()
-        .map(|(name, id)| {
-            let ty = &g.node(*id).ty;
-            let shape: Vec<usize> = ty.shape_at(batch).iter().map(|&d| d as usize).collect();
-            let t = if ty.dtype.is_float() {
-                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    rng.uniform_in(-1.0, 1.0)
-                }))
-            } else {
-                Tensor::I(ndarray::ArrayD::zeros(shape))
-            };
-            (name.clone(), t)
-        })
-        .collect()
 }
 
 fn latency(c: &mut Criterion) {
@@ -42,7 +23,8 @@ fn latency(c: &mut Criterion) {
         for batch in [1, 8] {
             let plan = nnc::plan::build(&g, batch);
             let mut p = Program::compile(&g, &plan, &weights, 2).expect("compiles");
-            p.set_inputs(&inputs(&g, batch)).expect("inputs fit");
+            p.set_inputs(&tensor::random_inputs(&g, batch, &mut Rng::new(1), 1))
+                .expect("inputs fit");
             group.bench_with_input(
                 BenchmarkId::new(name, format!("batch{batch}")),
                 &(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nnc::ir::Graph;
 use nnc::runtime::Program;
-use nnc::tensor::{self, Rng, Tensor, Weights};
+use nnc::tensor::{self, Rng, Weights};
 
 use crate::commands::Failure;
 
@@ -128,26 +128,6 @@ pub fn compile(
     Ok(out)
 }
 
-/// Random inputs for a benchmark: floats uniform in [-1, 1), indices 0.
-fn inputs(g: &Graph, batch: u64) -> Vec<(String, Tensor)> {
-    let mut rng = Rng::new(1);
-    g.inputs
-        .iter()
-        .map(|(name, id)| {
-            let ty = &g.node(*id).ty;
-            let shape: Vec<usize> = ty.shape_at(batch).iter().map(|&d| d as usize).collect();
-            let t = if ty.dtype.is_float() {
-                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    rng.uniform_in(-1.0, 1.0)
-                }))
-            } else {
-                Tensor::I(ndarray::ArrayD::zeros(shape))
-            };
-            (name.clone(), t)
-        })
-        .collect()
-}
-
 pub struct BenchArgs {
     pub batch: u64,
     pub threads: usize,
@@ -161,7 +141,7 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
     let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads)?;
     let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
     let compile = front_total + plan_time + p.lower_time + p.jit_time;
-    p.set_inputs(&inputs(g, a.batch))
+    p.set_inputs(&tensor::random_inputs(g, a.batch, &mut Rng::new(1), 1))
         .map_err(|e| failure(e.to_string()))?;
     for _ in 0..2 {
         p.execute(|_, _| {});

@@ -119,3 +119,30 @@ fn values(
         },
     }
 }
+
+/// Random inputs for the inputs of `g` at `batch`: floats uniform in [-1, 1), integer indices uniform in
+/// `0..classes` (for tests, benchmarks and `nnc bench`).
+pub fn random_inputs(
+    g: &Graph,
+    batch: u64,
+    rng: &mut Rng,
+    classes: u64,
+) -> Vec<(String, super::Tensor)> {
+    g.inputs
+        .iter()
+        .map(|(name, id)| {
+            let ty = &g.node(*id).ty;
+            let shape: Vec<usize> = ty.shape_at(batch).iter().map(|&d| d as usize).collect();
+            let t = if ty.dtype.is_float() {
+                super::Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
+                    rng.uniform_in(-1.0, 1.0)
+                }))
+            } else {
+                super::Tensor::I(ndarray::ArrayD::from_shape_fn(shape, |_| {
+                    (rng.next_u64() % classes.max(1)) as i64
+                }))
+            };
+            (name.clone(), t)
+        })
+        .collect()
+}

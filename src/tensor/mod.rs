@@ -9,7 +9,7 @@ mod rng;
 pub use files::{
     read_arrays, read_tensors, read_weights, write_arrays, write_weights, FileError, LoadOptions,
 };
-pub use init::initialize;
+pub use init::{initialize, random_inputs};
 pub use rng::Rng;
 
 use std::collections::BTreeMap;

@@ -63,26 +63,5 @@ pub fn random_inputs(
     rng: &mut nnc::tensor::Rng,
     classes: i64,
 ) -> Vec<(String, nnc::tensor::Tensor)> {
-    use nnc::tensor::Tensor;
-    g.inputs
-        .iter()
-        .map(|(name, id)| {
-            let ty = &g.node(*id).ty;
-            let shape: Vec<usize> = ty
-                .shape_at(batch as u64)
-                .iter()
-                .map(|&d| d as usize)
-                .collect();
-            let t = if ty.dtype.is_float() {
-                Tensor::F(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    rng.uniform_in(-1.0, 1.0)
-                }))
-            } else {
-                Tensor::I(ndarray::ArrayD::from_shape_fn(shape, |_| {
-                    (rng.next_u64() % classes as u64) as i64
-                }))
-            };
-            (name.clone(), t)
-        })
-        .collect()
+    nnc::tensor::random_inputs(g, batch as u64, rng, classes as u64)
 }
