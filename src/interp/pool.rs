@@ -2,37 +2,11 @@
 
 use ndarray::{s, Array4, ArrayD, Ix4};
 
+use crate::ir::window::{adaptive, average as window};
 use crate::ir::Op;
 
 fn as4(a: &ArrayD<f64>) -> ndarray::ArrayView4<'_, f64> {
     a.view().into_dimensionality::<Ix4>().expect("4-d tensor")
-}
-
-/// A pooling window along one axis: the input range it covers and its divisor's extent.
-#[derive(Clone, Copy)]
-struct Span1 {
-    start: usize,
-    end: usize,
-    /// For average pooling with `count_include_pad`: the window clipped to the padded input.
-    padded_len: usize,
-}
-
-/// The window of output cell `o` along an axis of length `len` (PyTorch's rule: clip to input + trailing
-/// padding for the divisor, to the input for the cells read).
-fn window(o: usize, len: usize, k: usize, s: usize, pad_lo: usize, pad_hi: usize) -> Span1 {
-    let start = (o * s) as i64 - pad_lo as i64;
-    let end = (start + k as i64).min((len + pad_hi) as i64);
-    let padded_len = (end - start) as usize;
-    Span1 {
-        start: start.max(0) as usize,
-        end: end.min(len as i64).max(0) as usize,
-        padded_len,
-    }
-}
-
-/// Adaptive pooling's window `[floor(o*len/out), ceil((o+1)*len/out))`.
-fn adaptive(o: usize, len: usize, out: usize) -> (usize, usize) {
-    (o * len / out, ((o + 1) * len).div_ceil(out))
 }
 
 /// What output cell `(oh, ow)` of a pooling op reads from one input plane.

@@ -6,6 +6,7 @@ pub mod op;
 pub mod shape;
 pub mod train;
 pub mod types;
+pub mod window;
 
 pub use graph::{Graph, Node, NodeId};
 pub use op::{Act, Cell, Op, Param, ParamRole};

@@ -2,7 +2,7 @@
 //! read (`start, count, step`) and the divisor of averaging. Windows are separable, so rows and columns are
 //! tabulated apart.
 
-use crate::ir::Op;
+use crate::ir::{window, Op};
 
 /// One axis of a max pool: taps `o * s - pad + i * d` for `i < k`, kept when inside `0..len`.
 fn max_axis(o: u64, len: u64, k: u64, s: u64, pad: u64, d: u64) -> [i32; 3] {
@@ -12,17 +12,6 @@ fn max_axis(o: u64, len: u64, k: u64, s: u64, pad: u64, d: u64) -> [i32; 3] {
     let hi = ((len as i64 - 1 - start0).div_euclid(d)).min(k as i64 - 1);
     let count = (hi - lo + 1).max(0);
     [(start0 + lo * d) as i32, count as i32, d as i32]
-}
-
-/// One axis of an average pool: the window clipped to the input (read) and to the input plus trailing
-/// padding (the divisor when padding counts).
-fn avg_axis(o: u64, len: u64, k: u64, s: u64, lo_pad: u64, hi_pad: u64) -> ([i32; 3], u64, u64) {
-    let start = (o * s) as i64 - lo_pad as i64;
-    let end = (start + k as i64).min((len + hi_pad) as i64);
-    let padded = (end - start).max(0) as u64;
-    let (a, b) = (start.max(0), end.min(len as i64).max(0));
-    let count = (b - a).max(0);
-    ([a as i32, count as i32, 1], count as u64, padded)
 }
 
 /// `(rows, cols, divisors, is_max)` of a pooling op over an `h x w` plane with an `oh x ow` output.
@@ -61,21 +50,28 @@ pub fn tables(
                     count_include_pad,
                     ..
                 } => {
-                    let (t, count, padded) = avg_axis(
-                        o,
-                        len,
-                        kernel[axis],
-                        stride[axis],
-                        pad[2 * axis],
-                        pad[2 * axis + 1],
+                    let w = window::average(
+                        o as usize,
+                        len as usize,
+                        kernel[axis] as usize,
+                        stride[axis] as usize,
+                        pad[2 * axis] as usize,
+                        pad[2 * axis + 1] as usize,
                     );
-                    (t, if *count_include_pad { padded } else { count })
+                    let count = w.end - w.start;
+                    let t = [w.start as i32, count as i32, 1];
+                    (
+                        t,
+                        if *count_include_pad {
+                            w.padded_len as u64
+                        } else {
+                            count as u64
+                        },
+                    )
                 }
                 _ => {
-                    // Adaptive and global: [floor(o len / out), ceil((o + 1) len / out)).
-                    let a = o * len / outs;
-                    let b = ((o + 1) * len).div_ceil(outs);
-                    ([a as i32, (b - a) as i32, 1], b - a)
+                    let (a, b) = window::adaptive(o as usize, len as usize, outs as usize);
+                    ([a as i32, (b - a) as i32, 1], (b - a) as u64)
                 }
             };
             table.extend(t);
