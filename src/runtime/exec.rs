@@ -381,11 +381,10 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                             offset: (p - p0) * g.kblock * TILE_N as u64,
                         };
                         let tbl = table.at(p * taps * TILE_N as u64);
-                        let xa = x.at(0);
                         k.call(
                             KernelId::PackPatches,
                             &[
-                                res(xa),
+                                res(x),
                                 res(slot),
                                 taps as i64,
                                 res(tbl),

@@ -154,7 +154,7 @@ impl Program {
         let mut lw = lower::Lower::new(plan, weights, longest);
         let mut steps = Vec::new();
         for step in &plan.steps {
-            let macs = step_macs(g, step);
+            let macs = step_macs(step);
             for (i, exec) in lw.step(step)?.into_iter().enumerate() {
                 steps.push(Kernel {
                     layer: step.path.clone(),
@@ -368,7 +368,7 @@ impl Program {
 }
 
 /// Multiply-accumulates of a step's op at its shapes.
-fn step_macs(_g: &Graph, step: &crate::plan::Step) -> u64 {
+fn step_macs(step: &crate::plan::Step) -> u64 {
     let out: u64 = step.output.dims.iter().product();
     match &step.op {
         Op::Conv2d { kernel, groups, .. } => {

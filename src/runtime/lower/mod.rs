@@ -141,13 +141,11 @@ impl<'a> Lower<'a> {
 
     /// A parameter's values by its plan view.
     fn param(&self, step: &Step, slot: usize) -> Result<Vec<f32>, CompileError> {
-        let v = &step.inputs[slot];
-        match &self.plan.buffers[v.buffer].storage {
-            Storage::Weight { name } => self
-                .weight(name)
-                .ok_or_else(|| CompileError::MissingWeight(name.clone())),
-            _ => Err(err(step, "a parameter computed at run time")),
-        }
+        Ok(self
+            .param64(step, slot)?
+            .iter()
+            .map(|&v| v as f32)
+            .collect())
     }
 
     /// A view as one contiguous block per image: start, image stride and elements per image.
