@@ -42,9 +42,43 @@ pub enum Emit {
 }
 
 /// `nnc compile`: the whole pipeline, then a report of every stage.
+/// The fusion decisions: a count per rule, then one line each (rule, layers, what they became).
+fn fusion_report(decisions: &[nnc::passes::Decision]) -> String {
+    let mut out = String::new();
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for d in decisions {
+        match counts.iter_mut().find(|(r, _)| *r == d.rule) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((d.rule, 1)),
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "fusion: {} decisions{}",
+        decisions.len(),
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", summary.join(", "))
+        }
+    );
+    for d in decisions {
+        let _ = writeln!(
+            out,
+            "  {:<16} {} -> {}",
+            d.rule,
+            d.nodes.join(" + "),
+            d.result
+        );
+    }
+    out
+}
+
 pub fn compile(
     g: &Graph,
     front: &[(String, Duration)],
+    decisions: &[nnc::passes::Decision],
     batch: u64,
     threads: usize,
     emit: Emit,
@@ -110,6 +144,7 @@ pub fn compile(
         "kernels: {kernels} generated ({insts} Cranelift instructions), {} steps",
         p.steps.len()
     );
+    out.push_str(&fusion_report(decisions));
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let _ = writeln!(
         out,

@@ -31,6 +31,10 @@ pub struct Options {
     pub until: Option<String>,
     /// Accept a file without a model (a block library); it yields no graph.
     pub allow_no_model: bool,
+    /// Run the inference optimizations ([`passes::OPTIMIZATIONS`]): for a backend that executes the graph.
+    pub optimize: bool,
+    /// Optimizations not to run (`--disable-pass`).
+    pub disabled: Vec<String>,
 }
 
 /// The result of compiling one file: its sources (for rendering), every diagnostic, and the graph if
@@ -41,6 +45,8 @@ pub struct Compilation {
     pub graph: Option<ir::Graph>,
     /// Each stage's name and time, in order.
     pub timings: Vec<(String, Duration)>,
+    /// The rewrites the passes made (fusion decisions), in order.
+    pub decisions: Vec<passes::Decision>,
 }
 
 impl Compilation {
@@ -65,6 +71,7 @@ pub fn compile(path: &Path, options: &Options) -> Compilation {
                 diags: vec![d],
                 graph: None,
                 timings: Vec::new(),
+                decisions: Vec::new(),
             }
         }
     }
@@ -93,6 +100,7 @@ fn finish(
             diags,
             graph: None,
             timings,
+            decisions: Vec::new(),
         };
     }
     let t = std::time::Instant::now();
@@ -105,29 +113,40 @@ fn finish(
             diags,
             graph: None,
             timings,
+            decisions: Vec::new(),
         };
     };
-    let result = passes::run(&mut graph, options.until.as_deref(), |name, d| {
+    let pipeline = passes::Pipeline {
+        until: options.until.as_deref(),
+        optimize: options.optimize,
+        disabled: &options.disabled,
+    };
+    let result = passes::run(&mut graph, &pipeline, |name, d| {
         timings.push((name.to_string(), d))
     });
-    if let Err(e) = result {
+    let decisions = match result {
+        Ok(d) => d,
+        Err(e) => {
         diags.push(
             Diagnostic::global(Code::InternalBug, format!("the IR verifier failed: {e}"))
                 .with_note(
                     "this is a bug in nnc, not in your model; please report it with the .nn file",
                 ),
         );
-        return Compilation {
-            sources,
-            diags,
-            graph: None,
-            timings,
-        };
-    }
+            return Compilation {
+                sources,
+                diags,
+                graph: None,
+                timings,
+                decisions: Vec::new(),
+            };
+        }
+    };
     Compilation {
         sources,
         diags,
         graph: Some(graph),
         timings,
+        decisions,
     }
 }

@@ -53,11 +53,15 @@ enum Command {
     /// Print the graph IR as text (one line per node) or as Graphviz DOT.
     Dump {
         file: PathBuf,
-        /// Stop after this pass: `lower` (as built) or a pass name such as `dce`. Default: all passes.
+        /// Stop after this pass: `lower` (as built), a pass name such as `dce` or `fold-bn`, or `fuse`
+        /// (after every inference optimization). Default: the passes every command runs (no fusion).
         #[arg(long)]
         after: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Optimizations to skip when `--after` reaches them (repeatable).
+        #[arg(long, value_name = "PASS")]
+        disable_pass: Vec<String>,
     },
     /// Write initialized weights (the model's initializers, or PyTorch's defaults) to a safetensors file.
     Init {
@@ -100,6 +104,8 @@ enum Command {
         /// Run in training mode: batch norm uses batch statistics, dropout drops.
         #[arg(long)]
         train_mode: bool,
+        #[command(flatten)]
+        optimize: Optimize,
     },
     /// Compile to native code and print a report: stage times, kernels, memory, params and MACs.
     Compile {
@@ -112,6 +118,8 @@ enum Command {
         /// Threads the program will run on (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
+        #[command(flatten)]
+        optimize: Optimize,
     },
     /// Benchmark the compiled model: latency (median, min), throughput and a per-kernel profile.
     Bench {
@@ -127,7 +135,48 @@ enum Command {
         /// Print JSON for tools (keys in docs/cli.md).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        optimize: Optimize,
     },
+}
+
+/// Graph optimizations before native code (fusion of layers into their producers' epilogues, CSE).
+#[derive(clap::Args, Clone)]
+struct Optimize {
+    /// Compile the layers as written: no fusion or other graph optimization.
+    #[arg(long)]
+    no_fuse: bool,
+    /// Skip one optimization (repeatable): cse, fold-bn, fuse-residual or fuse-activation.
+    #[arg(long, value_name = "PASS")]
+    disable_pass: Vec<String>,
+}
+
+impl Optimize {
+    fn options(&self, on: bool) -> Options {
+        Options {
+            optimize: on && !self.no_fuse,
+            disabled: self.disable_pass.clone(),
+            ..Options::default()
+        }
+    }
+}
+
+/// Checks `--disable-pass` names; prints the error and returns false for an unknown one.
+fn known_passes(names: &[String]) -> bool {
+    for n in names {
+        if !passes::optional_pass_names().contains(&n.as_str()) {
+            let known: Vec<String> = passes::OPTIMIZATIONS
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.doc))
+                .collect();
+            eprintln!(
+                "error: unknown pass `{n}` for --disable-pass; passes: {}",
+                known.join(", ")
+            );
+            return false;
+        }
+    }
+    true
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,16 +226,36 @@ fn run(cli: Cli) -> u8 {
         Command::Check { file } => (
             file,
             Options {
-                until: None,
                 allow_no_model: true,
+                ..Options::default()
             },
         ),
-        Command::Summary { file, .. }
-        | Command::Init { file, .. }
-        | Command::Run { file, .. }
-        | Command::Compile { file, .. }
-        | Command::Bench { file, .. } => (file, Options::default()),
-        Command::Dump { file, after, .. } => {
+        Command::Summary { file, .. } | Command::Init { file, .. } => (file, Options::default()),
+        Command::Run {
+            file,
+            optimize,
+            backend,
+            train_mode,
+            ..
+        } => {
+            if !known_passes(&optimize.disable_pass) {
+                return 2;
+            }
+            let jit = matches!(backend, Backend::Jit) && !train_mode;
+            (file, optimize.options(jit))
+        }
+        Command::Compile { file, optimize, .. } | Command::Bench { file, optimize, .. } => {
+            if !known_passes(&optimize.disable_pass) {
+                return 2;
+            }
+            (file, optimize.options(true))
+        }
+        Command::Dump {
+            file,
+            after,
+            disable_pass,
+            ..
+        } => {
             if let Some(a) = after {
                 if !passes::pass_names().contains(&a.as_str()) {
                     let names: Vec<String> =
@@ -194,8 +263,13 @@ fn run(cli: Cli) -> u8 {
                             .chain(
                                 passes::PASSES
                                     .iter()
+                                    .chain(passes::OPTIMIZATIONS)
                                     .map(|p| format!("{} ({})", p.name, p.doc)),
                             )
+                            .chain(std::iter::once(format!(
+                                "{} (after every optimization)",
+                                passes::FUSE
+                            )))
                             .collect();
                     eprintln!(
                         "error: unknown pass `{a}` for --after; passes: {}",
@@ -204,11 +278,15 @@ fn run(cli: Cli) -> u8 {
                     return 2;
                 }
             }
+            if !known_passes(disable_pass) {
+                return 2;
+            }
             (
                 file,
                 Options {
                     until: after.clone(),
-                    allow_no_model: false,
+                    disabled: disable_pass.clone(),
+                    ..Options::default()
                 },
             )
         }
@@ -261,7 +339,7 @@ fn run(cli: Cli) -> u8 {
                 Some(EmitKind::Asm) => jit::Emit::Asm,
             };
             let threads = threads.map_or_else(nnc::runtime::default_threads, |t| t as usize);
-            return report_command(jit::compile(graph, &c.timings, *batch, threads, emit));
+            return report_command(jit::compile(graph, &c.timings, &c.decisions, *batch, threads, emit));
         }
         Command::Bench {
             batch,

@@ -7,8 +7,9 @@ mod common;
 use std::path::Path;
 
 use nnc::interp::{self, Mode, RunOptions};
+use nnc::ir::{Graph, Op, ParamRole};
 use nnc::runtime::Program;
-use nnc::tensor::{self, Rng, Tensor};
+use nnc::tensor::{self, Rng, Tensor, Weights};
 
 /// `max |a - b| / max |b|` over an output.
 fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
@@ -22,32 +23,67 @@ fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
         / scale
 }
 
-/// Runs `path` on both backends at `batch`, returns the JIT's outputs after checking them.
+/// Batch-norm parameters and statistics drawn at random: initialization leaves them at 1 and 0, which
+/// would hide a wrong fold of batch norm into a convolution.
+fn randomize_bn(g: &Graph, w: &mut Weights, rng: &mut Rng) {
+    for id in g.node_ids() {
+        let node = g.node(id);
+        let Op::Param(p) = &node.op else { continue };
+        let (lo, hi) = match p.role {
+            ParamRole::Gamma | ParamRole::RunningVar => (0.5, 2.0),
+            ParamRole::Beta | ParamRole::RunningMean => (-0.5, 0.5),
+            _ => continue,
+        };
+        if let Some(a) = w.get_mut(&node.path) {
+            a.mapv_inplace(|_| rng.uniform_in(lo, hi));
+        }
+    }
+}
+
+/// The model at `path` with the inference optimizations (fusion) applied.
+fn fused_model(path: &Path) -> Graph {
+    let options = nnc::Options {
+        optimize: true,
+        ..nnc::Options::default()
+    };
+    let c = nnc::compile(path, &options);
+    assert!(c.diags.is_empty(), "{}", common::rendered(&c));
+    c.graph.expect("a graph")
+}
+
+/// Runs `path` at `batch` on the interpreter as written, and checks against it: the interpreter on the
+/// fused graph (within 1e-9: the same math in another order), the JIT on the graph as written and on the
+/// fused graph (within 1e-4). Returns the fused JIT's outputs.
 fn agree(path: &Path, batch: usize, threads: usize) -> Vec<(String, Tensor)> {
     let g = common::model(path);
-    let weights = tensor::initialize(&g, 1);
+    let fused = fused_model(path);
+    let mut weights = tensor::initialize(&g, 1);
     let mut rng = Rng::new(7);
+    randomize_bn(&g, &mut weights, &mut rng);
     let inputs = common::random_inputs(&g, batch, &mut rng, 100);
-    let want = interp::run(
-        &g,
-        &weights,
-        &inputs,
-        RunOptions {
-            mode: Mode::Eval,
-            seed: 0,
-        },
-    )
-    .expect("the interpreter runs");
-    let plan = nnc::plan::build(&g, batch as u64);
-    let mut program = Program::compile(&g, &plan, &weights, threads).expect("compiles");
-    let got = program.run(&inputs).expect("runs");
-    for ((name, a), (_, b)) in got.iter().zip(&want.outputs) {
-        let err = relative_error(a, b);
-        assert!(
-            err <= 1e-4,
-            "{} batch {batch}: output {name} differs from the interpreter by {err:e}",
-            path.display()
-        );
+    let eval = RunOptions {
+        mode: Mode::Eval,
+        seed: 0,
+    };
+    let want = interp::run(&g, &weights, &inputs, eval).expect("the interpreter runs");
+    let check = |got: &[(String, Tensor)], what: &str, tolerance: f64| {
+        for ((name, a), (_, b)) in got.iter().zip(&want.outputs) {
+            let err = relative_error(a, b);
+            assert!(
+                err <= tolerance,
+                "{} batch {batch}, {what}: output {name} differs from the interpreter by {err:e}",
+                path.display()
+            );
+        }
+    };
+    let refused = interp::run(&fused, &weights, &inputs, eval).expect("the interpreter runs");
+    check(&refused.outputs, "interpreter on the fused graph", 1e-9);
+    let mut got = Vec::new();
+    for (graph, what) in [(&g, "JIT as written"), (&fused, "JIT fused")] {
+        let plan = nnc::plan::build(graph, batch as u64);
+        let mut program = Program::compile(graph, &plan, &weights, threads).expect("compiles");
+        got = program.run(&inputs).expect("runs");
+        check(&got, what, 1e-4);
     }
     got
 }
@@ -92,6 +128,66 @@ model odd(x: f32[N, 6, 13, 11]) -> y: f32[N, 7] {
     return h |> out: dense(7)
 }
 "#;
+
+/// Every fusion rule and the cases where it must not fire: a residual that is also the convolution\'s input
+/// (it cannot be overwritten in place), a scale and a leaky ReLU after a residual, an affine-free batch
+/// norm, a product whose value is read twice, dense layers with batch norm and a residual.
+const FUSION_CASES: &str = r#"
+model fusion(x: f32[N, 6, 9, 7]) -> y: f32[N, 5] {
+    a = x |> c1: conv2d(6, 3, padding=1) |> b1: batchnorm
+    h = relu(a + x)
+    s = h |> c2: conv2d(6, 1, bias=false) |> b2: batchnorm(affine=false)
+    h2 = leaky_relu(0.5 * s + h, slope=0.2)
+    d = h2 |> c3: conv2d(8, 3, stride=2, padding=1) |> b3: batchnorm |> sigmoid
+    t = d |> c4: conv2d(8, 1)
+    u = t + relu(t)
+    f = u |> flatten |> dn: dense(12) |> bn4: batchnorm |> tanh
+    g = f |> dn2: dense(12, bias=false) |> bn5: batchnorm
+    return relu(g + f) |> out: dense(5)
+}
+"#;
+
+/// The fusion rules fire where they should, and the fused model agrees with the interpreter.
+#[test]
+fn fused_layers_agree_with_the_interpreter() {
+    let path = write_model("fusion.nn", FUSION_CASES);
+    let c = nnc::compile(
+        &path,
+        &nnc::Options {
+            optimize: true,
+            ..nnc::Options::default()
+        },
+    );
+    let made: Vec<String> = c
+        .decisions
+        .iter()
+        .map(|d| format!("{} {}", d.rule, d.nodes.join("+")))
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "fold-bn c1+b1",
+            "fold-bn c2+b2",
+            "fold-bn c2+scale",
+            "fold-bn c3+b3",
+            "fold-bn dn+bn4",
+            "fold-bn dn2+bn5",
+            "fuse-residual c1+add",
+            "fuse-residual c2+add_1",
+            "fuse-residual dn2+add_2",
+            "fuse-activation c1+h",
+            "fuse-activation c2+h2",
+            "fuse-activation c3+d",
+            "fuse-activation dn+f",
+            "fuse-activation dn2+relu_1",
+        ]
+    );
+    for batch in [1, 3] {
+        for threads in [1, 2] {
+            agree(&path, batch, threads);
+        }
+    }
+}
 
 fn write_model(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nnc-jit-{}", std::process::id()));

@@ -55,5 +55,6 @@ pub(super) fn rule(
             unreachable!("leaves have no inputs to differentiate")
         }
         Op::Grad { .. } => unreachable!("backward graphs are not differentiated again"),
+        Op::Fused(_) => unreachable!("fusion runs on inference graphs, never before autodiff"),
     }
 }

@@ -380,6 +380,7 @@ impl Context<'_> {
                 ArrayD::from_elem(IxDyn(&[]), value)
             }
             Op::Penalty { reg } => ArrayD::from_elem(IxDyn(&[]), loss::penalty(reg, x()).0),
+            Op::Fused(fused) => self.fused(id, fused, args)?,
             Op::Grad { forward, slot } => {
                 let k = args.len() - 2;
                 let fwd = self.g.inputs(id)[k];
@@ -387,6 +388,36 @@ impl Context<'_> {
             }
         };
         Ok(Tensor::F(out))
+    }
+
+    /// A fused op, part by part, as the unfused layers compute it (batch norm with running statistics).
+    fn fused(
+        &mut self,
+        id: NodeId,
+        fused: &crate::ir::op::Fused,
+        args: &[&Tensor],
+    ) -> Result<ArrayD<f64>, RunError> {
+        let core: Vec<&Tensor> = fused.core_slots().into_iter().map(|i| args[i]).collect();
+        let Tensor::F(mut y) = self.eval(id, &fused.core, &core)? else {
+            unreachable!("a product is a float tensor")
+        };
+        if let Some(b) = fused.bn {
+            let p: Vec<&ArrayD<f64>> = args[fused.first_bn()..].iter().map(|t| f(t)).collect();
+            let (gamma, beta) = if b.affine {
+                (Some(p[0]), Some(p[1]))
+            } else {
+                (None, None)
+            };
+            let (mean, var) = (p[p.len() - 2], p[p.len() - 1]);
+            y = norm::batchnorm_eval(&y, gamma, beta, mean, var, b.eps);
+        }
+        if fused.scale != 1.0 {
+            y *= fused.scale;
+        }
+        if fused.residual {
+            y = elementwise::sum(&[&y, f(args[1])]);
+        }
+        Ok(elementwise::activation(fused.act, &y))
     }
 
     /// The node's output shape at this run's batch size.

@@ -175,6 +175,48 @@ impl Graph {
         self.g.node_count() == 0
     }
 
+    /// Points every use of `old` (edges, in their slots, and model outputs) at `new`.
+    pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
+        let uses: Vec<(NodeIndex, usize)> = self
+            .g
+            .edges_directed(old.0, Direction::Outgoing)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
+        for (user, slot) in uses {
+            while let Some(e) = self.g.find_edge(old.0, user) {
+                self.g.remove_edge(e);
+            }
+            self.g.add_edge(new.0, user, slot);
+        }
+        for (_, id) in self.outputs.iter_mut() {
+            if *id == old {
+                *id = new;
+            }
+        }
+    }
+
+    /// Adds `src` as the node's input in the slot after its last.
+    pub fn push_input(&mut self, id: NodeId, src: NodeId) {
+        let slot = self.input_slots(id).len();
+        self.g.add_edge(src.0, id.0, slot);
+    }
+
+    /// Adds `src` as the node's input in `slot`, moving the inputs from `slot` on one slot later.
+    pub fn insert_input(&mut self, id: NodeId, slot: usize, src: NodeId) {
+        let later: Vec<_> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .filter(|e| *e.weight() >= slot)
+            .map(|e| e.id())
+            .collect();
+        for e in later {
+            if let Some(w) = self.g.edge_weight_mut(e) {
+                *w += 1;
+            }
+        }
+        self.g.add_edge(src.0, id.0, slot);
+    }
+
     pub fn remove(&mut self, id: NodeId) {
         self.g.remove_node(id.0);
     }

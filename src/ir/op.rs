@@ -205,6 +205,89 @@ pub enum Op {
         forward: Box<Op>,
         slot: usize,
     },
+    /// A convolution or dense layer with the layers after it computed in its epilogue, made by the fusion
+    /// passes for inference (see [`Fused`]).
+    Fused(Box<Fused>),
+}
+
+/// A product (convolution or dense layer) and its epilogue: `y = act((bn(core(x)) * scale) + residual)`,
+/// where `bn` is inference batch norm (running statistics) if present. Inputs, in slot order (data before
+/// parameters): x; the residual if `residual`; the core's parameters (weight, bias if any); then the batch
+/// norm's parameters as `Op::BatchNorm` orders them (gamma, beta if affine, running mean, running var).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fused {
+    /// An `Op::Conv2d` or `Op::Dense`.
+    pub core: Op,
+    /// A batch norm after the core, folded into its weights and bias by a backend.
+    pub bn: Option<BnFold>,
+    /// A constant factor after the batch norm (an `Op::Scale`), 1 if none.
+    pub scale: f64,
+    /// A tensor added last, before the activation (a residual connection).
+    pub residual: bool,
+    pub act: Act,
+}
+
+/// The attributes of a folded batch norm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnFold {
+    pub eps: f64,
+    pub affine: bool,
+}
+
+impl Fused {
+    /// The core's input count (x, weight, bias).
+    pub fn core_arity(&self) -> usize {
+        match self.core {
+            Op::Conv2d { bias, .. } | Op::Dense { bias, .. } => 2 + bias as usize,
+            _ => unreachable!("the core of a fused op is a convolution or dense layer"),
+        }
+    }
+
+    /// The batch norm's parameter count.
+    pub fn bn_arity(&self) -> usize {
+        self.bn.map_or(0, |b| if b.affine { 4 } else { 2 })
+    }
+
+    /// The input count.
+    pub fn arity(&self) -> usize {
+        self.core_arity() + self.bn_arity() + self.residual as usize
+    }
+
+    /// The slot of the first parameter (the core's weight).
+    pub fn first_param(&self) -> usize {
+        1 + self.residual as usize
+    }
+
+    /// The slots of the core's inputs, in the core's order.
+    pub fn core_slots(&self) -> Vec<usize> {
+        let p = self.first_param();
+        std::iter::once(0)
+            .chain(p..p + self.core_arity() - 1)
+            .collect()
+    }
+
+    /// The slot of the batch norm's first parameter.
+    pub fn first_bn(&self) -> usize {
+        self.first_param() + self.core_arity() - 1
+    }
+
+    /// What the fused op computes, as the names of its parts joined by `+`: `conv2d+bn+add+relu`.
+    pub fn kind(&self) -> String {
+        let mut parts = vec![self.core.name()];
+        if self.bn.is_some() {
+            parts.push("bn");
+        }
+        if self.scale != 1.0 {
+            parts.push("scale");
+        }
+        if self.residual {
+            parts.push("add");
+        }
+        if self.act != Act::Identity {
+            parts.push(Op::Activation(self.act).name());
+        }
+        parts.join("+")
+    }
 }
 
 impl Op {
@@ -247,6 +330,7 @@ impl Op {
             Op::Loss { .. } => "loss",
             Op::Penalty { .. } => "penalty",
             Op::Grad { .. } => "grad",
+            Op::Fused(_) => "fused",
         }
     }
 
@@ -379,6 +463,21 @@ impl Op {
                 }
                 v
             }
+            Op::Fused(f) => {
+                let mut v = vec![("of", f.kind())];
+                v.extend(f.core.attrs());
+                if let Some(bn) = f.bn {
+                    v.push(("eps", bn.eps.to_string()));
+                    v.push(("affine", bn.affine.to_string()));
+                }
+                if f.scale != 1.0 {
+                    v.push(("scale", f.scale.to_string()));
+                }
+                if let Act::LeakyRelu { slope } = f.act {
+                    v.push(("slope", slope.to_string()));
+                }
+                v
+            }
         }
     }
 
@@ -450,9 +549,11 @@ impl Op {
                     | Op::Constant { .. }
                     | Op::Loss { .. }
                     | Op::Penalty { .. }
-                    | Op::Grad { .. } => 0,
+                    | Op::Grad { .. }
+                    | Op::Fused(_) => 0,
                 }
             }
+            Op::Fused(f) => f.core.macs(inputs, output, batch),
             Op::Input { .. }
             | Op::Param(_)
             | Op::Constant { .. }

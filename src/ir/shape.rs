@@ -102,6 +102,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
             Ok(scalar())
         }
         Op::Grad { forward, slot } => grad_type(forward, *slot, inputs),
+        Op::Fused(f) => fused_type(f, inputs),
         Op::Dense { units, bias } => {
             arity(name, inputs, 2 + *bias as usize)?;
             let x = float(name, inputs[0])?;
@@ -438,6 +439,33 @@ fn grad_type(forward: &Op, slot: usize, inputs: &[&TensorType]) -> R<TensorType>
         }
     }
     float("grad", inputs[slot]).cloned()
+}
+
+/// A fused op's type: its core's, checked against the folded batch norm's parameters and the residual.
+fn fused_type(f: &crate::ir::op::Fused, inputs: &[&TensorType]) -> R<TensorType> {
+    arity("fused", inputs, f.arity())?;
+    let core: Vec<&TensorType> = f.core_slots().into_iter().map(|i| inputs[i]).collect();
+    let y = infer_unbounded(&f.core, &core)?;
+    if let Some(b) = f.bn {
+        let op = Op::BatchNorm {
+            eps: b.eps,
+            momentum: 0.0,
+            affine: b.affine,
+        };
+        let with: Vec<&TensorType> = std::iter::once(&y)
+            .chain(inputs[f.first_bn()..].iter().copied())
+            .collect();
+        infer_unbounded(&op, &with)?;
+    }
+    if f.residual && *inputs[1] != y {
+        return Err(ShapeError::Mismatch {
+            op: "fused",
+            index: 1,
+            first: y,
+            other: inputs[1].clone(),
+        });
+    }
+    Ok(y)
 }
 
 fn arity(op: &'static str, inputs: &[&TensorType], n: usize) -> R<()> {

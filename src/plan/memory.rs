@@ -4,7 +4,8 @@
 //!    first, so nested concats nest their slices), unless an input is shared with another concat, appears
 //!    twice, or is not computed by a step;
 //! 2. an elementwise op (activation, scale, inference dropout, batch norm, add, mul) writes over its first input when
-//!    that input is an arena temporary read by nothing later;
+//!    that input is an arena temporary read by nothing later, and a fused product with a residual writes over
+//!    the residual under the same conditions (if the residual is none of its other inputs);
 //! 3. every other value gets a fresh arena block; blocks whose lifetimes (first write to last read, in step
 //!    order) do not overlap may share memory. Offsets are assigned largest block first, at the lowest
 //!    64-byte-aligned offset free during the block's lifetime.
@@ -147,10 +148,19 @@ pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
         let output = match views.get(&id) {
             Some(v) => v.clone(),
             None => {
-                let first = g.inputs(id).first().copied();
-                let reusable = first.filter(|&x| {
+                let inputs = g.inputs(id);
+                let slot = in_place_slot(&node.op);
+                let reusable = slot.map(|s| inputs[s]).filter(|&x| {
                     let v = &views[&x];
-                    elementwise(&node.op)
+                    // The overwritten value is no other input of the op (a residual `conv(x) + x`
+                    // must not overwrite the `x` the convolution reads).
+                    let alone = slot == Some(0)
+                        || inputs
+                            .iter()
+                            .filter(|&&i| root[&i] == root[&x])
+                            .count()
+                            == 1;
+                    alone
                         && !output_names.contains_key(&id)
                         && matches!(buffers[v.buffer].storage, Storage::Arena { .. })
                         && !placed_in_concat.contains_key(&root[&x])
@@ -241,6 +251,17 @@ fn needs_copy(g: &Graph, id: NodeId, views: &HashMap<NodeId, View>) -> bool {
             .is_some_and(|v| !v.is_contiguous())
 }
 
+/// The input whose memory the op may write its output over, if any: the first input of an elementwise
+/// op; the residual (input 1) of a fused product, which reads each residual value once, in the tile
+/// that writes the same position.
+fn in_place_slot(op: &Op) -> Option<usize> {
+    match op {
+        Op::Fused(f) if f.residual => Some(1),
+        _ if elementwise(op) => Some(0),
+        _ => None,
+    }
+}
+
 /// Ops that read each element once, at the position they write: safe to compute in place.
 fn elementwise(op: &Op) -> bool {
     match op {
@@ -269,7 +290,8 @@ fn elementwise(op: &Op) -> bool {
         | Op::Constant { .. }
         | Op::Loss { .. }
         | Op::Penalty { .. }
-        | Op::Grad { .. } => false,
+        | Op::Grad { .. }
+        | Op::Fused(_) => false,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Simple {
 pub struct Gemm {
     pub act: crate::codegen::ActKind,
     pub slope: f32,
+    /// C holds values (a residual) that the product adds to, from the first k block on.
+    pub accumulate: bool,
     pub m: u64,
     pub n: u64,
     pub k: u64,
@@ -351,7 +353,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     };
     for k0 in starts {
         let kc = g.kblock.min(g.k - k0);
-        let mut mode = if k0 == 0 { 0 } else { 1 };
+        let mut mode = if k0 == 0 && !g.accumulate { 0 } else { 1 };
         if k0 + kc == g.k {
             mode |= 2;
         }

@@ -48,6 +48,7 @@ impl MatMul {
         let exec = Exec::Gemm(Gemm {
             act: crate::codegen::ActKind::Identity,
             slope: 0.0,
+            accumulate: false,
             m: mu,
             n: nu,
             k: ku,

@@ -11,6 +11,7 @@ use crate::plan::{KernelPlan, Step, Storage, View};
 use crate::tensor::Weights;
 
 use super::exec::{Addr, Arg, Exec, Region, Simple};
+use products::Epilogue;
 use super::CompileError;
 
 /// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
@@ -259,27 +260,15 @@ impl<'a> Lower<'a> {
                 })]
             }
             Op::BatchNorm { eps, affine, .. } => {
-                let slots = if *affine { (1, 2, 3, 4) } else { (0, 0, 1, 2) };
                 let c = step.inputs[0].dims[1] as usize;
-                let mean = self.param(step, slots.2)?;
-                let var = self.param(step, slots.3)?;
-                let (gamma, beta) = if *affine {
-                    (self.param(step, slots.0)?, self.param(step, slots.1)?)
-                } else {
-                    (vec![1.0; c], vec![0.0; c])
-                };
-                let mut scale = vec![0.0f32; c];
-                let mut shift = vec![0.0f32; c];
-                for i in 0..c {
-                    let s = gamma[i] as f64 / (var[i] as f64 + eps).sqrt();
-                    scale[i] = s as f32;
-                    shift[i] = (beta[i] as f64 - mean[i] as f64 * s) as f32;
-                }
-                let (s, t) = (self.own(scale), self.own(shift));
+                let (scale, shift) = self.bn_factors(step, 1, *eps, *affine, c)?;
+                let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+                let (s, t) = (self.own(f32s(scale)), self.own(f32s(shift)));
                 vec![self.per_channel(step, KernelId::Affine(ActKind::Identity), s, t)?]
             }
-            Op::Conv2d { .. } => vec![Exec::Gemm(self.conv(step)?)],
-            Op::Dense { bias, .. } => vec![Exec::Gemm(self.dense(step, *bias)?)],
+            Op::Conv2d { .. } | Op::Dense { .. } => {
+                vec![Exec::Gemm(self.product(step, &step.op, &Epilogue::none())?)]
+            }
             Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }
@@ -410,7 +399,31 @@ impl<'a> Lower<'a> {
             | Op::Loss { .. }
             | Op::Penalty { .. }
             | Op::Grad { .. } => return Err(err(step, "a training-graph op")),
+            Op::Fused(f) => self.fused(step, f)?,
         })
+    }
+
+    /// Inference batch norm as per-channel factors `(scale, shift)` in f64, `y = x * scale + shift`, from the
+    /// parameters starting at input slot `first` (gamma, beta if `affine`, then mean and variance).
+    fn bn_factors(
+        &self,
+        step: &Step,
+        first: usize,
+        eps: f64,
+        affine: bool,
+        c: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>), CompileError> {
+        let stats = if affine { first + 2 } else { first };
+        let mean = self.param64(step, stats)?;
+        let var = self.param64(step, stats + 1)?;
+        let (gamma, beta) = if affine {
+            (self.param64(step, first)?, self.param64(step, first + 1)?)
+        } else {
+            (vec![1.0; c].into(), vec![0.0; c].into())
+        };
+        let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+        let shift = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        Ok((scale, shift))
     }
 
     /// A per-channel kernel (`Affine`) over `[N, C, plane]` images, tasks over images and channel chunks.

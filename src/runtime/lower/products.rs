@@ -1,15 +1,133 @@
 //! Convolutions, dense layers and recurrent layers lowered to GEMM execs: weights packed once into the
 //! macro-kernel's panels, patch tables for implicit-GEMM convolution, and how the work splits into tasks.
 
+use std::borrow::Cow;
+
 use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
+use crate::ir::op::Fused;
 use crate::ir::{Cell, Op};
 use crate::plan::{Step, View};
 
 use super::super::exec::{Addr, Exec, Form, Gemm, Recurrent};
-use super::{err, CompileError, Lower};
+use super::{act_kind, copy_images, err, CompileError, Lower};
+
+/// What a product computes after the matrix product, per output channel `o`: `act((v + bias[o]) *
+/// factor[o] + shift[o] (+ C))`. The factor is folded into the packed weights, so the kernel's epilogue
+/// adds one shift per channel; `accumulate` says C already holds a residual to add.
+pub(super) struct Epilogue {
+    pub factor: Option<Vec<f64>>,
+    pub shift: Option<Vec<f64>>,
+    pub act: ActKind,
+    pub slope: f32,
+    pub accumulate: bool,
+}
+
+impl Epilogue {
+    pub fn none() -> Epilogue {
+        Epilogue {
+            factor: None,
+            shift: None,
+            act: ActKind::Identity,
+            slope: 0.0,
+            accumulate: false,
+        }
+    }
+
+    /// Weights `[channels, per]` (channel-major) scaled by the factors.
+    fn scale<'w>(&self, w: Cow<'w, [f64]>, per: usize) -> Cow<'w, [f64]> {
+        match &self.factor {
+            None => w,
+            Some(f) => Cow::Owned(
+                w.chunks(per)
+                    .zip(f)
+                    .flat_map(|(row, &s)| row.iter().map(move |&v| v * s))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The per-channel shift: the bias times the factor, plus the shift.
+    fn shift(&self, bias: Option<Vec<f32>>, channels: usize) -> Option<Vec<f32>> {
+        if bias.is_none() && self.shift.is_none() {
+            return None;
+        }
+        Some(
+            (0..channels)
+                .map(|o| {
+                    let b = bias.as_ref().map_or(0.0, |b| b[o] as f64);
+                    let f = self.factor.as_ref().map_or(1.0, |f| f[o]);
+                    let t = self.shift.as_ref().map_or(0.0, |t| t[o]);
+                    (b * f + t) as f32
+                })
+                .collect(),
+        )
+    }
+}
 
 impl Lower<'_> {
-    pub(super) fn conv(&mut self, step: &Step) -> Result<Gemm, CompileError> {
+    /// A convolution or dense layer `op` (the step's op or a fused op's core, whose inputs come first).
+    pub(super) fn product(
+        &mut self,
+        step: &Step,
+        op: &Op,
+        epi: &Epilogue,
+    ) -> Result<Gemm, CompileError> {
+        match op {
+            Op::Conv2d { .. } => self.conv(step, op, epi),
+            Op::Dense { bias, .. } => self.dense(step, *bias, epi),
+            _ => unreachable!("a product"),
+        }
+    }
+
+    /// A fused op: its batch norm and scale folded into the product's weights and shift, its residual
+    /// placed in the output first (unless the plan already put the output in the residual's memory).
+    pub(super) fn fused(&mut self, step: &Step, f: &Fused) -> Result<Vec<Exec>, CompileError> {
+        let channels = match f.core {
+            Op::Conv2d { filters, .. } => filters,
+            Op::Dense { units, .. } => units,
+            _ => unreachable!("a product"),
+        } as usize;
+        let (mut factor, mut shift) = match f.bn {
+            Some(b) => {
+                let (s, t) = self.bn_factors(step, f.first_bn(), b.eps, b.affine, channels)?;
+                (Some(s), Some(t))
+            }
+            None => (None, None),
+        };
+        if f.scale != 1.0 {
+            let times = |v: Vec<f64>| v.into_iter().map(|x| x * f.scale).collect();
+            factor = Some(factor.map_or(vec![f.scale; channels], times));
+            shift = shift.map(times);
+        }
+        let (act, slope) = act_kind(f.act);
+        let epi = Epilogue {
+            factor,
+            shift,
+            act,
+            slope,
+            accumulate: f.residual,
+        };
+        let mut execs = Vec::new();
+        if f.residual && !step.in_place {
+            let r = &step.inputs[1];
+            let (ra, rs, n) = self.image(step, r)?;
+            let (ya, ys, _) = self.image(step, &step.output)?;
+            execs.push(copy_images(self.plan.batch, (ra, rs), (ya, ys), n));
+        }
+        // The core reads its inputs (x, weight, bias) as the unfused layer's step would.
+        let core = Step {
+            inputs: f
+                .core_slots()
+                .into_iter()
+                .map(|i| step.inputs[i].clone())
+                .collect(),
+            ..step.clone()
+        };
+        execs.push(Exec::Gemm(self.product(&core, &f.core, &epi)?));
+        Ok(execs)
+    }
+
+    fn conv(&mut self, step: &Step, op: &Op, epi: &Epilogue) -> Result<Gemm, CompileError> {
         let Op::Conv2d {
             filters,
             kernel,
@@ -18,7 +136,7 @@ impl Lower<'_> {
             dilation,
             groups,
             bias,
-        } = step.op
+        } = *op
         else {
             unreachable!("a convolution")
         };
@@ -30,7 +148,7 @@ impl Lower<'_> {
         let cg = c / groups;
         let k = cg * taps;
         let kblock = taps * (KC as u64 / taps).max(1);
-        let wt = self.param64(step, 1)?;
+        let wt = epi.scale(self.param64(step, 1)?, k as usize);
         let per_group = (m * k) as usize;
         let mut packed = Vec::new();
         for g in 0..groups as usize {
@@ -43,11 +161,14 @@ impl Lower<'_> {
         }
         let group_weight_stride = (packed.len() / groups as usize) as u64;
         let weights = self.own(packed);
-        let row_shift = if bias {
-            let b = self.param(step, 2)?;
-            self.own(b)
+        let b = if bias {
+            Some(self.param(step, 2)?)
         } else {
-            self.zeros()
+            None
+        };
+        let row_shift = match epi.shift(b, filters as usize) {
+            Some(t) => self.own(t),
+            None => self.zeros(),
         };
         let direct = taps == 1 && stride == [1, 1] && pad == [0; 4];
         // Offsets of each tap of each output pixel, column panel by column panel.
@@ -82,8 +203,9 @@ impl Lower<'_> {
         let (ya, ys, _) = self.image(step, out)?;
         let (panels_per_task, row_splits) = split(self.plan.batch * groups, panels, m);
         Ok(Gemm {
-            act: ActKind::Identity,
-            slope: 0.0,
+            act: epi.act,
+            slope: epi.slope,
+            accumulate: epi.accumulate,
             m,
             n,
             k,
@@ -113,25 +235,26 @@ impl Lower<'_> {
         })
     }
 
-    pub(super) fn dense(&mut self, step: &Step, bias: bool) -> Result<Gemm, CompileError> {
+    fn dense(&mut self, step: &Step, bias: bool, epi: &Epilogue) -> Result<Gemm, CompileError> {
         let (xv, out) = (&step.inputs[0], &step.output);
         let rank = xv.dims.len();
         let k = xv.dims[rank - 1];
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
-        let wt = self.param64(step, 1)?;
+        let wt = epi.scale(self.param64(step, 1)?, k as usize);
         let b = if bias {
             Some(self.param(step, 2)?)
         } else {
             None
         };
+        let b = epi.shift(b, units as usize);
         let x = self.addr(xv);
         let y = self.addr(out);
         let row_ok = |v: &View| rank == 2 || v.is_contiguous();
         if xv.strides[rank - 1] != 1 || out.strides[rank - 1] != 1 || !row_ok(xv) || !row_ok(out) {
             return Err(err(step, "a dense layer over a strided tensor"));
         }
-        Ok(self.matmul(
+        let mut gemm = self.matmul(
             x,
             xv.strides[rank - 2],
             rows,
@@ -141,7 +264,11 @@ impl Lower<'_> {
             b,
             y,
             out.strides[rank - 2],
-        ))
+        );
+        gemm.act = epi.act;
+        gemm.slope = epi.slope;
+        gemm.accumulate = epi.accumulate;
+        Ok(gemm)
     }
 
     /// `y[rows, units] = x[rows, k] . w^T + b` with `w [units, k]`.
@@ -171,6 +298,7 @@ impl Lower<'_> {
         Gemm {
             act: ActKind::Identity,
             slope: 0.0,
+            accumulate: false,
             m: rows,
             n: units,
             k,
