@@ -127,12 +127,12 @@ fn finish(
     let decisions = match result {
         Ok(d) => d,
         Err(e) => {
-        diags.push(
-            Diagnostic::global(Code::InternalBug, format!("the IR verifier failed: {e}"))
-                .with_note(
+            diags.push(
+                Diagnostic::global(Code::InternalBug, format!("the IR verifier failed: {e}"))
+                    .with_note(
                     "this is a bug in nnc, not in your model; please report it with the .nn file",
                 ),
-        );
+            );
             return Compilation {
                 sources,
                 diags,

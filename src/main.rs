@@ -339,7 +339,14 @@ fn run(cli: Cli) -> u8 {
                 Some(EmitKind::Asm) => jit::Emit::Asm,
             };
             let threads = threads.map_or_else(nnc::runtime::default_threads, |t| t as usize);
-            return report_command(jit::compile(graph, &c.timings, &c.decisions, *batch, threads, emit));
+            return report_command(jit::compile(
+                graph,
+                &c.timings,
+                &c.decisions,
+                *batch,
+                threads,
+                emit,
+            ));
         }
         Command::Bench {
             batch,

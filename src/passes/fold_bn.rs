@@ -21,19 +21,14 @@ pub fn fold_bn(g: &mut Graph) -> Vec<Decision> {
         if !g.contains(id) {
             continue;
         }
-        loop {
-            let Some(f) = as_fused(&g.node(id).op) else {
-                break;
-            };
-            let Some(user) = sole_user(g, id) else {
-                break;
-            };
+        while let Some((f, user)) = as_fused(&g.node(id).op).zip(sole_user(g, id)) {
             let open = !f.residual && f.act == crate::ir::Act::Identity;
             let extra: Vec<_> = g.inputs(user)[1..].to_vec();
             let mut grown = f.clone();
             match g.node(user).op {
                 Op::BatchNorm { eps, affine, .. } if open && f.bn.is_none() && f.scale == 1.0 => {
-                    let dense_rank = matches!(f.core, Op::Dense { .. }) && g.node(id).ty.rank() != 2;
+                    let dense_rank =
+                        matches!(f.core, Op::Dense { .. }) && g.node(id).ty.rank() != 2;
                     if dense_rank {
                         break;
                     }

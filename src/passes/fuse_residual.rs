@@ -36,7 +36,14 @@ pub fn fuse_residual(g: &mut Graph) -> Vec<Decision> {
         let residual = if product == a { b } else { a };
         let mut f = as_fused(&g.node(product).op).expect("checked");
         f.residual = true;
-        decisions.push(absorb(g, "fuse-residual", product, add, f, Extra::Residual(residual)));
+        decisions.push(absorb(
+            g,
+            "fuse-residual",
+            product,
+            add,
+            f,
+            Extra::Residual(residual),
+        ));
     }
     decisions
 }

@@ -155,11 +155,7 @@ pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
                     // The overwritten value is no other input of the op (a residual `conv(x) + x`
                     // must not overwrite the `x` the convolution reads).
                     let alone = slot == Some(0)
-                        || inputs
-                            .iter()
-                            .filter(|&&i| root[&i] == root[&x])
-                            .count()
-                            == 1;
+                        || inputs.iter().filter(|&&i| root[&i] == root[&x]).count() == 1;
                     alone
                         && !output_names.contains_key(&id)
                         && matches!(buffers[v.buffer].storage, Storage::Arena { .. })

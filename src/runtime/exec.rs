@@ -174,7 +174,7 @@ pub struct Recurrent {
 #[derive(Clone, Debug)]
 pub enum Exec {
     Simple(Simple),
-    Gemm(Gemm),
+    Gemm(Box<Gemm>),
     Recurrent(Box<Recurrent>),
 }
 

@@ -45,7 +45,7 @@ impl MatMul {
         };
         let (mu, nu, ku) = (m as u64, n as u64, k as u64);
         let panels = nu.div_ceil(TILE_N as u64);
-        let exec = Exec::Gemm(Gemm {
+        let exec = Exec::Gemm(Box::new(Gemm {
             act: crate::codegen::ActKind::Identity,
             slope: 0.0,
             accumulate: false,
@@ -75,7 +75,7 @@ impl MatMul {
             images: 1,
             panels_per_task: panels.div_ceil(2 * threads as u64).clamp(1, 16),
             row_splits: 1,
-        });
+        }));
         let pool = (threads > 1)
             .then(|| {
                 rayon::ThreadPoolBuilder::new()

@@ -11,8 +11,8 @@ use crate::plan::{KernelPlan, Step, Storage, View};
 use crate::tensor::Weights;
 
 use super::exec::{Addr, Arg, Exec, Region, Simple};
-use products::Epilogue;
 use super::CompileError;
+use products::Epilogue;
 
 /// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
 const CHUNK: u64 = 16384;
@@ -267,7 +267,11 @@ impl<'a> Lower<'a> {
                 vec![self.per_channel(step, KernelId::Affine(ActKind::Identity), s, t)?]
             }
             Op::Conv2d { .. } | Op::Dense { .. } => {
-                vec![Exec::Gemm(self.product(step, &step.op, &Epilogue::none())?)]
+                vec![Exec::Gemm(Box::new(self.product(
+                    step,
+                    &step.op,
+                    &Epilogue::none(),
+                )?))]
             }
             Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }

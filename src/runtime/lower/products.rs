@@ -123,7 +123,7 @@ impl Lower<'_> {
                 .collect(),
             ..step.clone()
         };
-        execs.push(Exec::Gemm(self.product(&core, &f.core, &epi)?));
+        execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?)));
         Ok(execs)
     }
 
