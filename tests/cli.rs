@@ -285,6 +285,44 @@ fn compile_reports_every_stage_kernels_and_memory() {
     }
 }
 
+/// The compile report lists the fusion decisions; `--no-fuse` and `--disable-pass` turn rules off; `dump
+/// --after` shows the graph after any of them.
+#[test]
+fn fusion_is_reported_and_can_be_switched_off() {
+    let report = |extra: &[&str]| {
+        let mut args = vec!["compile", "models/resnet18.nn", "--threads", "1"];
+        args.extend(extra);
+        let out = nnc(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let all = report(&[]);
+    assert!(
+        all.contains("fusion: 45 decisions (fold-bn 20, fuse-residual 8, fuse-activation 17)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("  fuse-residual    layer1.0.conv2 + layer1.0.add -> conv2d+bn+add"),
+        "{all}"
+    );
+    assert!(report(&["--no-fuse"]).contains("fusion: 0 decisions\n"));
+    let some = report(&["--disable-pass", "fuse-residual", "--disable-pass", "cse"]);
+    assert!(
+        some.contains("fusion: 29 decisions (fold-bn 20, fuse-activation 9)"),
+        "{some}"
+    );
+    let dump = |after: &str| {
+        let out = nnc(&["dump", "models/resnet18.nn", "--after", after]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(!dump("dce").contains("fused"));
+    let folded = dump("fold-bn");
+    assert!(folded.contains("of=conv2d+bn filters=64") && !folded.contains("+relu"));
+    let fused = dump("fuse");
+    assert!(fused.contains("of=conv2d+bn+add+relu") && !fused.contains("batchnorm"));
+}
+
 #[test]
 fn compile_emits_the_plan_cranelift_ir_and_machine_code() {
     let plan = text(&nnc(&["compile", "models/mlp_iris.nn", "--emit", "plan"]).stdout);
@@ -321,8 +359,17 @@ fn bench_json_has_the_documented_keys() {
     }
     assert!(v["compile_ms"].as_f64().expect("a number") > 0.0);
     let kernels = v["kernels"].as_array().expect("an array");
-    // LeNet-5: 2 convolutions, 3 dense layers, 4 tanh, 2 pools, a softmax, and copies or flattens.
-    assert!(kernels.len() >= 12, "{kernels:?}");
+    // LeNet-5 fused: 2 convolutions and 2 dense layers with their tanh, 2 pools, a dense layer, a softmax.
+    let mut ops: Vec<&str> = kernels
+        .iter()
+        .map(|k| k["op"].as_str().expect("op"))
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        ["dense", "fused", "fused", "fused", "fused", "maxpool", "maxpool", "softmax"],
+        "{kernels:?}"
+    );
     for k in kernels {
         for key in ["layer", "op", "kernel", "ms", "share", "gflops", "tasks"] {
             assert!(!k[key].is_null(), "kernel without `{key}`: {k}");
@@ -348,6 +395,13 @@ fn jit_commands_refuse_bad_arguments_with_exit_code_2() {
             "gpu",
         ],
         &["compile", "no/such/file.nn"],
+        &[
+            "compile",
+            "models/lenet5.nn",
+            "--disable-pass",
+            "fuse-everything",
+        ],
+        &["dump", "models/lenet5.nn", "--after", "fusion"],
     ] {
         let out = nnc(args);
         assert_eq!(

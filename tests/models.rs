@@ -16,6 +16,27 @@ fn dump_snapshots() {
     }
 }
 
+/// The IR after the inference optimizations (`nnc dump --after fuse`) of the models whose fusion matters
+/// most: bottleneck residuals, Inception branches, factorized convolutions, scaled residuals.
+#[test]
+fn fused_dump_snapshots() {
+    let options = nnc::Options {
+        until: Some(passes::FUSE.to_string()),
+        ..nnc::Options::default()
+    };
+    for name in [
+        "resnet50",
+        "googlenet",
+        "inception_v3",
+        "inception_resnet_v2",
+    ] {
+        let path = Path::new("models").join(format!("{name}.nn"));
+        let c = nnc::compile(&path, &options);
+        let g = c.graph.expect("compiles");
+        insta::assert_snapshot!(format!("fused_{name}"), ir::dump::to_text(&g));
+    }
+}
+
 #[test]
 fn summary_snapshots() {
     for path in nn_files("models") {

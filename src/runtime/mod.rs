@@ -370,7 +370,11 @@ impl Program {
 /// Multiply-accumulates of a step's op at its shapes.
 fn step_macs(step: &crate::plan::Step) -> u64 {
     let out: u64 = step.output.dims.iter().product();
-    match &step.op {
+    let op = match &step.op {
+        Op::Fused(f) => &f.core,
+        op => op,
+    };
+    match op {
         Op::Conv2d { kernel, groups, .. } => {
             out * step.inputs[0].dims[1] / groups * kernel[0] * kernel[1]
         }
