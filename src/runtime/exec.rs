@@ -116,11 +116,14 @@ pub enum Form {
         in_group_stride: u64,
         plane: u64,
         taps: u64,
-        /// i32 offsets per column panel and tap (`PackPatches` tables, one per panel, `taps * 8` each);
-        /// `None` for a 1x1 stride-1 unpadded convolution, whose full panels are read in place.
+        /// Patterns of i32 offsets per tap and column (`PackPatches` tables, `taps * 8` each), relative
+        /// to a panel's base offset; panels with the same pattern (the same position in rows with the
+        /// same padding) share it.
         table: Addr,
-        /// Per column panel and tap, i32 1 when the tap's 8 offsets are consecutive and inside.
+        /// Per pattern and tap, i32 1 when the tap's 8 offsets are consecutive and inside.
         runs: Addr,
+        /// Per column panel: its pattern and base offset into the input plane.
+        panels: std::sync::Arc<[(u32, i32)]>,
         direct: bool,
     },
     Dense {
@@ -357,8 +360,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
         if k0 + kc == g.k {
             mode |= 2;
         }
-        match g.form {
-            Form::Conv {
+        match &g.form {
+            &Form::Conv {
                 input,
                 in_image_stride,
                 in_group_stride,
@@ -366,6 +369,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 taps,
                 table,
                 runs,
+                ref panels,
                 direct,
             } => {
                 let x = input.at(image * in_image_stride + group * in_group_stride);
@@ -382,18 +386,19 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                             region: Region::Scratch,
                             offset: (p - p0) * g.kblock * TILE_N as u64,
                         };
-                        let tbl = table.at(p * taps * TILE_N as u64);
+                        let (pattern, base) = panels[p as usize];
+                        let pattern = pattern as u64;
                         k.call(
                             KernelId::PackPatches,
                             &[
-                                res(x),
+                                res(x) + 4 * base as i64,
                                 res(slot),
                                 taps as i64,
-                                res(tbl),
+                                res(table.at(pattern * taps * TILE_N as u64)),
                                 ci0 as i64,
                                 ci1 as i64,
                                 plane as i64,
-                                res(runs.at(p * taps)),
+                                res(runs.at(pattern * taps)),
                             ],
                         );
                         (res(slot), (TILE_N * 4) as i64)
@@ -410,7 +415,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     call_gemm(g, k, &res, weights.at(a_off), b, bs, out, at);
                 }
             }
-            Form::Dense { input, ld } => {
+            &Form::Dense { input, ld } => {
                 // Pack this share's rows of the input for the k block, then run every column panel.
                 let x = input;
                 let panels = (r1 - r0).div_ceil(TILE_M as u64);

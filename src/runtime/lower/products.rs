@@ -2,6 +2,7 @@
 //! macro-kernel's panels, patch tables for implicit-GEMM convolution, and how the work splits into tasks.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
 use crate::ir::op::Fused;
@@ -171,15 +172,18 @@ impl Lower<'_> {
             None => self.zeros(),
         };
         let direct = taps == 1 && stride == [1, 1] && pad == [0; 4];
-        // Offsets of each tap of each output pixel, column panel by column panel.
+        // Offsets of each tap of each output pixel, column panel by column panel, relative to the
+        // panel's smallest offset; panels with equal relative offsets share one pattern.
         let panels = n.div_ceil(TILE_N as u64);
-        // A tap whose 8 offsets are consecutive and inside is flagged: its values are two vector loads.
-        let mut table = Vec::with_capacity((panels * taps) as usize * TILE_N);
-        let mut runs = Vec::with_capacity((panels * taps) as usize);
+        let mut patterns: HashMap<Vec<i32>, u32> = HashMap::new();
+        let mut table = Vec::new();
+        let mut runs = Vec::new();
+        let mut panel_map = Vec::with_capacity(panels as usize);
+        let mut offs = Vec::with_capacity((taps as usize) * TILE_N);
         for p in 0..panels {
+            offs.clear();
             for kh in 0..kernel[0] {
                 for kw in 0..kernel[1] {
-                    let first = table.len();
                     for j in 0..TILE_N as u64 {
                         let pix = p * TILE_N as u64 + j;
                         let (y, x) = (pix / ow, pix % ow);
@@ -187,15 +191,25 @@ impl Lower<'_> {
                         let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
                         let inside =
                             pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
-                        let off = if inside { ih * w as i64 + iw } else { -1 };
-                        table.push(f32::from_bits(off as i32 as u32));
+                        offs.push(if inside { ih * w as i64 + iw } else { -1 });
                     }
-                    let offs: Vec<i32> =
-                        table[first..].iter().map(|v| v.to_bits() as i32).collect();
-                    let run = offs[0] >= 0 && offs.windows(2).all(|w| w[1] == w[0] + 1);
-                    runs.push(f32::from_bits(run as u32));
                 }
             }
+            let base = offs.iter().copied().filter(|&o| o >= 0).min().unwrap_or(0);
+            let rel: Vec<i32> = offs
+                .iter()
+                .map(|&o| if o < 0 { -1 } else { (o - base) as i32 })
+                .collect();
+            let next = patterns.len() as u32;
+            let pattern = *patterns.entry(rel.clone()).or_insert_with(|| {
+                for tap in rel.chunks(TILE_N) {
+                    let run = tap[0] >= 0 && tap.windows(2).all(|w| w[1] == w[0] + 1);
+                    runs.push(f32::from_bits(run as u32));
+                }
+                table.extend(rel.iter().map(|&o| f32::from_bits(o as u32)));
+                next
+            });
+            panel_map.push((pattern, base as i32));
         }
         let table = self.own(table);
         let runs = self.own(runs);
@@ -218,6 +232,7 @@ impl Lower<'_> {
                 taps,
                 table,
                 runs,
+                panels: panel_map.into(),
                 direct,
             },
             weights,
