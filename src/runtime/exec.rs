@@ -360,8 +360,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
         if k0 + kc == g.k {
             mode |= 2;
         }
-        match &g.form {
-            &Form::Conv {
+        match g.form {
+            Form::Conv {
                 input,
                 in_image_stride,
                 in_group_stride,
@@ -415,7 +415,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     call_gemm(g, k, &res, weights.at(a_off), b, bs, out, at);
                 }
             }
-            &Form::Dense { input, ld } => {
+            Form::Dense { input, ld } => {
                 // Pack this share's rows of the input for the k block, then run every column panel.
                 let x = input;
                 let panels = (r1 - r0).div_ceil(TILE_M as u64);
