@@ -155,6 +155,15 @@ pub fn compile(
         mib(plan.weight_bytes),
         mib(p.owned_bytes)
     );
+    let scratch = p.scratch_bytes() * p.threads as u64;
+    let _ = writeln!(
+        out,
+        "program: {:.2} MiB (packed weights and tables, arena, {:.2} MiB scratch for {} thread(s)); largest activation {:.2} MiB",
+        mib(p.owned_bytes + plan.arena_bytes + scratch),
+        mib(scratch),
+        p.threads,
+        mib(plan.largest_activation)
+    );
     let _ = writeln!(
         out,
         "params: {} trainable, {} non-trainable; MACs: {}",

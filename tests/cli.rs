@@ -279,6 +279,7 @@ fn compile_reports_every_stage_kernels_and_memory() {
         "total (parse to native code)",
         "kernels: ",
         "memory: arena ",
+        "program: ",
         "params: 44426 trainable, 0 non-trainable; MACs: 1126560",
     ] {
         assert!(report.contains(needle), "missing `{needle}` in:\n{report}");
