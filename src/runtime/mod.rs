@@ -22,7 +22,7 @@ use crate::tensor::{Tensor, Weights};
 
 pub use cache::{Compiled, Failure};
 use exec::{Addr, Bases, Exec, Mem, Region};
-pub use gemm::MatMul;
+pub use gemm::{MatMul, MatMulOptions};
 
 /// Why a program could not be built.
 #[derive(Debug, thiserror::Error)]
