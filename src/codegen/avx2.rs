@@ -166,6 +166,7 @@ mod imp {
         );
         // Constant indices (the loops unroll) keep the accumulators in registers: an iterator over the
         // array with a run-time length makes LLVM keep it in memory and store it on every k step.
+        #[allow(clippy::needless_range_loop)]
         for q in 0..P {
             for r in 0..4 {
                 if 4 * q + r < rows {
