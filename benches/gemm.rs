@@ -1,10 +1,12 @@
-//! GEMM throughput: nnc's Cranelift macro-kernel through the dense-layer path (B packed once, as weights
-//! are; A packed panel by panel at run time), on one thread and on two, beside ndarray's `dot` (the
+//! GEMM throughput: nnc's macro-kernels (Cranelift's, and the AVX2 one where the CPU has it) through the
+//! dense-layer path (B packed once, as weights are; A packed panel by panel at run time), on one thread and
+//! on two, beside ndarray's `dot` (the
 //! matrixmultiply crate, a tuned pure-Rust SGEMM, one thread) in the same run, so the ratio is meaningful
 //! on a shared machine. Throughput is set in FLOPs (2 m n k), so criterion reports GFLOP/s as "Gelem/s".
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nnc::runtime::MatMul;
+use nnc::codegen::GemmImpl;
+use nnc::runtime::{MatMul, MatMulOptions};
 
 fn gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
@@ -25,13 +27,22 @@ fn gemm(c: &mut Criterion) {
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         let label = format!("{m}x{n}x{k}");
-        for threads in [1, 2] {
-            let mut mm = MatMul::new(&b, m, n, k, threads).expect("the host is supported");
-            group.bench_with_input(
-                BenchmarkId::new(format!("nnc_{threads}t"), &label),
-                &(),
-                |bench, _| bench.iter(|| mm.run(&a, &mut out)),
-            );
+        for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2] {
+            if !gemm.available() {
+                continue;
+            }
+            for threads in [1, 2] {
+                let o = MatMulOptions {
+                    gemm,
+                    ..MatMulOptions::new(threads)
+                };
+                let mut mm = MatMul::with_options(&b, m, n, k, &o).expect("the host is supported");
+                group.bench_with_input(
+                    BenchmarkId::new(format!("nnc_{}_{threads}t", gemm.name()), &label),
+                    &(),
+                    |bench, _| bench.iter(|| mm.run(&a, &mut out)),
+                );
+            }
         }
         let a2 = ndarray::Array2::from_shape_vec((m, k), a.clone()).expect("shape");
         let b2 = ndarray::Array2::from_shape_vec((k, n), b.clone()).expect("shape");

@@ -83,6 +83,7 @@ pub struct RunArgs {
     /// Run on the JIT (inference mode only) rather than the interpreter.
     pub jit: bool,
     pub threads: usize,
+    pub gemm: nnc::codegen::GemmImpl,
 }
 
 pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
@@ -146,7 +147,8 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         code: 1,
     };
     let outputs = if args.jit && !args.train_mode {
-        let mut compiled = nnc::runtime::Compiled::new(g, &weights, args.threads);
+        let mut compiled =
+            nnc::runtime::Compiled::new(g, &weights, args.threads).with_gemm(args.gemm);
         compiled.run(&inputs).map_err(|e| Failure {
             message: e.to_string(),
             code: 1,

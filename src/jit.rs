@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+use nnc::codegen::GemmImpl;
 use nnc::ir::Graph;
 use nnc::runtime::Program;
 use nnc::tensor::{self, Rng, Weights};
@@ -15,17 +16,19 @@ fn failure(message: String) -> Failure {
     Failure { message, code: 1 }
 }
 
-/// Plans `g` at `batch` and compiles it with `weights`; also returns the plan time.
+/// Plans `g` at `batch` and compiles it with `weights` and the GEMM `gemm`; also returns the plan time.
 pub fn program(
     g: &Graph,
     batch: u64,
     weights: &Weights,
     threads: usize,
+    gemm: GemmImpl,
 ) -> Result<(Program, nnc::plan::KernelPlan, Duration), Failure> {
     let t = Instant::now();
     let plan = nnc::plan::build(g, batch);
     let plan_time = t.elapsed();
-    let p = Program::compile(g, &plan, weights, threads).map_err(|e| failure(e.to_string()))?;
+    let p = Program::compile_with(g, &plan, weights, threads, gemm)
+        .map_err(|e| failure(e.to_string()))?;
     Ok((p, plan, plan_time))
 }
 
@@ -81,12 +84,13 @@ pub fn compile(
     decisions: &[nnc::passes::Decision],
     batch: u64,
     threads: usize,
+    gemm: GemmImpl,
     emit: Emit,
 ) -> Result<String, Failure> {
     let t = Instant::now();
     let weights = tensor::initialize(g, 0);
     let init_time = t.elapsed();
-    let (p, plan, plan_time) = program(g, batch, &weights, threads)?;
+    let (p, plan, plan_time) = program(g, batch, &weights, threads, gemm)?;
     let mut out = String::new();
     match emit {
         Emit::Ir => return Ok(nnc::ir::dump::to_text(g)),
@@ -141,8 +145,9 @@ pub fn compile(
     let (kernels, insts) = p.kernel_count();
     let _ = writeln!(
         out,
-        "kernels: {kernels} generated ({insts} Cranelift instructions), {} steps",
-        p.steps.len()
+        "kernels: {kernels} generated ({insts} Cranelift instructions), {} steps; gemm: {}",
+        p.steps.len(),
+        p.gemm().name()
     );
     out.push_str(&fusion_report(decisions));
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
@@ -177,12 +182,13 @@ pub struct BenchArgs {
     pub threads: usize,
     pub iters: usize,
     pub json: bool,
+    pub gemm: GemmImpl,
 }
 
 /// `nnc bench`: compiles, warms up, runs `iters` times; latency, throughput and a per-kernel profile.
 pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<String, Failure> {
     let weights = tensor::initialize(g, 0);
-    let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads)?;
+    let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads, a.gemm)?;
     let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
     let compile = front_total + plan_time + p.lower_time + p.jit_time;
     p.set_inputs(&tensor::random_inputs(g, a.batch, &mut Rng::new(1), 1))
@@ -228,7 +234,8 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
             })
             .collect();
         let v = serde_json::json!({
-            "model": g.name, "batch": a.batch, "threads": p.threads, "iters": a.iters,
+            "model": g.name, "batch": a.batch, "threads": p.threads, "gemm": p.gemm().name(),
+            "iters": a.iters,
             "latency_ms": {"median": ms(median), "min": ms(min)},
             "throughput_per_s": a.batch as f64 / median.as_secs_f64(),
             "compile_ms": ms(compile), "jit_ms": ms(p.jit_time),
@@ -239,10 +246,11 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} batch {} threads {}: median {:.3} ms, min {:.3} ms, {:.1} samples/s, {:.1} GFLOP/s; compiled in {:.1} ms",
+        "{} batch {} threads {} gemm {}: median {:.3} ms, min {:.3} ms, {:.1} samples/s, {:.1} GFLOP/s; compiled in {:.1} ms",
         g.name,
         a.batch,
         p.threads,
+        p.gemm().name(),
         ms(median),
         ms(min),
         a.batch as f64 / median.as_secs_f64(),

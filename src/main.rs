@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use nnc::codegen::GemmImpl;
 use nnc::{diag, ir, passes, report, Compilation, Options};
 
 mod commands;
@@ -92,6 +93,9 @@ enum Command {
         /// Threads of the JIT (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
+        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
+        gemm: GemmChoice,
         /// Initialize parameters the weights file lacks instead of refusing it.
         #[arg(long)]
         allow_missing: bool,
@@ -118,6 +122,9 @@ enum Command {
         /// Threads the program will run on (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
+        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
+        gemm: GemmChoice,
         #[command(flatten)]
         optimize: Optimize,
     },
@@ -129,6 +136,9 @@ enum Command {
         /// Threads (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
+        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
+        gemm: GemmChoice,
         /// Timed runs, after two warm-up runs.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         iters: u64,
@@ -188,6 +198,28 @@ enum EmitKind {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum GemmChoice {
+    /// AVX2 + FMA when the CPU has both, else Cranelift.
+    Auto,
+    /// The AVX2 + FMA kernel (an error on a CPU without them).
+    Avx2,
+    /// The Cranelift kernel (128-bit vectors, any CPU).
+    Cranelift,
+}
+
+/// The GEMM implementation `choice` names, or a usage error if this CPU cannot run it.
+fn gemm_impl(choice: GemmChoice) -> Result<GemmImpl, String> {
+    match choice {
+        GemmChoice::Auto => Ok(GemmImpl::detect()),
+        GemmChoice::Cranelift => Ok(GemmImpl::Cranelift),
+        GemmChoice::Avx2 if GemmImpl::Avx2.available() => Ok(GemmImpl::Avx2),
+        GemmChoice::Avx2 => {
+            Err("--gemm avx2: this CPU lacks AVX2 or FMA; use --gemm auto or cranelift".into())
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Backend {
     /// Native code compiled by Cranelift (f32).
     Jit,
@@ -221,6 +253,19 @@ fn run(cli: Cli) -> u8 {
         Color::Always => true,
         Color::Never => false,
         Color::Auto => std::io::stderr().is_terminal(),
+    };
+    let gemm = match &cli.command {
+        Command::Run { gemm, .. } | Command::Compile { gemm, .. } | Command::Bench { gemm, .. } => {
+            gemm_impl(*gemm)
+        }
+        _ => Ok(GemmImpl::Cranelift),
+    };
+    let gemm = match gemm {
+        Ok(g) => g,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return 2;
+        }
     };
     let (file, options) = match &cli.command {
         Command::Check { file } => (
@@ -345,6 +390,7 @@ fn run(cli: Cli) -> u8 {
                 &c.decisions,
                 *batch,
                 threads,
+                gemm,
                 emit,
             ));
         }
@@ -360,6 +406,7 @@ fn run(cli: Cli) -> u8 {
                 threads: threads.map_or_else(nnc::runtime::default_threads, |t| t as usize),
                 iters: *iters as usize,
                 json: *json,
+                gemm,
             };
             return report_command(jit::bench(graph, &c.timings, &args));
         }
@@ -385,6 +432,7 @@ fn run(cli: Cli) -> u8 {
                 train_mode: *train_mode,
                 jit: matches!(backend, Backend::Jit),
                 threads: threads.map_or_else(nnc::runtime::default_threads, |t| t as usize),
+                gemm,
             };
             return report_command(commands::run(graph, &args));
         }

@@ -378,6 +378,35 @@ fn bench_json_has_the_documented_keys() {
     }
     // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
     assert_eq!(v["macs"], 2 * 281_640);
+    let gemm = v["gemm"].as_str().expect("a string");
+    assert!(gemm == "avx2" || gemm == "cranelift", "gemm = {gemm}");
+}
+
+#[test]
+fn gemm_flag_chooses_the_kernel_and_refuses_what_the_cpu_lacks() {
+    let out = nnc(&["compile", "models/lenet5.nn", "--gemm", "cranelift"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("gemm: cranelift"));
+    let out = nnc(&["compile", "models/lenet5.nn", "--gemm", "avx2"]);
+    let stdout = text(&out.stdout);
+    // Either the CPU has AVX2 + FMA, or the choice is a usage error (never a crash).
+    match out.status.code() {
+        Some(0) => assert!(stdout.contains("gemm: avx2"), "{stdout}"),
+        code => {
+            assert_eq!(code, Some(2), "{}", text(&out.stderr));
+            assert!(text(&out.stderr).contains("lacks AVX2"));
+        }
+    }
+    let out = nnc(&[
+        "bench",
+        "models/lenet5.nn",
+        "--iters",
+        "1",
+        "--gemm",
+        "cranelift",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("gemm cranelift"));
 }
 
 #[test]
@@ -403,6 +432,7 @@ fn jit_commands_refuse_bad_arguments_with_exit_code_2() {
             "fuse-everything",
         ],
         &["dump", "models/lenet5.nn", "--after", "fusion"],
+        &["compile", "models/lenet5.nn", "--gemm", "sse"],
     ] {
         let out = nnc(args);
         assert_eq!(

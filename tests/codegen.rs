@@ -1,8 +1,23 @@
 //! Generated kernels against plain Rust references, on random shapes including sizes that are not
 //! multiples of the vector width or the register tile.
 
-use nnc::runtime::MatMul;
+use nnc::codegen::{ActKind, GemmImpl};
+use nnc::runtime::{MatMul, MatMulOptions};
 use nnc::tensor::Rng;
+
+/// The GEMM implementations this CPU runs (AVX2 skipped with a note when it lacks AVX2 or FMA).
+fn implementations() -> Vec<GemmImpl> {
+    [GemmImpl::Cranelift, GemmImpl::Avx2]
+        .into_iter()
+        .filter(|g| {
+            let ok = g.available();
+            if !ok {
+                eprintln!("skipped: this CPU cannot run the {} GEMM", g.name());
+            }
+            ok
+        })
+        .collect()
+}
 
 fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
     let mut c = vec![0.0f64; m * n];
@@ -18,6 +33,12 @@ fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
 
 #[test]
 fn gemm_matches_the_reference_on_odd_and_tiled_sizes() {
+    for gemm in implementations() {
+        matches_the_reference(gemm);
+    }
+}
+
+fn matches_the_reference(gemm: GemmImpl) {
     let mut rng = Rng::new(42);
     let mut shapes: Vec<(usize, usize, usize)> = vec![
         (1, 1, 1),
@@ -52,7 +73,11 @@ fn gemm_matches_the_reference_on_odd_and_tiled_sizes() {
         let mut c = vec![f32::NAN; m * n + 8];
         // One and two threads, and depths beyond one k block (KC = 256) in the larger shapes.
         let threads = 1 + (m + n) % 2;
-        MatMul::new(&b, m, n, k, threads)
+        let o = MatMulOptions {
+            gemm,
+            ..MatMulOptions::new(threads)
+        };
+        MatMul::with_options(&b, m, n, k, &o)
             .expect("the host is supported")
             .run(&a, &mut c);
         let want = reference(&a, &b, m, n, k);
@@ -61,12 +86,94 @@ fn gemm_matches_the_reference_on_odd_and_tiled_sizes() {
             let tol = 1e-6 * (k as f64 + 1.0);
             assert!(
                 (got as f64 - exact).abs() <= tol,
-                "{m}x{n}x{k}: c[{idx}] = {got}, expected {exact}"
+                "{gemm:?} {m}x{n}x{k}: c[{idx}] = {got}, expected {exact}"
             );
         }
         assert!(
             c[m * n..].iter().all(|v| v.is_nan()),
-            "{m}x{n}x{k}: wrote past the end of c"
+            "{gemm:?} {m}x{n}x{k}: wrote past the end of c"
         );
+    }
+}
+
+fn activation(act: ActKind, x: f64, slope: f64) -> f64 {
+    match act {
+        ActKind::Identity => x,
+        ActKind::Relu => x.max(0.0),
+        ActKind::LeakyRelu => {
+            if x < 0.0 {
+                slope * x
+            } else {
+                x
+            }
+        }
+        ActKind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        ActKind::Tanh => x.tanh(),
+    }
+}
+
+/// Edge tiles (rows 1..9, cols 1..8), depths of one k step, a few and two k blocks (KC = 256, so the second
+/// block accumulates onto the first), and every epilogue activation with non-trivial row scales, row and
+/// column shifts and a LeakyRelu slope, on each implementation; the two agree bitwise.
+#[test]
+fn gemm_epilogues_and_edge_tiles_on_both_implementations() {
+    let acts = [
+        ActKind::Identity,
+        ActKind::Relu,
+        ActKind::LeakyRelu,
+        ActKind::Sigmoid,
+        ActKind::Tanh,
+    ];
+    let mut rng = Rng::new(3);
+    let mut rand = |n: usize, lo: f64, hi: f64| -> Vec<f32> {
+        (0..n).map(|_| rng.uniform_in(lo, hi) as f32).collect()
+    };
+    let slope = 0.1f32;
+    for m in 1..=9 {
+        for n in [1, 2, 5, 7, 8, 9, 15] {
+            for k in [1, 7, 300] {
+                let a = rand(m * k, -1.0, 1.0);
+                let b = rand(k * n, -1.0, 1.0);
+                let (rs, rt, cs) = (rand(m, 0.5, 1.5), rand(m, -0.5, 0.5), rand(n, -0.5, 0.5));
+                let product = reference(&a, &b, m, n, k);
+                for act in acts {
+                    let mut results: Vec<Vec<f32>> = Vec::new();
+                    for gemm in implementations() {
+                        let o = MatMulOptions {
+                            threads: 1,
+                            gemm,
+                            act,
+                            slope,
+                            row_scale: rs.clone(),
+                            row_shift: rt.clone(),
+                            col_shift: cs.clone(),
+                        };
+                        let mut c = vec![f32::NAN; m * n + 8];
+                        let mut mm = MatMul::with_options(&b, m, n, k, &o).expect("runs here");
+                        assert_eq!(mm.gemm(), gemm);
+                        mm.run(&a, &mut c);
+                        for (idx, &got) in c[..m * n].iter().enumerate() {
+                            let (i, j) = (idx / n, idx % n);
+                            let v = product[idx] * rs[i] as f64 + rt[i] as f64 + cs[j] as f64;
+                            let want = activation(act, v, slope as f64);
+                            let tol = 1e-6 * (k as f64 + 1.0) * 2.0;
+                            assert!(
+                                (got as f64 - want).abs() <= tol,
+                                "{gemm:?} {act:?} {m}x{n}x{k}: c[{idx}] = {got}, expected {want}"
+                            );
+                        }
+                        assert!(
+                            c[m * n..].iter().all(|v| v.is_nan()),
+                            "{gemm:?}: wrote past c"
+                        );
+                        results.push(c);
+                    }
+                    if let [x, y] = &results[..] {
+                        let same = x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{act:?} {m}x{n}x{k}: Avx2 and Cranelift differ");
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The boundary into generated code: the only `unsafe` of the project.
+//! The boundary into generated code: with `avx2.rs` (the AVX2 GEMM kernel it enters), the only `unsafe`
+//! of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -10,10 +11,9 @@ use std::collections::BTreeMap;
 
 use cranelift_module::{FuncId, Module};
 
+use super::avx2::{self, KernelFn};
 use super::jit::{CodegenError, Jit};
-use super::KernelId;
-
-type KernelFn = unsafe extern "C" fn(*const i64);
+use super::{GemmImpl, KernelId};
 
 /// A set of compiled kernels.
 pub struct Kernels {
@@ -22,25 +22,46 @@ pub struct Kernels {
     table: Table,
     /// Cranelift IR instructions generated, for the compile report.
     pub instructions: usize,
+    /// The GEMM implementation chosen.
+    pub gemm: GemmImpl,
 }
 
 impl Kernels {
-    /// Generates and compiles `ids` (duplicates are compiled once).
+    /// Generates and compiles `ids` (duplicates are compiled once), with the GEMM this CPU runs fastest.
     pub fn compile(ids: &[KernelId]) -> Result<Kernels, CodegenError> {
+        Kernels::compile_with(ids, GemmImpl::detect())
+    }
+
+    /// [`Kernels::compile`] with GEMM kernels from `gemm`: with [`GemmImpl::Avx2`], the `Gemm` kernels it
+    /// implements are the Rust functions of `avx2.rs` and the others are generated.
+    ///
+    /// # Errors
+    /// `GemmUnavailable` if this CPU cannot run `gemm`.
+    pub fn compile_with(ids: &[KernelId], gemm: GemmImpl) -> Result<Kernels, CodegenError> {
+        if !gemm.available() {
+            return Err(CodegenError::GemmUnavailable(gemm.name()));
+        }
         let mut jit = Jit::new()?;
         let mut ids = ids.to_vec();
         ids.sort();
         ids.dedup();
         let config = jit.module.target_config();
         let mut defined: Vec<(KernelId, FuncId)> = Vec::new();
+        let mut fns = BTreeMap::new();
         let mut instructions = 0;
         for id in ids {
+            // `avx2::entry` returns a function only when the CPU has AVX2 and FMA.
+            if let (GemmImpl::Avx2, KernelId::Gemm(act)) = (gemm, id) {
+                if let Some(f) = avx2::entry(act) {
+                    fns.insert(id, f);
+                    continue;
+                }
+            }
             let func = super::build(id, config);
             instructions += func.dfg.num_insts();
             defined.push((id, jit.define(&format!("{id:?}"), func)?));
         }
         jit.finalize()?;
-        let mut fns = BTreeMap::new();
         for (id, fid) in defined {
             let code = jit.module.get_finalized_function(fid);
             // SAFETY: `code` is the entry of a function built with `builder::signature`: one i64-sized
@@ -53,6 +74,7 @@ impl Kernels {
             _jit: jit,
             table: Table(fns),
             instructions,
+            gemm,
         })
     }
 

@@ -11,6 +11,8 @@ use cranelift_module::{FuncId, Linkage, Module};
 pub enum CodegenError {
     #[error("this CPU is not supported by Cranelift: {0}")]
     UnsupportedHost(String),
+    #[error("this CPU cannot run the {0} GEMM kernel (it needs AVX2 and FMA)")]
+    GemmUnavailable(&'static str),
     #[error("internal error: Cranelift rejected kernel `{kernel}`: {message}")]
     Compile { kernel: String, message: String },
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::codegen::GemmImpl;
 use crate::interp::{check_inputs, RunError};
 use crate::ir::Graph;
 use crate::tensor::{Tensor, Weights};
@@ -23,6 +24,7 @@ pub struct Compiled<'a> {
     graph: &'a Graph,
     weights: &'a Weights,
     threads: usize,
+    gemm: GemmImpl,
     programs: BTreeMap<u64, Program>,
 }
 
@@ -32,15 +34,23 @@ impl<'a> Compiled<'a> {
             graph,
             weights,
             threads,
+            gemm: GemmImpl::detect(),
             programs: BTreeMap::new(),
         }
+    }
+
+    /// Compiles programs with the GEMM implementation `gemm` instead of the detected one.
+    pub fn with_gemm(mut self, gemm: GemmImpl) -> Compiled<'a> {
+        self.gemm = gemm;
+        self
     }
 
     /// The program for `batch`, compiled if it is new.
     pub fn program(&mut self, batch: u64) -> Result<&mut Program, CompileError> {
         if !self.programs.contains_key(&batch) {
             let plan = crate::plan::build(self.graph, batch);
-            let p = Program::compile(self.graph, &plan, self.weights, self.threads)?;
+            let p =
+                Program::compile_with(self.graph, &plan, self.weights, self.threads, self.gemm)?;
             self.programs.insert(batch, p);
         }
         Ok(self.programs.get_mut(&batch).expect("just inserted"))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::codegen::{CodegenError, KernelId, Kernels};
+use crate::codegen::{CodegenError, GemmImpl, KernelId, Kernels};
 use crate::interp::RunError;
 use crate::ir::{Graph, Op};
 use crate::plan::KernelPlan;
@@ -22,7 +22,7 @@ use crate::tensor::{Tensor, Weights};
 
 pub use cache::{Compiled, Failure};
 use exec::{Addr, Bases, Exec, Mem, Region};
-pub use gemm::MatMul;
+pub use gemm::{MatMul, MatMulOptions};
 
 /// Why a program could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -129,12 +129,24 @@ pub fn default_threads() -> usize {
 }
 
 impl Program {
-    /// Compiles the plan of `g` (at `plan.batch`) with `weights`, to run on `threads` threads.
+    /// Compiles the plan of `g` (at `plan.batch`) with `weights`, to run on `threads` threads, with the
+    /// GEMM kernel this CPU runs fastest.
     pub fn compile(
         g: &Graph,
         plan: &KernelPlan,
         weights: &Weights,
         threads: usize,
+    ) -> Result<Program, CompileError> {
+        Program::compile_with(g, plan, weights, threads, GemmImpl::detect())
+    }
+
+    /// [`Program::compile`] with the GEMM implementation `gemm` (an error if the CPU cannot run it).
+    pub fn compile_with(
+        g: &Graph,
+        plan: &KernelPlan,
+        weights: &Weights,
+        threads: usize,
+        gemm: GemmImpl,
     ) -> Result<Program, CompileError> {
         check_weights(g, weights)?;
         let start = Instant::now();
@@ -199,7 +211,7 @@ impl Program {
                 }
             }
         }
-        let kernels = Kernels::compile(&ids)?;
+        let kernels = Kernels::compile_with(&ids, gemm)?;
         let jit_time = start.elapsed();
         let owned: Vec<Mem> = std::mem::take(&mut lw.owned)
             .into_iter()
@@ -254,6 +266,11 @@ impl Program {
 
     pub fn kernel_ids(&self) -> Vec<KernelId> {
         self.kernels.ids().collect()
+    }
+
+    /// The GEMM implementation the program uses.
+    pub fn gemm(&self) -> GemmImpl {
+        self.kernels.gemm
     }
 
     /// Kernels compiled and Cranelift instructions generated.

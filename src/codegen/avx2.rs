@@ -1,0 +1,319 @@
+//! The GEMM macro-kernel in 256-bit AVX2 + FMA, written in Rust with `std::arch` and compiled into nnc.
+//!
+//! Why it exists: Cranelift's x64 backend lowers only 128-bit vectors, so its kernel (`gemm.rs`, a `4 x 8`
+//! tile in eight F32X4 accumulators) has eight independent FMA chains. On a CPU whose FMA latency is 5
+//! cycles with two pipes (Zen 1), ten chains are needed to keep the pipes busy, so that kernel is
+//! latency-bound. This one holds an `8 x 8` tile of C in eight ymm accumulators (sixteen 128-bit chains):
+//! per k, one load of B's row and a broadcast of each of the 8 A values (two 4-row panels, so the packing
+//! layouts stay those of `pack.rs`) feed eight fused multiply-adds. A leftover panel uses a `4 x 8` tile.
+//!
+//! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
+//! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
+//! `fma(v, row_scale, row_shift) + col_shift`, then the activation), so both give the same bits. Edge
+//! tiles are computed whole in registers (A's rows are zero-padded to the panel, B's rows have 8 readable
+//! values) and loaded and stored through lane masks, so only C's existing elements are read or written.
+//! Sigmoid and Tanh epilogues are not implemented here: those kernels stay Cranelift's (see [`entry`]).
+//!
+//! Safety: the entry points are `unsafe extern "C" fn(*const i64)`, entered through `call.rs`'s table
+//! under its contract (every address valid and sized per the kernel's documented arguments). [`entry`]
+//! hands them out only when the CPU has AVX2 and FMA, so the `target_feature` code never runs elsewhere.
+
+use super::ActKind;
+
+/// A kernel entry point, as `call.rs` stores it.
+pub type KernelFn = unsafe extern "C" fn(*const i64);
+
+/// Whether this CPU runs the AVX2 + FMA kernels.
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The AVX2 macro-kernel with epilogue `act`, or `None` when this CPU lacks AVX2 or FMA, or for the
+/// activations implemented only by the Cranelift kernel (Sigmoid, Tanh).
+pub fn entry(act: ActKind) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::entry(act)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub fn entry(_: super::ActKind) -> Option<super::KernelFn> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{ActKind, KernelFn};
+
+    /// 4-row panels per tile.
+    const PANELS: usize = 2;
+
+    const IDENTITY: u8 = 0;
+    const RELU: u8 = 1;
+    const LEAKY: u8 = 2;
+
+    pub fn entry(act: ActKind) -> Option<KernelFn> {
+        match act {
+            ActKind::Identity => Some(gemm::<IDENTITY>),
+            ActKind::Relu => Some(gemm::<RELU>),
+            ActKind::LeakyRelu => Some(gemm::<LEAKY>),
+            ActKind::Sigmoid | ActKind::Tanh => None,
+        }
+    }
+
+    /// The kernel's arguments (`KernelId::Gemm`), decoded.
+    struct Args {
+        a: *const f32,
+        b: *const f32,
+        b_stride: isize,
+        c: *mut f32,
+        ldc: isize,
+        rows: usize,
+        cols: usize,
+        kc: usize,
+        add: bool,
+        last: bool,
+        row_scale: *const f32,
+        row_shift: *const f32,
+        col_shift: *const f32,
+        slope: f32,
+    }
+
+    /// # Safety
+    /// `args` points to the 13 arguments of `KernelId::Gemm`, and their addresses satisfy `call.rs`'s
+    /// contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way to get this pointer).
+    unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let a = Args {
+            a: v[0] as *const f32,
+            b: v[1] as *const f32,
+            b_stride: v[2] as isize,
+            c: v[3] as *mut f32,
+            ldc: v[4] as isize,
+            rows: v[5].max(0) as usize,
+            cols: v[6].clamp(0, 8) as usize,
+            kc: v[7].max(0) as usize,
+            add: v[8] & 1 != 0,
+            last: v[8] & 2 != 0,
+            row_scale: v[9] as *const f32,
+            row_shift: v[10] as *const f32,
+            col_shift: v[11] as *const f32,
+            slope: f32::from_bits(v[12] as u32),
+        };
+        // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
+        unsafe { panels::<ACT>(&a) }
+    }
+
+    /// Every row of the block: pairs of 4-row panels as `8 x 8` tiles, then a last panel as a `4 x 8` tile.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn panels<const ACT: u8>(a: &Args) {
+        let panels = a.rows.div_ceil(4);
+        let mut p = 0;
+        while p + PANELS <= panels {
+            // SAFETY: panels p .. p + PANELS exist (packed, zero-padded), rows 4p.. are C's rows.
+            unsafe { tile::<PANELS, ACT>(a, p) };
+            p += PANELS;
+        }
+        // SAFETY: as above, for the panels left.
+        unsafe {
+            match panels - p {
+                2 => tile::<2, ACT>(a, p),
+                1 => tile::<1, ACT>(a, p),
+                _ => {}
+            }
+        }
+    }
+
+    /// The `4P x 8` tile of panels `p0 .. p0 + P`: the k loop, then the store.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile<const P: usize, const ACT: u8>(a: &Args, p0: usize) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; P];
+        let panel = a.kc * 4;
+        // SAFETY: panel p0 + q holds kc * 4 values for q < P, and B's kc rows have 8 values each.
+        unsafe {
+            let ap = a.a.add(p0 * panel);
+            let mut bp = a.b;
+            for k in 0..a.kc {
+                let bv = _mm256_loadu_ps(bp);
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let x = ap.add(q * panel + k * 4);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*x.add(r)), bv, *acc);
+                    }
+                }
+                bp = bp.byte_offset(a.b_stride);
+            }
+        }
+        let row0 = p0 * 4;
+        let rows = a.rows.min(row0 + 4 * P) - row0;
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(a.cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // Constant indices (the loops unroll) keep the accumulators in registers: an iterator over the
+        // array with a run-time length makes LLVM keep it in memory and store it on every k step.
+        #[allow(clippy::needless_range_loop)]
+        for q in 0..P {
+            for r in 0..4 {
+                if 4 * q + r < rows {
+                    // SAFETY: row row0 + 4q + r < rows of C, masked to its cols columns.
+                    unsafe { store::<ACT>(a, row0 + 4 * q + r, acc[q][r], mask) };
+                }
+            }
+        }
+    }
+
+    /// Finishes row `row` of the tile (accumulate, epilogue) and stores the lanes of `mask` to C.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store<const ACT: u8>(a: &Args, row: usize, mut v: __m256, mask: __m256i) {
+        // SAFETY: row < rows and the mask's lanes are the columns < cols, so every access is inside C's,
+        // the row vectors' and the column vector's valid elements.
+        unsafe {
+            let c = a.c.byte_offset(row as isize * a.ldc);
+            let full = a.cols == 8;
+            if a.add {
+                let old = if full {
+                    _mm256_loadu_ps(c)
+                } else {
+                    _mm256_maskload_ps(c, mask)
+                };
+                v = _mm256_add_ps(v, old);
+            }
+            if a.last {
+                let s = _mm256_set1_ps(*a.row_scale.add(row));
+                let t = _mm256_set1_ps(*a.row_shift.add(row));
+                let cs = if full {
+                    _mm256_loadu_ps(a.col_shift)
+                } else {
+                    _mm256_maskload_ps(a.col_shift, mask)
+                };
+                v = act::<ACT>(_mm256_add_ps(_mm256_fmadd_ps(v, s, t), cs), a.slope);
+            }
+            if full {
+                _mm256_storeu_ps(c, v);
+            } else {
+                _mm256_maskstore_ps(c, mask, v);
+            }
+        }
+    }
+
+    /// The activation, with the Cranelift kernel's semantics (`math::act`): Relu is `v < 0 ? 0 : v`
+    /// (`max(0, v)` returns its second operand for NaN and for -0), LeakyRelu `v < 0 ? v * slope : v`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn act<const ACT: u8>(v: __m256, slope: f32) -> __m256 {
+        let zero = _mm256_setzero_ps();
+        match ACT {
+            RELU => _mm256_max_ps(zero, v),
+            LEAKY => {
+                let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero);
+                _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(slope)), neg)
+            }
+            _ => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ActKind, GemmImpl, KernelId, Kernels};
+    use crate::tensor::Rng;
+
+    /// Runs one macro-kernel call of `gemm` on C (with guards), returning C.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        k: &Kernels,
+        act: ActKind,
+        a: &[f32],
+        b: &[f32],
+        bs: usize,
+        c0: &[f32],
+        ldc: usize,
+        (rows, cols, kc, mode): (usize, usize, usize, i64),
+        factors: &[Vec<f32>; 3],
+    ) -> Vec<f32> {
+        let mut c = c0.to_vec();
+        let args = [
+            a.as_ptr() as i64,
+            b.as_ptr() as i64,
+            (4 * bs) as i64,
+            c.as_mut_ptr() as i64,
+            (4 * ldc) as i64,
+            rows as i64,
+            cols as i64,
+            kc as i64,
+            mode,
+            factors[0].as_ptr() as i64,
+            factors[1].as_ptr() as i64,
+            factors[2].as_ptr() as i64,
+            0.125f32.to_bits() as i64,
+        ];
+        k.call(KernelId::Gemm(act), &args);
+        c
+    }
+
+    /// Both implementations give the same bits on every tile shape, mode and activation, write only C's
+    /// `rows x cols` elements, and a B stride wider than a packed panel.
+    #[test]
+    fn avx2_and_cranelift_agree_bitwise() {
+        if !super::supported() {
+            eprintln!("skipped: this CPU has no AVX2 + FMA");
+            return;
+        }
+        let acts = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
+        let ids: Vec<KernelId> = acts.iter().map(|&a| KernelId::Gemm(a)).collect();
+        let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+        let avx = Kernels::compile_with(&ids, GemmImpl::Avx2).unwrap();
+        let mut rng = Rng::new(7);
+        let mut rand =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
+        for rows in 1..=13usize {
+            for cols in 1..=8 {
+                for kc in [0, 1, 7, 33] {
+                    let (ldc, bs) = (11, 12);
+                    let mut a = rand(rows.div_ceil(4) * 4 * kc);
+                    // Zero padding past the last row, as `PackRows` leaves it.
+                    for p in 0..kc {
+                        for r in rows..rows.div_ceil(4) * 4 {
+                            a[(r / 4) * 4 * kc + p * 4 + r % 4] = 0.0;
+                        }
+                    }
+                    let b = rand(kc * bs + 8);
+                    let factors = [rand(rows), rand(rows), rand(cols)];
+                    let c0 = rand(rows * ldc + 8);
+                    for &act in &acts {
+                        for mode in 0..4 {
+                            let at = (rows, cols, kc, mode);
+                            let x = call(&lift, act, &a, &b, bs, &c0, ldc, at, &factors);
+                            let y = call(&avx, act, &a, &b, bs, &c0, ldc, at, &factors);
+                            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+                                let inside = i / ldc < rows && i % ldc < cols;
+                                let (x0, c) = (x.to_bits(), c0[i].to_bits());
+                                assert_eq!(x0, y.to_bits(), "{act:?} {at:?}: c[{i}] differs");
+                                assert!(
+                                    inside || y.to_bits() == c,
+                                    "{act:?} {at:?}: c[{i}] written"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
