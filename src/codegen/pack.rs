@@ -20,21 +20,29 @@ pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, 
     k0 * panels * tile + i * kb.min(k - k0) * tile
 }
 
-/// Row-major `a [m x k]` (f32 or f64) in the packed A layout.
-pub fn pack_a<T: Copy + Into<f64>>(a: &[T], m: usize, k: usize, kb: usize) -> Vec<f32> {
+/// Row-major `a [m x k]` (f32 or f64) in the packed A layout, each row times `scale[row]` if given.
+pub fn pack_a<T: Copy + Into<f64>>(
+    a: &[T],
+    m: usize,
+    k: usize,
+    kb: usize,
+    scale: Option<&[f64]>,
+) -> Vec<f32> {
     let panels = m.div_ceil(TILE_M);
     let mut out = vec![0.0; panels * TILE_M * k];
-    pack_panels(a, m, k, kb, TILE_M, &mut out);
+    pack_panels(a, m, k, kb, TILE_M, scale, &mut out);
     out
 }
 
-/// Packs the rows of `a [rows x k]` into panels of `tile` rows (k blocks of `kb`), writing `out` in order.
+/// Packs the rows of `a [rows x k]` into panels of `tile` rows (k blocks of `kb`), writing `out` in order,
+/// each row times `scale[row]` if given (the product rounded once, to f32).
 fn pack_panels<T: Copy + Into<f64>>(
     a: &[T],
     rows: usize,
     k: usize,
     kb: usize,
     tile: usize,
+    scale: Option<&[f64]>,
     out: &mut [f32],
 ) {
     let panels = rows.div_ceil(tile);
@@ -46,8 +54,19 @@ fn pack_panels<T: Copy + Into<f64>>(
             let dst = &mut out[base..base + kc * tile];
             for r in 0..here {
                 let src = &a[(i * tile + r) * k + k0..][..kc];
-                for (d, &v) in dst[r..].iter_mut().step_by(tile).zip(src) {
-                    *d = v.into() as f32;
+                let dst = dst[r..].iter_mut().step_by(tile).zip(src);
+                match scale {
+                    Some(s) => {
+                        let s = s[i * tile + r];
+                        for (d, &v) in dst {
+                            *d = (v.into() * s) as f32;
+                        }
+                    }
+                    None => {
+                        for (d, &v) in dst {
+                            *d = v.into() as f32;
+                        }
+                    }
                 }
             }
         }
@@ -55,11 +74,17 @@ fn pack_panels<T: Copy + Into<f64>>(
 }
 
 /// `b [k x n]`, given as its transpose `bt [n x k]` row-major (a dense layer's weight), in the packed B
-/// layout.
-pub fn pack_b_transposed<T: Copy + Into<f64>>(bt: &[T], k: usize, n: usize, kb: usize) -> Vec<f32> {
+/// layout, each column times `scale[column]` if given.
+pub fn pack_b_transposed<T: Copy + Into<f64>>(
+    bt: &[T],
+    k: usize,
+    n: usize,
+    kb: usize,
+    scale: Option<&[f64]>,
+) -> Vec<f32> {
     let panels = n.div_ceil(TILE_N);
     let mut out = vec![0.0; panels * TILE_N * k];
-    pack_panels(bt, n, k, kb, TILE_N, &mut out);
+    pack_panels(bt, n, k, kb, TILE_N, scale, &mut out);
     out
 }
 
@@ -71,7 +96,7 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
             bt[c * k + p] = b[p * n + c];
         }
     }
-    pack_b_transposed(&bt, k, n, kb)
+    pack_b_transposed(&bt, k, n, kb, None)
 }
 
 /// `[x, out, taps, table, ci0, ci1, plane, runs]`: see [`super::KernelId::PackPatches`].

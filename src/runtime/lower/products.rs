@@ -1,7 +1,6 @@
 //! Convolutions, dense layers and recurrent layers lowered to GEMM execs: weights packed once into the
 //! macro-kernel's panels, patch tables for implicit-GEMM convolution, and how the work splits into tasks.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
@@ -31,19 +30,6 @@ impl Epilogue {
             act: ActKind::Identity,
             slope: 0.0,
             accumulate: false,
-        }
-    }
-
-    /// Weights `[channels, per]` (channel-major) scaled by the factors.
-    fn scale<'w>(&self, w: Cow<'w, [f64]>, per: usize) -> Cow<'w, [f64]> {
-        match &self.factor {
-            None => w,
-            Some(f) => Cow::Owned(
-                w.chunks(per)
-                    .zip(f)
-                    .flat_map(|(row, &s)| row.iter().map(move |&v| v * s))
-                    .collect(),
-            ),
         }
     }
 
@@ -149,15 +135,17 @@ impl Lower<'_> {
         let cg = c / groups;
         let k = cg * taps;
         let kblock = taps * (KC as u64 / taps).max(1);
-        let wt = epi.scale(self.param64(step, 1)?, k as usize);
+        let wt = self.param64(step, 1)?;
         let per_group = (m * k) as usize;
         let mut packed = Vec::new();
         for g in 0..groups as usize {
+            let factor = epi.factor.as_ref().map(|f| &f[g * m as usize..]);
             packed.extend(pack_a(
                 &wt[g * per_group..(g + 1) * per_group],
                 m as usize,
                 k as usize,
                 kblock as usize,
+                factor,
             ));
         }
         let group_weight_stride = (packed.len() / groups as usize) as u64;
@@ -256,7 +244,7 @@ impl Lower<'_> {
         let k = xv.dims[rank - 1];
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
-        let wt = epi.scale(self.param64(step, 1)?, k as usize);
+        let wt = self.param64(step, 1)?;
         let b = if bias {
             Some(self.param(step, 2)?)
         } else {
@@ -274,7 +262,7 @@ impl Lower<'_> {
             xv.strides[rank - 2],
             rows,
             k,
-            &wt,
+            (&wt, epi.factor.as_deref()),
             units,
             b,
             y,
@@ -286,7 +274,7 @@ impl Lower<'_> {
         Ok(gemm)
     }
 
-    /// `y[rows, units] = x[rows, k] . w^T + b` with `w [units, k]`.
+    /// `y[rows, units] = x[rows, k] . (w^T * scale) + b` with `w [units, k]` and `scale [units]` if given.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &mut self,
@@ -294,13 +282,13 @@ impl Lower<'_> {
         ld: u64,
         rows: u64,
         k: u64,
-        w: &[f64],
+        (w, scale): (&[f64], Option<&[f64]>),
         units: u64,
         b: Option<Vec<f32>>,
         y: Addr,
         ldc: u64,
     ) -> Gemm {
-        let packed = pack_b_transposed(w, k as usize, units as usize, KC);
+        let packed = pack_b_transposed(w, k as usize, units as usize, KC, scale);
         let weights = self.own(packed);
         let col_shift = match b {
             Some(mut b) => {
@@ -361,9 +349,17 @@ impl Lower<'_> {
         let state_h = self.own(vec![0.0; (n * hidden) as usize]);
         let state_c = self.own(vec![0.0; (n * hidden) as usize]);
         let x = self.addr(xv);
-        let project = self.matmul(x, f, n * t, f, &w_ih, width, b_ih, gates, width);
+        let project = self.matmul(x, f, n * t, f, (&w_ih, None), width, b_ih, gates, width);
         let recur = self.matmul(
-            state_h, hidden, n, hidden, &w_hh, width, b_hh, recur_out, width,
+            state_h,
+            hidden,
+            n,
+            hidden,
+            (&w_hh, None),
+            width,
+            b_hh,
+            recur_out,
+            width,
         );
         let (ya, ys, _) = self.image(step, &step.output)?;
         let kernel = match cell {
