@@ -78,6 +78,8 @@ mod imp {
         a: *const f32,
         b: *const f32,
         b_stride: isize,
+        /// Bytes from a row of B's first panel to the same row of its second (read only when cols > 8).
+        b_next: isize,
         c: *mut f32,
         ldc: isize,
         rows: usize,
@@ -92,19 +94,28 @@ mod imp {
     }
 
     /// # Safety
-    /// `args` points to the 13 arguments of `KernelId::Gemm`, and their addresses satisfy `call.rs`'s
-    /// contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way to get this pointer).
+    /// `args` points to the arguments of `KernelId::Gemm` (13, or 14 when cols > 8), and their addresses
+    /// satisfy `call.rs`'s contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way
+    /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let cols = v[6].clamp(0, super::super::GEMM_WIDE_N as i64) as usize;
+        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
+        let b_next = if cols > 8 {
+            unsafe { *args.add(13) }
+        } else {
+            0
+        };
         let a = Args {
             a: v[0] as *const f32,
             b: v[1] as *const f32,
             b_stride: v[2] as isize,
+            b_next: b_next as isize,
             c: v[3] as *mut f32,
             ldc: v[4] as isize,
             rows: v[5].max(0) as usize,
-            cols: v[6].clamp(0, 8) as usize,
+            cols,
             kc: v[7].max(0) as usize,
             add: v[8] & 1 != 0,
             last: v[8] & 2 != 0,
@@ -114,7 +125,13 @@ mod imp {
             slope: f32::from_bits(v[12] as u32),
         };
         // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
-        unsafe { panels::<ACT>(&a) }
+        unsafe {
+            if a.cols > 8 {
+                wide::<ACT>(&a)
+            } else {
+                panels::<ACT>(&a)
+            }
+        }
     }
 
     /// Every row of the block: pairs of 4-row panels as `8 x 8` tiles, then a last panel as a `4 x 8` tile.
@@ -135,6 +152,16 @@ mod imp {
                 _ => {}
             }
         }
+    }
+
+    /// The lanes of a half tile's `cols` columns.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(cols: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
     }
 
     /// The `4P x 8` tile of panels `p0 .. p0 + P`: the k loop, then the store.
@@ -160,10 +187,7 @@ mod imp {
         }
         let row0 = p0 * 4;
         let rows = a.rows.min(row0 + 4 * P) - row0;
-        let mask = _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(a.cols as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        );
+        let mask = lanes(a.cols);
         // Constant indices (the loops unroll) keep the accumulators in registers: an iterator over the
         // array with a run-time length makes LLVM keep it in memory and store it on every k step.
         #[allow(clippy::needless_range_loop)]
@@ -171,21 +195,71 @@ mod imp {
             for r in 0..4 {
                 if 4 * q + r < rows {
                     // SAFETY: row row0 + 4q + r < rows of C, masked to its cols columns.
-                    unsafe { store::<ACT>(a, row0 + 4 * q + r, acc[q][r], mask) };
+                    unsafe { store::<ACT>(a, row0 + 4 * q + r, 0, a.cols, acc[q][r], mask) };
                 }
             }
         }
     }
 
-    /// Finishes row `row` of the tile (accumulate, epilogue) and stores the lanes of `mask` to C.
+    /// Every row of a block 9 to 16 columns wide, as `4 x 16` tiles: per k, two loads of B (one per
+    /// panel), four broadcasts of A, each feeding two FMAs.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn wide<const ACT: u8>(a: &Args) {
+        let panel = a.kc * 4;
+        let hi = a.cols - 8;
+        let mask = lanes(hi);
+        for p in 0..a.rows.div_ceil(4) {
+            let mut lo_acc = [_mm256_setzero_ps(); 4];
+            let mut hi_acc = [_mm256_setzero_ps(); 4];
+            // SAFETY: panel p holds kc * 4 values; both B panels' kc rows have 8 values each.
+            unsafe {
+                let mut x = a.a.add(p * panel);
+                let mut bp = a.b;
+                for _ in 0..a.kc {
+                    let b0 = _mm256_loadu_ps(bp);
+                    let b1 = _mm256_loadu_ps(bp.byte_offset(a.b_next));
+                    for r in 0..4 {
+                        let s = _mm256_broadcast_ss(&*x.add(r));
+                        lo_acc[r] = _mm256_fmadd_ps(s, b0, lo_acc[r]);
+                        hi_acc[r] = _mm256_fmadd_ps(s, b1, hi_acc[r]);
+                    }
+                    x = x.add(4);
+                    bp = bp.byte_offset(a.b_stride);
+                }
+            }
+            let row0 = p * 4;
+            let full = lanes(8);
+            #[allow(clippy::needless_range_loop)]
+            for r in 0..4 {
+                if row0 + r < a.rows {
+                    // SAFETY: row row0 + r < rows of C; columns 0..8 and 8..cols are C's.
+                    unsafe {
+                        store::<ACT>(a, row0 + r, 0, 8, lo_acc[r], full);
+                        store::<ACT>(a, row0 + r, 8, hi, hi_acc[r], mask);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finishes row `row`, columns `col0 .. col0 + cols` (at most 8) of the tile (accumulate, epilogue)
+    /// and stores the lanes of `mask` (the first `cols`) to C.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn store<const ACT: u8>(a: &Args, row: usize, mut v: __m256, mask: __m256i) {
-        // SAFETY: row < rows and the mask's lanes are the columns < cols, so every access is inside C's,
-        // the row vectors' and the column vector's valid elements.
+    unsafe fn store<const ACT: u8>(
+        a: &Args,
+        row: usize,
+        col0: usize,
+        cols: usize,
+        mut v: __m256,
+        mask: __m256i,
+    ) {
+        // SAFETY: row < rows and the mask's lanes are columns col0 .. col0 + cols <= a.cols, so every
+        // access is inside C's, the row vectors' and the column vector's valid elements.
         unsafe {
-            let c = a.c.byte_offset(row as isize * a.ldc);
-            let full = a.cols == 8;
+            let c = a.c.byte_offset(row as isize * a.ldc).add(col0);
+            let col_shift = a.col_shift.add(col0);
+            let full = cols == 8;
             if a.add {
                 let old = if full {
                     _mm256_loadu_ps(c)
@@ -198,9 +272,9 @@ mod imp {
                 let s = _mm256_set1_ps(*a.row_scale.add(row));
                 let t = _mm256_set1_ps(*a.row_shift.add(row));
                 let cs = if full {
-                    _mm256_loadu_ps(a.col_shift)
+                    _mm256_loadu_ps(col_shift)
                 } else {
-                    _mm256_maskload_ps(a.col_shift, mask)
+                    _mm256_maskload_ps(col_shift, mask)
                 };
                 v = act::<ACT>(_mm256_add_ps(_mm256_fmadd_ps(v, s, t), cs), a.slope);
             }

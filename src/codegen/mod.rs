@@ -22,6 +22,9 @@ pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
 pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
 
+/// The widest column block a wide GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
+pub const GEMM_WIDE_N: usize = 2 * TILE_N;
+
 /// Which implementation of the GEMM macro-kernel ([`KernelId::Gemm`]) a set of kernels uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmImpl {
