@@ -336,13 +336,16 @@ mod tests {
             factors[1].as_ptr() as i64,
             factors[2].as_ptr() as i64,
             0.125f32.to_bits() as i64,
+            // The second B panel (read when cols > 8) starts bs + 8 values after the first.
+            (4 * (bs + 8)) as i64,
         ];
         k.call(KernelId::Gemm(act), &args);
         c
     }
 
     /// Both implementations give the same bits on every tile shape, mode and activation, write only C's
-    /// `rows x cols` elements, and a B stride wider than a packed panel.
+    /// `rows x cols` elements, and a B stride wider than a packed panel. Wide calls (9 to 16 columns, AVX2
+    /// only) give the bits of two Cranelift calls, one per panel.
     #[test]
     fn avx2_and_cranelift_agree_bitwise() {
         if !super::supported() {
@@ -357,9 +360,9 @@ mod tests {
         let mut rand =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
         for rows in 1..=13usize {
-            for cols in 1..=8 {
+            for cols in 1..=16 {
                 for kc in [0, 1, 7, 33] {
-                    let (ldc, bs) = (11, 12);
+                    let (ldc, bs) = (19, 12);
                     let mut a = rand(rows.div_ceil(4) * 4 * kc);
                     // Zero padding past the last row, as `PackRows` leaves it.
                     for p in 0..kc {
@@ -367,14 +370,32 @@ mod tests {
                             a[(r / 4) * 4 * kc + p * 4 + r % 4] = 0.0;
                         }
                     }
-                    let b = rand(kc * bs + 8);
+                    // Two panels: the second's rows start bs + 8 values after the first's.
+                    let b = rand(kc * bs + 8 + bs + 8);
                     let factors = [rand(rows), rand(rows), rand(cols)];
-                    let c0 = rand(rows * ldc + 8);
+                    let c0 = rand(rows * ldc + 16);
                     for &act in &acts {
                         for mode in 0..4 {
                             let at = (rows, cols, kc, mode);
-                            let x = call(&lift, act, &a, &b, bs, &c0, ldc, at, &factors);
                             let y = call(&avx, act, &a, &b, bs, &c0, ldc, at, &factors);
+                            let x = if cols <= 8 {
+                                call(&lift, act, &a, &b, bs, &c0, ldc, at, &factors)
+                            } else {
+                                // The Cranelift kernel on each panel: columns 0..8, then 8..cols.
+                                let lo = (rows, 8, kc, mode);
+                                let x = call(&lift, act, &a, &b, bs, &c0, ldc, lo, &factors);
+                                let hi = (rows, cols - 8, kc, mode);
+                                let f = [
+                                    factors[0].clone(),
+                                    factors[1].clone(),
+                                    factors[2][8..].to_vec(),
+                                ];
+                                let mut x2 =
+                                    call(&lift, act, &a, &b[bs + 8..], bs, &x[8..], ldc, hi, &f);
+                                let mut x = x[..8].to_vec();
+                                x.append(&mut x2);
+                                x
+                            };
                             for (i, (x, y)) in x.iter().zip(&y).enumerate() {
                                 let inside = i / ldc < rows && i % ldc < cols;
                                 let (x0, c) = (x.to_bits(), c0[i].to_bits());
