@@ -128,7 +128,10 @@ impl MatMul {
             ldc: nu,
             groups: 1,
             images: 1,
-            panels_per_task: panels.div_ceil(2 * threads as u64).clamp(1, 16),
+            panels_per_task: super::lower::even_panels(
+                panels,
+                panels.div_ceil(2 * threads as u64).clamp(1, 16),
+            ),
             row_splits: 1,
         }));
         let pool = (threads > 1)
