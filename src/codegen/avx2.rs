@@ -7,6 +7,12 @@
 //! per k, one load of B's row and a broadcast of each of the 8 A values (two 4-row panels, so the packing
 //! layouts stay those of `pack.rs`) feed eight fused multiply-adds. A leftover panel uses a `4 x 8` tile.
 //!
+//! That tile spends one `vbroadcastss` per FMA, and on Zen 1 a ymm broadcast from memory also takes an FP
+//! pipe, which caps it near 32 GFLOP/s. So the kernel also takes two B panels per call (9 to 16 columns,
+//! the 14th argument `b_next_bytes`; what the runtime sends when [`Table::gemm_cols`](super::Table::gemm_cols)
+//! says so) and runs them as `4 x 16` tiles: per k, two loads of B, four broadcasts of A each feeding two
+//! FMAs, eight ymm accumulators (15 of the 16 ymm registers in use).
+//!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
 //! `fma(v, row_scale, row_shift) + col_shift`, then the activation), so both give the same bits. Edge
