@@ -62,6 +62,10 @@ fn matches_the_reference(gemm: GemmImpl) {
     shapes.push((67, 131, 45));
     shapes.push((9, 17, 600));
     shapes.push((33, 40, 513));
+    // Two-panel (16-column) calls of the AVX2 kernel, whole and with a short second panel or a lone last one.
+    for n in [9, 15, 16, 17, 24, 31, 32, 47] {
+        shapes.push((13, n, 300));
+    }
     for (m, n, k) in shapes {
         let a: Vec<f32> = (0..m * k)
             .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
@@ -112,7 +116,8 @@ fn activation(act: ActKind, x: f64, slope: f64) -> f64 {
     }
 }
 
-/// Edge tiles (rows 1..9, cols 1..8), depths of one k step, a few and two k blocks (KC = 256, so the second
+/// Edge tiles (rows 1..9; cols 1..8, and 9..16 wide for the AVX2 kernel's two-panel calls, in products up
+/// to 33 columns wide), depths of one k step, a few and two k blocks (KC = 256, so the second
 /// block accumulates onto the first), and every epilogue activation with non-trivial row scales, row and
 /// column shifts and a LeakyRelu slope, on each implementation; the two agree bitwise.
 #[test]
@@ -130,7 +135,7 @@ fn gemm_epilogues_and_edge_tiles_on_both_implementations() {
     };
     let slope = 0.1f32;
     for m in 1..=9 {
-        for n in [1, 2, 5, 7, 8, 9, 15] {
+        for n in [1, 2, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 33] {
             for k in [1, 7, 300] {
                 let a = rand(m * k, -1.0, 1.0);
                 let b = rand(k * n, -1.0, 1.0);

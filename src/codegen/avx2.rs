@@ -7,6 +7,12 @@
 //! per k, one load of B's row and a broadcast of each of the 8 A values (two 4-row panels, so the packing
 //! layouts stay those of `pack.rs`) feed eight fused multiply-adds. A leftover panel uses a `4 x 8` tile.
 //!
+//! That tile spends one `vbroadcastss` per FMA, and on Zen 1 a ymm broadcast from memory also takes an FP
+//! pipe, which caps it near 32 GFLOP/s. So the kernel also takes two B panels per call (9 to 16 columns,
+//! the 14th argument `b_next_bytes`; what the runtime sends when [`Table::gemm_cols`](super::Table::gemm_cols)
+//! says so) and runs them as `4 x 16` tiles: per k, two loads of B, four broadcasts of A each feeding two
+//! FMAs, eight ymm accumulators (15 of the 16 ymm registers in use).
+//!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
 //! `fma(v, row_scale, row_shift) + col_shift`, then the activation), so both give the same bits. Edge
@@ -78,6 +84,8 @@ mod imp {
         a: *const f32,
         b: *const f32,
         b_stride: isize,
+        /// Bytes from a row of B's first panel to the same row of its second (read only when cols > 8).
+        b_next: isize,
         c: *mut f32,
         ldc: isize,
         rows: usize,
@@ -92,19 +100,28 @@ mod imp {
     }
 
     /// # Safety
-    /// `args` points to the 13 arguments of `KernelId::Gemm`, and their addresses satisfy `call.rs`'s
-    /// contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way to get this pointer).
+    /// `args` points to the arguments of `KernelId::Gemm` (13, or 14 when cols > 8), and their addresses
+    /// satisfy `call.rs`'s contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way
+    /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let cols = v[6].clamp(0, super::super::GEMM_WIDE_N as i64) as usize;
+        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
+        let b_next = if cols > 8 {
+            unsafe { *args.add(13) }
+        } else {
+            0
+        };
         let a = Args {
             a: v[0] as *const f32,
             b: v[1] as *const f32,
             b_stride: v[2] as isize,
+            b_next: b_next as isize,
             c: v[3] as *mut f32,
             ldc: v[4] as isize,
             rows: v[5].max(0) as usize,
-            cols: v[6].clamp(0, 8) as usize,
+            cols,
             kc: v[7].max(0) as usize,
             add: v[8] & 1 != 0,
             last: v[8] & 2 != 0,
@@ -114,7 +131,13 @@ mod imp {
             slope: f32::from_bits(v[12] as u32),
         };
         // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
-        unsafe { panels::<ACT>(&a) }
+        unsafe {
+            if a.cols > 8 {
+                wide::<ACT>(&a)
+            } else {
+                panels::<ACT>(&a)
+            }
+        }
     }
 
     /// Every row of the block: pairs of 4-row panels as `8 x 8` tiles, then a last panel as a `4 x 8` tile.
@@ -135,6 +158,16 @@ mod imp {
                 _ => {}
             }
         }
+    }
+
+    /// The lanes of a half tile's `cols` columns.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(cols: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
     }
 
     /// The `4P x 8` tile of panels `p0 .. p0 + P`: the k loop, then the store.
@@ -160,10 +193,7 @@ mod imp {
         }
         let row0 = p0 * 4;
         let rows = a.rows.min(row0 + 4 * P) - row0;
-        let mask = _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(a.cols as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        );
+        let mask = lanes(a.cols);
         // Constant indices (the loops unroll) keep the accumulators in registers: an iterator over the
         // array with a run-time length makes LLVM keep it in memory and store it on every k step.
         #[allow(clippy::needless_range_loop)]
@@ -171,21 +201,71 @@ mod imp {
             for r in 0..4 {
                 if 4 * q + r < rows {
                     // SAFETY: row row0 + 4q + r < rows of C, masked to its cols columns.
-                    unsafe { store::<ACT>(a, row0 + 4 * q + r, acc[q][r], mask) };
+                    unsafe { store::<ACT>(a, row0 + 4 * q + r, 0, a.cols, acc[q][r], mask) };
                 }
             }
         }
     }
 
-    /// Finishes row `row` of the tile (accumulate, epilogue) and stores the lanes of `mask` to C.
+    /// Every row of a block 9 to 16 columns wide, as `4 x 16` tiles: per k, two loads of B (one per
+    /// panel), four broadcasts of A, each feeding two FMAs.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn wide<const ACT: u8>(a: &Args) {
+        let panel = a.kc * 4;
+        let hi = a.cols - 8;
+        let mask = lanes(hi);
+        for p in 0..a.rows.div_ceil(4) {
+            let mut lo_acc = [_mm256_setzero_ps(); 4];
+            let mut hi_acc = [_mm256_setzero_ps(); 4];
+            // SAFETY: panel p holds kc * 4 values; both B panels' kc rows have 8 values each.
+            unsafe {
+                let mut x = a.a.add(p * panel);
+                let mut bp = a.b;
+                for _ in 0..a.kc {
+                    let b0 = _mm256_loadu_ps(bp);
+                    let b1 = _mm256_loadu_ps(bp.byte_offset(a.b_next));
+                    for r in 0..4 {
+                        let s = _mm256_broadcast_ss(&*x.add(r));
+                        lo_acc[r] = _mm256_fmadd_ps(s, b0, lo_acc[r]);
+                        hi_acc[r] = _mm256_fmadd_ps(s, b1, hi_acc[r]);
+                    }
+                    x = x.add(4);
+                    bp = bp.byte_offset(a.b_stride);
+                }
+            }
+            let row0 = p * 4;
+            let full = lanes(8);
+            #[allow(clippy::needless_range_loop)]
+            for r in 0..4 {
+                if row0 + r < a.rows {
+                    // SAFETY: row row0 + r < rows of C; columns 0..8 and 8..cols are C's.
+                    unsafe {
+                        store::<ACT>(a, row0 + r, 0, 8, lo_acc[r], full);
+                        store::<ACT>(a, row0 + r, 8, hi, hi_acc[r], mask);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finishes row `row`, columns `col0 .. col0 + cols` (at most 8) of the tile (accumulate, epilogue)
+    /// and stores the lanes of `mask` (the first `cols`) to C.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn store<const ACT: u8>(a: &Args, row: usize, mut v: __m256, mask: __m256i) {
-        // SAFETY: row < rows and the mask's lanes are the columns < cols, so every access is inside C's,
-        // the row vectors' and the column vector's valid elements.
+    unsafe fn store<const ACT: u8>(
+        a: &Args,
+        row: usize,
+        col0: usize,
+        cols: usize,
+        mut v: __m256,
+        mask: __m256i,
+    ) {
+        // SAFETY: row < rows and the mask's lanes are columns col0 .. col0 + cols <= a.cols, so every
+        // access is inside C's, the row vectors' and the column vector's valid elements.
         unsafe {
-            let c = a.c.byte_offset(row as isize * a.ldc);
-            let full = a.cols == 8;
+            let c = a.c.byte_offset(row as isize * a.ldc).add(col0);
+            let col_shift = a.col_shift.add(col0);
+            let full = cols == 8;
             if a.add {
                 let old = if full {
                     _mm256_loadu_ps(c)
@@ -198,9 +278,9 @@ mod imp {
                 let s = _mm256_set1_ps(*a.row_scale.add(row));
                 let t = _mm256_set1_ps(*a.row_shift.add(row));
                 let cs = if full {
-                    _mm256_loadu_ps(a.col_shift)
+                    _mm256_loadu_ps(col_shift)
                 } else {
-                    _mm256_maskload_ps(a.col_shift, mask)
+                    _mm256_maskload_ps(col_shift, mask)
                 };
                 v = act::<ACT>(_mm256_add_ps(_mm256_fmadd_ps(v, s, t), cs), a.slope);
             }
@@ -262,13 +342,16 @@ mod tests {
             factors[1].as_ptr() as i64,
             factors[2].as_ptr() as i64,
             0.125f32.to_bits() as i64,
+            // The second B panel (read when cols > 8) starts bs + 8 values after the first.
+            (4 * (bs + 8)) as i64,
         ];
         k.call(KernelId::Gemm(act), &args);
         c
     }
 
     /// Both implementations give the same bits on every tile shape, mode and activation, write only C's
-    /// `rows x cols` elements, and a B stride wider than a packed panel.
+    /// `rows x cols` elements, and a B stride wider than a packed panel. Wide calls (9 to 16 columns, AVX2
+    /// only) give the bits of two Cranelift calls, one per panel.
     #[test]
     fn avx2_and_cranelift_agree_bitwise() {
         if !super::supported() {
@@ -283,9 +366,9 @@ mod tests {
         let mut rand =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
         for rows in 1..=13usize {
-            for cols in 1..=8 {
+            for cols in 1..=16 {
                 for kc in [0, 1, 7, 33] {
-                    let (ldc, bs) = (11, 12);
+                    let (ldc, bs) = (19, 12);
                     let mut a = rand(rows.div_ceil(4) * 4 * kc);
                     // Zero padding past the last row, as `PackRows` leaves it.
                     for p in 0..kc {
@@ -293,14 +376,32 @@ mod tests {
                             a[(r / 4) * 4 * kc + p * 4 + r % 4] = 0.0;
                         }
                     }
-                    let b = rand(kc * bs + 8);
+                    // Two panels: the second's rows start bs + 8 values after the first's.
+                    let b = rand(kc * bs + 8 + bs + 8);
                     let factors = [rand(rows), rand(rows), rand(cols)];
-                    let c0 = rand(rows * ldc + 8);
+                    let c0 = rand(rows * ldc + 16);
                     for &act in &acts {
                         for mode in 0..4 {
                             let at = (rows, cols, kc, mode);
-                            let x = call(&lift, act, &a, &b, bs, &c0, ldc, at, &factors);
                             let y = call(&avx, act, &a, &b, bs, &c0, ldc, at, &factors);
+                            let x = if cols <= 8 {
+                                call(&lift, act, &a, &b, bs, &c0, ldc, at, &factors)
+                            } else {
+                                // The Cranelift kernel on each panel: columns 0..8, then 8..cols.
+                                let lo = (rows, 8, kc, mode);
+                                let x = call(&lift, act, &a, &b, bs, &c0, ldc, lo, &factors);
+                                let hi = (rows, cols - 8, kc, mode);
+                                let f = [
+                                    factors[0].clone(),
+                                    factors[1].clone(),
+                                    factors[2][8..].to_vec(),
+                                ];
+                                let mut x2 =
+                                    call(&lift, act, &a, &b[bs + 8..], bs, &x[8..], ldc, hi, &f);
+                                let mut x = x[..8].to_vec();
+                                x.append(&mut x2);
+                                x
+                            };
                             for (i, (x, y)) in x.iter().zip(&y).enumerate() {
                                 let inside = i / ldc < rows && i % ldc < cols;
                                 let (x0, c) = (x.to_bits(), c0[i].to_bits());

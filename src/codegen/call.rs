@@ -7,13 +7,13 @@
 //! every address from a plan whose views were checked against their buffers when the program was built,
 //! and by holding its memory exclusively while it runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cranelift_module::{FuncId, Module};
 
 use super::avx2::{self, KernelFn};
 use super::jit::{CodegenError, Jit};
-use super::{GemmImpl, KernelId};
+use super::{ActKind, GemmImpl, KernelId, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
 pub struct Kernels {
@@ -49,11 +49,13 @@ impl Kernels {
         let mut defined: Vec<(KernelId, FuncId)> = Vec::new();
         let mut fns = BTreeMap::new();
         let mut instructions = 0;
+        let mut wide = BTreeSet::new();
         for id in ids {
             // `avx2::entry` returns a function only when the CPU has AVX2 and FMA.
             if let (GemmImpl::Avx2, KernelId::Gemm(act)) = (gemm, id) {
                 if let Some(f) = avx2::entry(act) {
                     fns.insert(id, f);
+                    wide.insert(id);
                     continue;
                 }
             }
@@ -72,14 +74,14 @@ impl Kernels {
         }
         Ok(Kernels {
             _jit: jit,
-            table: Table(fns),
+            table: Table { fns, wide },
             instructions,
             gemm,
         })
     }
 
     pub fn ids(&self) -> impl Iterator<Item = KernelId> + '_ {
-        self.table.0.keys().copied()
+        self.table.fns.keys().copied()
     }
 
     /// Runs kernel `id` (see [`Table::call`]).
@@ -95,16 +97,30 @@ impl Kernels {
 }
 
 /// Entry points of compiled kernels.
-pub struct Table(BTreeMap<KernelId, KernelFn>);
+pub struct Table {
+    fns: BTreeMap<KernelId, KernelFn>,
+    /// The `Gemm` kernels that take up to [`GEMM_WIDE_N`] columns per call (the AVX2 ones).
+    wide: BTreeSet<KernelId>,
+}
 
 impl Table {
+    /// The most columns one call of `KernelId::Gemm(act)` takes: [`GEMM_WIDE_N`] for the AVX2 kernel,
+    /// [`TILE_N`] for the Cranelift one.
+    pub fn gemm_cols(&self, act: ActKind) -> usize {
+        if self.wide.contains(&KernelId::Gemm(act)) {
+            GEMM_WIDE_N
+        } else {
+            TILE_N
+        }
+    }
+
     /// Runs kernel `id` on `args`, laid out as its [`KernelId`] documents. The caller guarantees the
     /// module's contract (see the module documentation) for every address in `args`.
     ///
     /// # Panics
     /// If `id` was not compiled into this set (a caller's bug).
     pub(crate) fn call(&self, id: KernelId, args: &[i64]) {
-        let f = self.0[&id];
+        let f = self.fns[&id];
         // SAFETY: `f` reads its arguments from `args` (alive for the call); the memory they address is
         // valid, exclusively the kernel's, and large enough, by the module's contract.
         unsafe { f(args.as_ptr()) }

@@ -22,6 +22,9 @@ pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
 pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
 
+/// The widest column block a wide GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
+pub const GEMM_WIDE_N: usize = 2 * TILE_N;
+
 /// Which implementation of the GEMM macro-kernel ([`KernelId::Gemm`]) a set of kernels uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmImpl {
@@ -80,6 +83,12 @@ pub enum KernelId {
     /// at `b + p * b_stride_bytes` with 8 readable values. `mode` bit 0: add to C's values; bit 1: last
     /// block, so apply the epilogue `act(v * row_scale[r] + row_shift[r] + col_shift[c])` (pointers to the
     /// entries of the first row and column).
+    ///
+    /// Wide kernels (the AVX2 one: [`Table::gemm_cols`] is [`GEMM_WIDE_N`]) also take two column panels
+    /// at once, 8 < cols <= 16, with a 14th argument `b_next_bytes`: columns 8.. are those of a second B
+    /// panel whose row `p` is at `b + p * b_stride_bytes + b_next_bytes`, again with 8 readable values.
+    /// The argument is read only when cols > 8, and each element is computed exactly as by two calls of
+    /// 8 columns (one per panel), so results do not depend on how columns are grouped into calls.
     Gemm(ActKind),
     /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs]`: for each input
     /// channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * 8 + j] =

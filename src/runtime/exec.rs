@@ -348,6 +348,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let res = |a: Addr| bases.resolve(a, scratch);
     let out = g.out.at(image * g.out_image_stride + group * g.m * g.ldc);
     let weights = g.weights.at(group * g.group_weight_stride);
+    // Whether this GEMM's kernel takes two column panels (16 columns) per call.
+    let wide = k.gemm_cols(g.act) > TILE_N;
     // An empty product still runs one (empty) block, for its epilogue.
     let starts: Vec<u64> = if g.k == 0 {
         vec![0]
@@ -376,43 +378,60 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 // Rows of B in this k block: input channels ci0..ci1 (k blocks hold whole channels).
                 let (ci0, ci1) = (k0 / taps, (k0 + kc) / taps);
                 let a_panels = row_panels as usize;
-                for p in p0..p1 {
+                let a_off = crate::codegen::panel_offset(
+                    a_panels,
+                    TILE_M,
+                    g.k as usize,
+                    g.kblock as usize,
+                    k0 as usize,
+                    (r0 / TILE_M as u64) as usize,
+                ) as u64;
+                // B of panel p: read in place (direct, a whole panel), or packed into its scratch slot.
+                let panel_b = |p: u64| -> (i64, i64, bool) {
                     let col0 = p * TILE_N as u64;
-                    let cols = (TILE_N as u64).min(g.n - col0);
-                    let (b, bs) = if direct && cols == TILE_N as u64 {
-                        (res(x.at(ci0 * plane + col0)), 4 * plane as i64)
-                    } else {
-                        let slot = Addr {
-                            region: Region::Scratch,
-                            offset: (p - p0) * g.kblock * TILE_N as u64,
-                        };
-                        let (pattern, base) = panels[p as usize];
-                        let pattern = pattern as u64;
-                        k.call(
-                            KernelId::PackPatches,
-                            &[
-                                res(x) + 4 * base as i64,
-                                res(slot),
-                                taps as i64,
-                                res(table.at(pattern * taps * TILE_N as u64)),
-                                ci0 as i64,
-                                ci1 as i64,
-                                plane as i64,
-                                res(runs.at(pattern * taps)),
-                            ],
-                        );
-                        (res(slot), (TILE_N * 4) as i64)
+                    if direct && g.n - col0 >= TILE_N as u64 {
+                        return (res(x.at(ci0 * plane + col0)), 4 * plane as i64, true);
+                    }
+                    let slot = Addr {
+                        region: Region::Scratch,
+                        offset: (p - p0) * g.kblock * TILE_N as u64,
                     };
-                    let a_off = crate::codegen::panel_offset(
-                        a_panels,
-                        TILE_M,
-                        g.k as usize,
-                        g.kblock as usize,
-                        k0 as usize,
-                        (r0 / TILE_M as u64) as usize,
-                    ) as u64;
+                    let (pattern, base) = panels[p as usize];
+                    let pattern = pattern as u64;
+                    k.call(
+                        KernelId::PackPatches,
+                        &[
+                            res(x) + 4 * base as i64,
+                            res(slot),
+                            taps as i64,
+                            res(table.at(pattern * taps * TILE_N as u64)),
+                            ci0 as i64,
+                            ci1 as i64,
+                            plane as i64,
+                            res(runs.at(pattern * taps)),
+                        ],
+                    );
+                    (res(slot), (TILE_N * 4) as i64, false)
+                };
+                let mut p = p0;
+                while p < p1 {
+                    let col0 = p * TILE_N as u64;
+                    let (b, bs, in_place) = panel_b(p);
+                    // Two panels per call when the kernel takes them and both are read the same way
+                    // (the second at a fixed distance from the first, with the same row stride).
+                    let mut step = 1;
+                    let mut b_next = 0;
+                    if wide && p + 1 < p1 {
+                        let pair_in_place = direct && g.n - col0 >= 2 * TILE_N as u64;
+                        if in_place == pair_in_place {
+                            let (b1, _, _) = panel_b(p + 1);
+                            (step, b_next) = (2, b1 - b);
+                        }
+                    }
+                    let cols = (step * TILE_N as u64).min(g.n - col0);
                     let at = (group, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, weights.at(a_off), b, bs, out, at);
+                    call_gemm(g, k, &res, weights.at(a_off), (b, bs, b_next), out, at);
+                    p += step;
                 }
             }
             Form::Dense { input, ld } => {
@@ -438,10 +457,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     );
                 }
                 let b_panels = g.col_panels() as usize;
-                for p in p0..p1 {
-                    let col0 = p * TILE_N as u64;
-                    let cols = (TILE_N as u64).min(g.n - col0);
-                    let b_off = crate::codegen::panel_offset(
+                let b_off = |p: u64| {
+                    let off = crate::codegen::panel_offset(
                         b_panels,
                         TILE_N,
                         g.k as usize,
@@ -449,13 +466,25 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         k0 as usize,
                         p as usize,
                     ) as u64;
-                    let a = Addr {
-                        region: Region::Scratch,
-                        offset: 0,
+                    res(weights.at(off))
+                };
+                let a = Addr {
+                    region: Region::Scratch,
+                    offset: 0,
+                };
+                let mut p = p0;
+                while p < p1 {
+                    let col0 = p * TILE_N as u64;
+                    let b = b_off(p);
+                    let (step, b_next) = if wide && p + 1 < p1 {
+                        (2, b_off(p + 1) - b)
+                    } else {
+                        (1, 0)
                     };
-                    let b = res(weights.at(b_off));
+                    let cols = (step * TILE_N as u64).min(g.n - col0);
                     let at = (0, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, a, b, (TILE_N * 4) as i64, out, at);
+                    call_gemm(g, k, &res, a, (b, (TILE_N * 4) as i64, b_next), out, at);
+                    p += step;
                 }
             }
         }
@@ -471,8 +500,7 @@ fn call_gemm(
     k: &Table,
     res: &dyn Fn(Addr) -> i64,
     a: Addr,
-    b: i64,
-    bs: i64,
+    (b, bs, b_next): (i64, i64, i64),
     out: Addr,
     (group, r0, r1, col0, cols, kc, mode): Tile,
 ) {
@@ -497,6 +525,7 @@ fn call_gemm(
             res(g.row_shift.at(rs)),
             res(g.col_shift.at(cs)),
             g.slope.to_bits() as i64,
+            b_next,
         ],
     );
 }

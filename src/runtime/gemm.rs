@@ -128,7 +128,10 @@ impl MatMul {
             ldc: nu,
             groups: 1,
             images: 1,
-            panels_per_task: panels.div_ceil(2 * threads as u64).clamp(1, 16),
+            panels_per_task: super::lower::even_panels(
+                panels,
+                panels.div_ceil(2 * threads as u64).clamp(1, 16),
+            ),
             row_splits: 1,
         }));
         let pool = (threads > 1)
@@ -192,50 +195,62 @@ mod probe {
                 continue;
             }
             let k = Kernels::compile_with(&[KernelId::Gemm(ActKind::Identity)], gemm).unwrap();
-            for (m, kc) in [
-                (24usize, 128usize),
-                (64, 256),
-                (256, 256),
-                (256, 64),
-                (64, 576),
-            ] {
-                let a =
-                    vec![0.5f32; m.div_ceil(crate::codegen::TILE_M) * crate::codegen::TILE_M * kc];
-                let b = vec![0.25f32; kc * 8];
-                let mut c = vec![0.0f32; m * 8];
-                let ones = vec![1.0f32; m + 8];
-                let zeros = vec![0.0f32; m + 8];
-                let args = [
-                    a.as_ptr() as i64,
-                    b.as_ptr() as i64,
-                    32,
-                    c.as_mut_ptr() as i64,
-                    32,
-                    m as i64,
-                    8,
-                    kc as i64,
-                    2,
-                    ones.as_ptr() as i64,
-                    zeros.as_ptr() as i64,
-                    zeros.as_ptr() as i64,
-                    0,
-                ];
-                // The best of several short trials: the machine may be shared.
-                let reps = 2000 * 64 * 256 / (m * kc);
-                let best = (0..10)
-                    .map(|_| {
-                        let t = std::time::Instant::now();
-                        for _ in 0..reps {
-                            k.call(KernelId::Gemm(ActKind::Identity), &args);
-                        }
-                        t.elapsed().as_secs_f64()
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                eprintln!(
-                    "{:<9} m={m} kc={kc}: {:.1} GFLOP/s",
-                    gemm.name(),
-                    2.0 * (m * kc * 8 * reps) as f64 / best / 1e9
-                );
+            // Columns per call: the AVX2 kernel also takes two B panels (16 columns) at once.
+            let widths: &[usize] = if gemm == GemmImpl::Avx2 {
+                &[8, 16]
+            } else {
+                &[8]
+            };
+            for &n in widths {
+                for (m, kc) in [
+                    (24usize, 128usize),
+                    (64, 256),
+                    (256, 256),
+                    (256, 64),
+                    (64, 576),
+                ] {
+                    let a = vec![
+                        0.5f32;
+                        m.div_ceil(crate::codegen::TILE_M) * crate::codegen::TILE_M * kc
+                    ];
+                    // Two packed panels, one after the other.
+                    let b = vec![0.25f32; 2 * kc * 8];
+                    let mut c = vec![0.0f32; m * n];
+                    let ones = vec![1.0f32; m + 16];
+                    let zeros = vec![0.0f32; m + 16];
+                    let args = [
+                        a.as_ptr() as i64,
+                        b.as_ptr() as i64,
+                        32,
+                        c.as_mut_ptr() as i64,
+                        4 * n as i64,
+                        m as i64,
+                        n as i64,
+                        kc as i64,
+                        2,
+                        ones.as_ptr() as i64,
+                        zeros.as_ptr() as i64,
+                        zeros.as_ptr() as i64,
+                        0,
+                        32 * kc as i64,
+                    ];
+                    // The best of several short trials: the machine may be shared.
+                    let reps = 2000 * 64 * 256 * 8 / (m * kc * n);
+                    let best = (0..10)
+                        .map(|_| {
+                            let t = std::time::Instant::now();
+                            for _ in 0..reps {
+                                k.call(KernelId::Gemm(ActKind::Identity), &args);
+                            }
+                            t.elapsed().as_secs_f64()
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    eprintln!(
+                        "{:<9} {m}x{n} kc={kc}: {:.1} GFLOP/s",
+                        gemm.name(),
+                        2.0 * (m * kc * n * reps) as f64 / best / 1e9
+                    );
+                }
             }
         }
     }

@@ -261,7 +261,12 @@ impl Program {
 
     /// The most scratch memory one task uses, in bytes (each thread holds that much while it runs).
     pub fn scratch_bytes(&self) -> u64 {
-        4 * self.steps.iter().map(|k| k.exec.scratch()).max().unwrap_or(0)
+        4 * self
+            .steps
+            .iter()
+            .map(|k| k.exec.scratch())
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn kernel_ids(&self) -> Vec<KernelId> {

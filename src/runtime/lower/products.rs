@@ -317,7 +317,7 @@ impl Lower<'_> {
             ldc,
             groups: 1,
             images: 1,
-            panels_per_task: panels.div_ceil(16).max(1),
+            panels_per_task: even_panels(panels, panels.div_ceil(16).max(1)),
             row_splits: 1,
         }
     }
@@ -389,13 +389,25 @@ impl Lower<'_> {
 
 /// How a convolution's work splits: column panels per task, and row shares per column block, aiming at
 /// 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64 columns) so a task
-/// re-reads its block of A from L2 rather than memory.
+/// re-reads its block of A from L2 rather than memory. Blocks hold an even number of panels (see
+/// [`even_panels`]).
 fn split(images: u64, panels: u64, m: u64) -> (u64, u64) {
-    let per_task = (panels * images / 16).clamp(1, 8);
+    let per_task = even_panels(panels, (panels * images / 16).clamp(1, 8));
     let blocks = images * panels.div_ceil(per_task);
     let row_panels = m.div_ceil(TILE_M as u64);
     let splits = 16u64
         .div_ceil(blocks)
         .clamp(1, row_panels.div_ceil(8).max(1));
     (per_task, splits)
+}
+
+/// `per_task` rounded up to an even number of panels when there are several: a wide GEMM kernel (the AVX2
+/// one) takes two panels per call, but only within a task, so an odd block would leave one panel per
+/// block to an 8-column call. Grouping never changes results (each element gets the same operations).
+pub(crate) fn even_panels(panels: u64, per_task: u64) -> u64 {
+    if panels > 1 {
+        per_task.next_multiple_of(2)
+    } else {
+        per_task
+    }
 }
