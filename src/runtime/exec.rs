@@ -150,7 +150,10 @@ impl Gemm {
     pub fn scratch(&self) -> u64 {
         match self.form {
             Form::Conv { .. } => self.panels_per_task * self.kblock * TILE_N as u64,
-            Form::Dense { .. } => self.m.div_ceil(TILE_M as u64) * self.kblock * TILE_M as u64,
+            Form::Dense { .. } => {
+                let panels = self.m.div_ceil(TILE_M as u64);
+                panels.div_ceil(self.row_splits) * self.kblock * TILE_M as u64
+            }
         }
     }
 }

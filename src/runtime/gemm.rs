@@ -132,7 +132,7 @@ impl MatMul {
                 panels,
                 panels.div_ceil(2 * threads as u64).clamp(1, 16),
             ),
-            row_splits: 1,
+            row_splits: super::lower::dense_row_splits(mu),
         }));
         let pool = (threads > 1)
             .then(|| {

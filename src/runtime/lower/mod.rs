@@ -12,7 +12,7 @@ use crate::tensor::Weights;
 
 use super::exec::{Addr, Arg, Exec, Region, Simple};
 use super::CompileError;
-pub(crate) use products::even_panels;
+pub(crate) use products::{dense_row_splits, even_panels};
 use products::Epilogue;
 
 /// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
