@@ -1,4 +1,4 @@
-//! Whole models on the JIT: inference latency of LeNet-5, ResNet-18 and ResNet-50 at batch 1 and 8 on two
+//! Whole models on the JIT, fused as the commands compile them: inference latency of LeNet-5, ResNet-18 and ResNet-50 at batch 1 and 8 on two
 //! threads, and compile time (text to native code, weights packed) of every zoo model. Weights come from
 //! the models' initializers; inputs are uniform in [-1, 1).
 
@@ -8,8 +8,16 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nnc::runtime::Program;
 use nnc::tensor::{self, Rng};
 
+/// What `nnc compile`, `nnc run` and `nnc bench` compile: the graph after the inference optimizations.
+fn options() -> nnc::Options {
+    nnc::Options {
+        optimize: true,
+        ..nnc::Options::default()
+    }
+}
+
 fn graph(path: &str) -> nnc::ir::Graph {
-    nnc::compile(Path::new(path), &nnc::Options::default())
+    nnc::compile(Path::new(path), &options())
         .graph
         .expect("zoo models compile")
 }
@@ -55,7 +63,7 @@ fn compile_time(c: &mut Criterion) {
         let weights = tensor::initialize(&g, 0);
         group.bench_function(&name, |b| {
             b.iter(|| {
-                let c = nnc::compile_text(&path, text.clone(), &nnc::Options::default());
+                let c = nnc::compile_text(&path, text.clone(), &options());
                 let g = c.graph.expect("compiles");
                 let plan = nnc::plan::build(&g, 1);
                 Program::compile(&g, &plan, &weights, 2).expect("compiles")
