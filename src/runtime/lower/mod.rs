@@ -12,8 +12,8 @@ use crate::tensor::Weights;
 
 use super::exec::{Addr, Arg, Exec, Region, Simple};
 use super::CompileError;
-pub(crate) use products::{dense_row_splits, even_panels};
 use products::Epilogue;
+pub(crate) use products::{dense_row_splits, even_panels};
 
 /// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
 const CHUNK: u64 = 16384;
