@@ -50,6 +50,21 @@ pub struct Compilation {
 }
 
 impl Compilation {
+    /// A compilation that stopped before producing a graph.
+    fn failed(
+        sources: SourceMap,
+        diags: Vec<Diagnostic>,
+        timings: Vec<(String, Duration)>,
+    ) -> Compilation {
+        Compilation {
+            sources,
+            diags,
+            graph: None,
+            timings,
+            decisions: Vec::new(),
+        }
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diags.iter().any(Diagnostic::is_error)
     }
@@ -66,13 +81,7 @@ pub fn compile(path: &Path, options: &Options) -> Compilation {
         None => {
             let d =
                 Diagnostic::global(Code::BadImport, format!("cannot read `{}`", path.display()));
-            Compilation {
-                sources,
-                diags: vec![d],
-                graph: None,
-                timings: Vec::new(),
-                decisions: Vec::new(),
-            }
+            Compilation::failed(sources, vec![d], Vec::new())
         }
     }
 }
@@ -95,26 +104,14 @@ fn finish(
 ) -> Compilation {
     let mut timings = vec![("parse".to_string(), start.elapsed())];
     if diags.iter().any(Diagnostic::is_error) {
-        return Compilation {
-            sources,
-            diags,
-            graph: None,
-            timings,
-            decisions: Vec::new(),
-        };
+        return Compilation::failed(sources, diags, timings);
     }
     let t = std::time::Instant::now();
     let (graph, mut lower_diags) = lower::lower(&program, !options.allow_no_model);
     timings.push(("lower".to_string(), t.elapsed()));
     diags.append(&mut lower_diags);
     let Some(mut graph) = graph else {
-        return Compilation {
-            sources,
-            diags,
-            graph: None,
-            timings,
-            decisions: Vec::new(),
-        };
+        return Compilation::failed(sources, diags, timings);
     };
     let pipeline = passes::Pipeline {
         until: options.until.as_deref(),
@@ -133,13 +130,7 @@ fn finish(
                     "this is a bug in nnc, not in your model; please report it with the .nn file",
                 ),
             );
-            return Compilation {
-                sources,
-                diags,
-                graph: None,
-                timings,
-                decisions: Vec::new(),
-            };
+            return Compilation::failed(sources, diags, timings);
         }
     };
     Compilation {
