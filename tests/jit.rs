@@ -216,7 +216,7 @@ fn odd_convolutions_and_pools_agree_at_several_batches() {
 fn random_layers_agree_with_the_interpreter() {
     let mut rng = Rng::new(11);
     let mut pick = |n: u64| rng.next_u64() % n;
-    for case in 0..40 {
+    for case in 0..60 {
         let groups = [1, 1, 2, 3][pick(4) as usize];
         let cin = groups * (1 + pick(5));
         let cout = groups * (1 + pick(6));
@@ -228,7 +228,7 @@ fn random_layers_agree_with_the_interpreter() {
         let act = ["relu", "sigmoid", "tanh", "leaky_relu", "identity"][pick(5) as usize];
         let oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
         let ow = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
-        let (tail, out) = match pick(4) {
+        let (tail, out) = match pick(5) {
             0 => (
                 "|> batchnorm |> maxpool(2, stride=1, padding=1)",
                 format!("{cout}, {}, {}", oh + 1, ow + 1),
@@ -238,6 +238,15 @@ fn random_layers_agree_with_the_interpreter() {
                 format!("{cout}, {}, {}", oh + 1, ow + 1),
             ),
             2 => ("|> lrn(3) |> global_avgpool |> flatten", format!("{cout}")),
+            // Strided windows: the pooling kernel's strided run.
+            3 if case % 2 == 0 => (
+                "|> maxpool(3, stride=2, padding=1)",
+                format!("{cout}, {}, {}", (oh - 1) / 2 + 1, (ow - 1) / 2 + 1),
+            ),
+            3 => (
+                "|> avgpool(3, stride=2, padding=1, count_include_pad=false)",
+                format!("{cout}, {}, {}", (oh - 1) / 2 + 1, (ow - 1) / 2 + 1),
+            ),
             _ => ("|> batchnorm", format!("{cout}, {oh}, {ow}")),
         };
         let text = format!(

@@ -116,13 +116,13 @@ pub enum KernelId {
     /// `[dst, n, value]` (value f32).
     Fill,
     /// Pooling over planes with window tables: `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row,
-    /// v_lo, v_hi, v_start, v_count, v_step]`.
+    /// v_lo, v_hi, v_start, v_count, v_step, v_stride]`.
     /// `rows` and `cols` are i32 triples `(start, count, step)` per output row and column (input rows
     /// `start + i * step` for `i < count`); `div` the f32 divisor per output row and column (`div[o]` for
     /// rows, `div[oh + o]` for columns; averaging divides by their product). Plane `q` of `x` starts at
     /// `q * in_plane`, of `y` at `q * oh * ow`. A max over no element is -inf. `row` is scratch for `iw` values.
-    /// Output columns `v_lo..v_hi` (a multiple of 4 long) have the windows `(v_start + c - v_lo, v_count,
-    /// v_step)`: they are computed four at a time.
+    /// Output columns `v_lo..v_hi` (a multiple of 4 long) have the windows `(v_start + (c - v_lo) * v_stride,
+    /// v_count, v_step)`: they are computed four at a time (`v_stride` >= 1; the last argument).
     MaxPool,
     AvgPool,
     /// `[idx, table, y, count, dim]`: `y[i * dim ..] = table[idx[i] * dim ..]`, `idx` i32, checked before.

@@ -2,9 +2,12 @@
 //! columns each output row and column reads (padding, ceil mode, dilation, adaptive windows) and the
 //! divisors, so one kernel serves max, average, adaptive and global pooling. Windows are separable, so each
 //! output row is computed in two passes: the window's input rows are reduced into a row buffer four columns
-//! at a time (vector loads, scalar tail), then each output column reduces its few entries of that buffer.
+//! at a time (vector loads, scalar tail), then each output column reduces its few entries of that buffer:
+//! four columns at a time where windows are whole and one column apart, and where they are whole and several
+//! columns apart (strided pooling), every window position is reduced four at a time and the columns pick
+//! theirs.
 
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{I32, I64};
 use cranelift_codegen::ir::{Function, InstBuilder, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
@@ -33,13 +36,15 @@ fn combine(kb: &mut Kb, lanes: Lanes, max: bool, acc: Value, v: Value) -> Value 
     }
 }
 
-/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step]`: see
+/// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step,
+/// v_stride]`: see
 /// [`super::KernelId::MaxPool`].
 pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
         let [x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row] =
             [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|i| kb.arg(i));
-        let [v_lo, v_hi, v_start, v_count, v_step] = [11, 12, 13, 14, 15].map(|i| kb.arg(i));
+        let [v_lo, v_hi, v_start, v_count, v_step, v_stride] =
+            [11, 12, 13, 14, 15, 16].map(|i| kb.arg(i));
         let init = if max { f32::NEG_INFINITY } else { 0.0 };
         let out_plane = kb.b.ins().imul(oh, ow);
         kb.for_n(planes, |kb, q| {
@@ -97,15 +102,58 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                     let t = triple(kb, cols, c);
                     column(kb, Lanes::One, c, t);
                 });
-                kb.for_range(v_lo, v_hi, 4, |kb, c| {
-                    let rel = kb.b.ins().isub(c, v_lo);
-                    let ws = kb.b.ins().iadd(v_start, rel);
-                    column(kb, Lanes::Four, c, [ws, v_count, v_step]);
-                });
                 kb.for_range(v_hi, ow, 1, |kb, c| {
                     let t = triple(kb, cols, c);
                     column(kb, Lanes::One, c, t);
                 });
+                let unit = kb.b.ins().icmp_imm_s(IntCC::Equal, v_stride, 1);
+                kb.if_else(
+                    unit,
+                    |kb| {
+                        kb.for_range(v_lo, v_hi, 4, |kb, c| {
+                            let rel = kb.b.ins().isub(c, v_lo);
+                            let ws = kb.b.ins().iadd(v_start, rel);
+                            column(kb, Lanes::Four, c, [ws, v_count, v_step]);
+                        });
+                    },
+                    |kb| {
+                        // Windows `v_stride` columns apart: first every window position of the run
+                        // reduced in place, `row[i] = reduce_j row[i + j * v_step]` (ascending, so each
+                        // read is still the input), four positions at a time; then each output column
+                        // picks its window's position.
+                        let run = kb.b.ins().isub(v_hi, v_lo);
+                        let last = kb.b.ins().iadd_imm_s(run, -1);
+                        let span = kb.b.ins().imul(last, v_stride);
+                        let span = kb.b.ins().iadd_imm_s(span, 1);
+                        let rs = kb.addr(row, v_start, 4);
+                        kb.for_lanes(span, |kb, lanes, i| {
+                            let start = kb.fconst(lanes, init);
+                            let acc = kb.var(lanes.float(), start);
+                            kb.for_n(v_count, |kb, j| {
+                                let at = kb.b.ins().imul(j, v_step);
+                                let at = kb.b.ins().iadd(at, i);
+                                let v = kb.load(lanes, rs, at);
+                                let cur = kb.b.use_var(acc);
+                                let next = combine(kb, lanes, max, cur, v);
+                                kb.b.def_var(acc, next);
+                            });
+                            let v = kb.b.use_var(acc);
+                            kb.store(v, rs, i);
+                        });
+                        kb.for_range(v_lo, v_hi, 1, |kb, c| {
+                            let rel = kb.b.ins().isub(c, v_lo);
+                            let at = kb.b.ins().imul(rel, v_stride);
+                            let mut v = kb.load(Lanes::One, rs, at);
+                            if !max {
+                                let oc = kb.b.ins().iadd(oh, c);
+                                let cdiv = kb.load(Lanes::One, div, oc);
+                                let d = kb.b.ins().fmul(rdiv, cdiv);
+                                v = kb.b.ins().fdiv(v, d);
+                            }
+                            kb.store(v, yr, c);
+                        });
+                    },
+                );
             });
         });
     })

@@ -313,7 +313,8 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
 
 fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let (image, chunk) = (t / x.chunks, t % x.chunks);
-    let mut args = [0i64; 16];
+    // The longest argument list of a simple kernel (pooling) has 17 entries.
+    let mut args = [0i64; 17];
     for (slot, a) in args.iter_mut().zip(&x.args) {
         *slot = match *a {
             Arg::Ptr {

@@ -81,29 +81,30 @@ pub fn tables(
     (rows, cols, divs, is_max)
 }
 
-/// The longest run of output columns whose windows are whole and one column apart, cut to a multiple of 4:
-/// `[lo, hi, start of lo's window, count, step]`, or all zeros.
-pub fn vector_run(cols: &[i32]) -> [i64; 5] {
+/// The longest run of output columns whose windows are whole and evenly spaced, cut to a multiple of 4:
+/// `[lo, hi, start of lo's window, count, step, spacing]`, or all zeros.
+pub fn vector_run(cols: &[i32]) -> [i64; 6] {
     let t: Vec<[i32; 3]> = cols.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     let full = t.iter().map(|w| w[1]).max().unwrap_or(0);
-    let (mut best, mut i) = ((0, 0), 0);
+    let (mut best, mut i) = ((0, 0, 1), 0);
     while i < t.len() {
+        let spacing = t.get(i + 1).map_or(1, |n| n[0] - t[i][0]).max(1);
         let mut j = i;
         while j < t.len()
             && t[j][1] == full
             && t[j][2] == t[i][2]
-            && t[j][0] == t[i][0] + (j - i) as i32
+            && t[j][0] == t[i][0] + (j - i) as i32 * spacing
         {
             j += 1;
         }
         if j - i > best.1 - best.0 {
-            best = (i, j);
+            best = (i, j, spacing);
         }
         i = j.max(i + 1);
     }
     let (lo, len) = (best.0, (best.1 - best.0) / 4 * 4);
     if len == 0 || full == 0 {
-        return [0; 5];
+        return [0, 0, 0, 0, 0, 1];
     }
     let w = t[lo];
     [
@@ -112,5 +113,6 @@ pub fn vector_run(cols: &[i32]) -> [i64; 5] {
         w[0] as i64,
         w[1] as i64,
         w[2] as i64,
+        best.2 as i64,
     ]
 }

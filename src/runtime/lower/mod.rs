@@ -569,6 +569,7 @@ impl<'a> Lower<'a> {
                 Arg::Int(vector[2]),
                 Arg::Int(vector[3]),
                 Arg::Int(vector[4]),
+                Arg::Int(vector[5]),
             ],
         }))
     }
