@@ -36,6 +36,31 @@ fn combine(kb: &mut Kb, lanes: Lanes, max: bool, acc: Value, v: Value) -> Value 
     }
 }
 
+/// The reduction (max or sum, from `init`) of `count` values at `base[first + j * step]`, `lanes` wide.
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    kb: &mut Kb,
+    lanes: Lanes,
+    max: bool,
+    init: f32,
+    base: Value,
+    first: Value,
+    count: Value,
+    step: Value,
+) -> Value {
+    let start = kb.fconst(lanes, init);
+    let acc = kb.var(lanes.float(), start);
+    kb.for_n(count, |kb, j| {
+        let at = kb.b.ins().imul(j, step);
+        let at = kb.b.ins().iadd(at, first);
+        let v = kb.load(lanes, base, at);
+        let cur = kb.b.use_var(acc);
+        let next = combine(kb, lanes, max, cur, v);
+        kb.b.def_var(acc, next);
+    });
+    kb.b.use_var(acc)
+}
+
 /// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step,
 /// v_stride]`: see
 /// [`super::KernelId::MaxPool`].
@@ -55,20 +80,11 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
             kb.for_n(oh, |kb, r| {
                 let [hs, hc, hstep] = triple(kb, rows, r);
                 // Pass 1: the window's rows reduced into `row`, column by column.
+                let first_row = kb.b.ins().imul(hs, iw);
+                let row_step = kb.b.ins().imul(hstep, iw);
                 kb.for_lanes(iw, |kb, lanes, c| {
-                    let start = kb.fconst(lanes, init);
-                    let acc = kb.var(lanes.float(), start);
-                    kb.for_n(hc, |kb, a| {
-                        let ih = kb.b.ins().imul(a, hstep);
-                        let ih = kb.b.ins().iadd(ih, hs);
-                        let at = kb.b.ins().imul(ih, iw);
-                        let at = kb.b.ins().iadd(at, c);
-                        let v = kb.load(lanes, xq, at);
-                        let cur = kb.b.use_var(acc);
-                        let next = combine(kb, lanes, max, cur, v);
-                        kb.b.def_var(acc, next);
-                    });
-                    let v = kb.b.use_var(acc);
+                    let first = kb.b.ins().iadd(first_row, c);
+                    let v = reduce(kb, lanes, max, init, xq, first, hc, row_step);
                     kb.store(v, row, c);
                 });
                 // Pass 2: each output column reduces its entries of `row`; four at a time where the
@@ -76,18 +92,8 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                 let yr = kb.b.ins().imul(r, ow);
                 let yr = kb.addr(yq, yr, 4);
                 let rdiv = kb.load(Lanes::One, div, r);
-                let column = |kb: &mut Kb, lanes: Lanes, c: Value, [ws, wc, wstep]: [Value; 3]| {
-                    let start = kb.fconst(lanes, init);
-                    let acc = kb.var(lanes.float(), start);
-                    kb.for_n(wc, |kb, b| {
-                        let at = kb.b.ins().imul(b, wstep);
-                        let at = kb.b.ins().iadd(at, ws);
-                        let v = kb.load(lanes, row, at);
-                        let cur = kb.b.use_var(acc);
-                        let next = combine(kb, lanes, max, cur, v);
-                        kb.b.def_var(acc, next);
-                    });
-                    let mut v = kb.b.use_var(acc);
+                // Output column `c` from its window's reduction `v` (averages divide).
+                let finish = |kb: &mut Kb, lanes: Lanes, c: Value, mut v: Value| {
                     if !max {
                         let oc = kb.b.ins().iadd(oh, c);
                         let cdiv = kb.load(lanes, div, oc);
@@ -96,6 +102,10 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                         v = kb.b.ins().fdiv(v, d);
                     }
                     kb.store(v, yr, c);
+                };
+                let column = |kb: &mut Kb, lanes: Lanes, c: Value, [ws, wc, wstep]: [Value; 3]| {
+                    let v = reduce(kb, lanes, max, init, row, ws, wc, wstep);
+                    finish(kb, lanes, c, v);
                 };
                 let zero = kb.iconst(0);
                 kb.for_range(zero, v_lo, 1, |kb, c| {
@@ -127,30 +137,14 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                         let span = kb.b.ins().iadd_imm_s(span, 1);
                         let rs = kb.addr(row, v_start, 4);
                         kb.for_lanes(span, |kb, lanes, i| {
-                            let start = kb.fconst(lanes, init);
-                            let acc = kb.var(lanes.float(), start);
-                            kb.for_n(v_count, |kb, j| {
-                                let at = kb.b.ins().imul(j, v_step);
-                                let at = kb.b.ins().iadd(at, i);
-                                let v = kb.load(lanes, rs, at);
-                                let cur = kb.b.use_var(acc);
-                                let next = combine(kb, lanes, max, cur, v);
-                                kb.b.def_var(acc, next);
-                            });
-                            let v = kb.b.use_var(acc);
+                            let v = reduce(kb, lanes, max, init, rs, i, v_count, v_step);
                             kb.store(v, rs, i);
                         });
                         kb.for_range(v_lo, v_hi, 1, |kb, c| {
                             let rel = kb.b.ins().isub(c, v_lo);
                             let at = kb.b.ins().imul(rel, v_stride);
-                            let mut v = kb.load(Lanes::One, rs, at);
-                            if !max {
-                                let oc = kb.b.ins().iadd(oh, c);
-                                let cdiv = kb.load(Lanes::One, div, oc);
-                                let d = kb.b.ins().fmul(rdiv, cdiv);
-                                v = kb.b.ins().fdiv(v, d);
-                            }
-                            kb.store(v, yr, c);
+                            let v = kb.load(Lanes::One, rs, at);
+                            finish(kb, Lanes::One, c, v);
                         });
                     },
                 );
