@@ -7,8 +7,8 @@
 //! `[kblock][panel][p][c]`. ([`KC`]: super::KC) Missing rows and columns are zeros.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::types::{F32, F32X4, I32, I64};
-use cranelift_codegen::ir::{Function, InstBuilder};
+use cranelift_codegen::ir::types::{F32, F32X4, I32, I64, I8X16};
+use cranelift_codegen::ir::{ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
 use super::builder::{Draft, Lanes};
@@ -152,13 +152,76 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
     })
 }
 
-/// `[x, out, rows, k0, k1, ld]`: see [`super::KernelId::PackRows`].
+/// Interleaves the 32-bit lanes of the low halves (`[a0 b0 a1 b1]`, x64 `punpckldq`), of the high halves
+/// (`[a2 b2 a3 b3]`, `punpckhdq`), then the 64-bit halves (`[a0 a1 b0 b1]`, `punpcklqdq`; `[a2 a3 b2 b3]`,
+/// `punpckhqdq`): byte masks over `a ++ b`, the patterns Cranelift lowers to one instruction each.
+const UNPACK: [[u8; 16]; 4] = [
+    [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23],
+    [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31],
+    [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+    [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31],
+];
+
+/// `[x, out, rows, k0, k1, ld]`: see [`super::KernelId::PackRows`]. A whole panel (4 rows) is packed four
+/// columns at a time, as a 4x4 transpose in registers; the remaining columns, and panels of fewer rows,
+/// one value at a time.
 pub fn build_rows(config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
         let [x, out, rows, k0, k1, ld] = [0, 1, 2, 3, 4, 5].map(|i| kb.arg(i));
         let zero = kb.b.ins().f32const(0.0);
         let ld_bytes = kb.b.ins().imul_imm_s(ld, 4);
-        kb.for_range(k0, k1, 1, |kb, p| {
+        let masks = UNPACK.map(|m| {
+            kb.b.func
+                .dfg
+                .immediates
+                .push(ConstantData::from(m.as_slice()))
+        });
+        let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
+        let p = kb.var(I64, k0);
+        let (head, body, tail) = (
+            kb.b.create_block(),
+            kb.b.create_block(),
+            kb.b.create_block(),
+        );
+        let full = kb.b.ins().icmp_imm_s(IntCC::Equal, rows, TILE_M as i64);
+        kb.branch(full, head, tail);
+        kb.b.switch_to_block(head);
+        let pv = kb.b.use_var(p);
+        let next = kb.b.ins().iadd_imm_s(pv, 4);
+        let more = kb.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, k1);
+        kb.branch(more, body, tail);
+        kb.b.switch_to_block(body);
+        {
+            let pv = kb.b.use_var(p);
+            let flags = kb.flags;
+            let xp = kb.addr(x, pv, 4);
+            let r: Vec<Value> = (0..TILE_M as i64)
+                .map(|i| {
+                    let off = kb.b.ins().imul_imm_s(ld_bytes, i);
+                    let a = kb.b.ins().iadd(xp, off);
+                    let v = kb.b.ins().load(F32X4, flags, a, 0);
+                    kb.b.ins().bitcast(I8X16, lanes, v)
+                })
+                .collect();
+            let t: Vec<Value> = [(0, 0, 1), (0, 2, 3), (1, 0, 1), (1, 2, 3)]
+                .iter()
+                .map(|&(m, a, b)| kb.b.ins().shuffle(r[a], r[b], masks[m]))
+                .collect();
+            let rel = kb.b.ins().isub(pv, k0);
+            let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
+            let o = kb.b.ins().iadd(out, o);
+            for (j, &(m, a, b)) in [(2, 0, 1), (3, 0, 1), (2, 2, 3), (3, 2, 3)].iter().enumerate() {
+                let c = kb.b.ins().shuffle(t[a], t[b], masks[m]);
+                let c = kb.b.ins().bitcast(F32X4, lanes, c);
+                kb.b.ins().store(flags, c, o, 16 * j as i32);
+            }
+            let next = kb.b.ins().iadd_imm_s(pv, 4);
+            kb.b.def_var(p, next);
+            kb.b.ins().jump(head, &[]);
+        }
+        kb.b.switch_to_block(tail);
+        let from = kb.b.use_var(p);
+        kb.for_range(from, k1, 1, |kb, p| {
             let rel = kb.b.ins().isub(p, k0);
             let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
             let o = kb.b.ins().iadd(out, o);
