@@ -62,6 +62,9 @@ fn matches_the_reference(gemm: GemmImpl) {
     shapes.push((67, 131, 45));
     shapes.push((9, 17, 600));
     shapes.push((33, 40, 513));
+    // Rows shared between two threads (m + n odd): one share each, and shares of at most 256 rows.
+    shapes.push((201, 40, 300));
+    shapes.push((517, 24, 70));
     // Two-panel (16-column) calls of the AVX2 kernel, whole and with a short second panel or a lone last one.
     for n in [9, 15, 16, 17, 24, 31, 32, 47] {
         shapes.push((13, n, 300));

@@ -226,6 +226,8 @@ pub struct Bases {
     pub owned: Vec<i64>,
     pub inputs: Vec<i64>,
     pub outputs: Vec<i64>,
+    /// Scratch of each pool thread, then of the calling thread (see [`Scratch`]).
+    pub scratch: Vec<i64>,
 }
 
 impl Bases {
@@ -280,34 +282,50 @@ impl Mem {
     }
 }
 
+/// Per-thread scratch for the packing buffers of tasks: one slot per pool thread and one for the calling
+/// thread, each as large as the largest task needs. Allocated with the program, so a run touches no fresh
+/// pages (an allocation per exec and thread cost page faults or a memset on every kernel). Packers write
+/// every element they hand to a kernel, so slots are never cleared.
+pub struct Scratch {
+    slots: Vec<Mem>,
+}
+
+impl Scratch {
+    /// Slots for `threads` pool threads and the caller, `elements` f32 each.
+    pub fn new(threads: usize, elements: u64) -> Scratch {
+        Scratch {
+            slots: (0..=threads).map(|_| Mem::zeros(elements)).collect(),
+        }
+    }
+
+    pub fn ptrs(&mut self) -> Vec<i64> {
+        self.slots.iter_mut().map(Mem::ptr).collect()
+    }
+}
+
 /// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
 const INLINE_WORK: u64 = 1 << 15;
 
 /// Runs `exec` with `threads` workers (`pool` when more than one).
 pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
     let tasks = exec.tasks();
-    let scratch = exec.scratch();
-    let body = |scratch_mem: &mut Mem, t: u64| {
-        let s = scratch_mem.ptr();
-        match exec {
-            Exec::Simple(x) => simple(x, k, bases, s, t),
-            Exec::Gemm(g) => gemm_task(g, k, bases, s, t),
-            Exec::Recurrent(r) => recurrent(r, k, bases, s),
-        }
+    let body = |s: i64, t: u64| match exec {
+        Exec::Simple(x) => simple(x, k, bases, s, t),
+        Exec::Gemm(g) => gemm_task(g, k, bases, s, t),
+        Exec::Recurrent(r) => recurrent(r, k, bases, s),
     };
+    let caller = *bases.scratch.last().expect("a scratch slot for the caller");
     // Handing out tasks costs microseconds: small execs run on the calling thread.
     match pool {
         Some(pool) if tasks > 1 && exec.work() >= INLINE_WORK => pool.install(|| {
-            (0..tasks)
-                .into_par_iter()
-                .for_each_init(|| Mem::zeros(scratch), |m, t| body(m, t))
+            // A pool thread runs one task at a time (tasks start no nested parallel work), so its slot is
+            // its own.
+            (0..tasks).into_par_iter().for_each(|t| {
+                let slot = rayon::current_thread_index().expect("inside the pool");
+                body(bases.scratch[slot], t)
+            })
         }),
-        _ => {
-            let mut m = Mem::zeros(scratch);
-            for t in 0..tasks {
-                body(&mut m, t);
-            }
-        }
+        _ => (0..tasks).for_each(|t| body(caller, t)),
     }
 }
 

@@ -2,9 +2,9 @@
 //! packed once, like weights; `a` packed panel by panel at run time). For benchmarks and tests of the
 //! GEMM path on its own.
 
-use crate::codegen::{pack_b, ActKind, CodegenError, GemmImpl, KernelId, Kernels, KC, TILE_N};
+use crate::codegen::{pack_b, ActKind, CodegenError, GemmImpl, KernelId, Kernels, KC, TILE_M, TILE_N};
 
-use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region};
+use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region, Scratch};
 
 /// How a [`MatMul`] is computed and finished: threads, GEMM implementation and the dense layer's epilogue
 /// `c[i][j] = act(v * row_scale[i] + row_shift[i] + col_shift[j])` (empty vectors mean 1, 0 and 0).
@@ -35,12 +35,34 @@ impl MatMulOptions {
     }
 }
 
+/// Rows of A per task when rows are shared between threads: fewer would leave the kernel short row runs
+/// per B panel.
+const MIN_SHARE: u64 = 32;
+
+/// How a product's work splits: column panels per task, and row shares.
+///
+/// Rows are split first, into shares of at most [`super::lower::dense_row_splits`]'s size, a multiple of
+/// `threads` of them, each share running every column: then A is packed once in all (each task packs its
+/// own rows). Only when there are too few rows for every thread does the product split columns, one block
+/// per thread, each task then packing the same rows of A.
+fn split(m: u64, panels: u64, threads: u64) -> (u64, u64) {
+    let splits = super::lower::dense_row_splits(m);
+    let row_panels = m.div_ceil(TILE_M as u64);
+    if threads <= 1 || m >= threads * MIN_SHARE {
+        let splits = splits.next_multiple_of(threads.max(1)).min(row_panels);
+        return (super::lower::even_panels(panels, panels), splits);
+    }
+    let per_task = super::lower::even_panels(panels, panels.div_ceil(threads));
+    (per_task, splits)
+}
+
 /// `c [m x n] = a [m x k] . b [k x n]` with `b` fixed.
 pub struct MatMul {
     kernels: Kernels,
     exec: Exec,
     owned: Vec<Mem>,
     pool: Option<rayon::ThreadPool>,
+    scratch: Scratch,
     m: usize,
     n: usize,
     k: usize,
@@ -99,7 +121,7 @@ impl MatMul {
             offset: 0,
         };
         let (mu, nu, ku) = (m as u64, n as u64, k as u64);
-        let panels = nu.div_ceil(TILE_N as u64);
+        let (panels_per_task, row_splits) = split(mu, nu.div_ceil(TILE_N as u64), threads as u64);
         let exec = Exec::Gemm(Box::new(Gemm {
             act: o.act,
             slope: o.slope,
@@ -128,14 +150,8 @@ impl MatMul {
             ldc: nu,
             groups: 1,
             images: 1,
-            // One column block per thread, up to 512 columns: each task packs its rows of A once per k
-            // block, so wide blocks spread that packing over more columns (128 columns: 256^3 at 31.6
-            // GFLOP/s on one thread; 512: 33.9).
-            panels_per_task: super::lower::even_panels(
-                panels,
-                panels.div_ceil(threads as u64).clamp(1, 64),
-            ),
-            row_splits: super::lower::dense_row_splits(mu),
+            panels_per_task,
+            row_splits,
         }));
         let pool = (threads > 1)
             .then(|| {
@@ -145,11 +161,16 @@ impl MatMul {
                     .ok()
             })
             .flatten();
+        let scratch = Scratch::new(
+            pool.as_ref().map_or(0, |p| p.current_num_threads()),
+            exec.scratch(),
+        );
         Ok(MatMul {
             kernels,
             exec,
             owned,
             pool,
+            scratch,
             m,
             n,
             k,
@@ -178,6 +199,7 @@ impl MatMul {
             owned: self.owned.iter_mut().map(Mem::ptr).collect(),
             inputs: vec![a.as_ptr() as i64],
             outputs: vec![c.as_mut_ptr() as i64],
+            scratch: self.scratch.ptrs(),
         };
         exec::run(&self.exec, self.kernels.table(), &bases, self.pool.as_ref());
     }

@@ -21,7 +21,7 @@ use crate::plan::KernelPlan;
 use crate::tensor::{Tensor, Weights};
 
 pub use cache::{Compiled, Failure};
-use exec::{Addr, Bases, Exec, Mem, Region};
+use exec::{Addr, Bases, Exec, Mem, Region, Scratch};
 pub use gemm::{MatMul, MatMulOptions};
 
 /// Why a program could not be built.
@@ -94,6 +94,7 @@ pub struct Program {
     outputs: Vec<(String, Vec<usize>, Addr)>,
     output_mem: Vec<Mem>,
     pool: Option<rayon::ThreadPool>,
+    scratch: Scratch,
     pub threads: usize,
     /// Time spent lowering (packing weights) and generating plus compiling code.
     pub lower_time: Duration,
@@ -241,6 +242,11 @@ impl Program {
         } else {
             None
         };
+        let scratch_elements = steps.iter().map(|k| k.exec.scratch()).max().unwrap_or(0);
+        let scratch = Scratch::new(
+            pool.as_ref().map_or(0, |p| p.current_num_threads()),
+            scratch_elements,
+        );
         Ok(Program {
             batch: plan.batch,
             kernels,
@@ -251,6 +257,7 @@ impl Program {
             outputs,
             output_mem,
             pool,
+            scratch,
             threads: threads.max(1),
             lower_time,
             jit_time,
@@ -342,6 +349,7 @@ impl Program {
             owned: self.owned.iter_mut().map(Mem::ptr).collect(),
             inputs: self.inputs.iter_mut().map(|b| b.mem.ptr()).collect(),
             outputs: self.output_mem.iter_mut().map(Mem::ptr).collect(),
+            scratch: self.scratch.ptrs(),
         }
     }
 

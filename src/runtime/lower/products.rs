@@ -401,9 +401,6 @@ fn split(images: u64, panels: u64, m: u64) -> (u64, u64) {
     (per_task, splits)
 }
 
-/// `per_task` rounded up to an even number of panels when there are several: a wide GEMM kernel (the AVX2
-/// one) takes two panels per call, but only within a task, so an odd block would leave one panel per
-/// block to an 8-column call. Grouping never changes results (each element gets the same operations).
 /// Rows of A a dense task packs per k block: `DENSE_ROWS x KC` floats (256 KiB) stay in a Zen 1 core's 512
 /// KiB L2 while the task's column panels stream past them.
 const DENSE_ROWS: u64 = 256;
@@ -413,6 +410,9 @@ pub(crate) fn dense_row_splits(rows: u64) -> u64 {
     rows.div_ceil(DENSE_ROWS).max(1)
 }
 
+/// `per_task` rounded up to an even number of panels when there are several: a wide GEMM kernel (the AVX2
+/// one) takes two panels per call, but only within a task, so an odd block would leave one panel per
+/// block to an 8-column call. Grouping never changes results (each element gets the same operations).
 pub(crate) fn even_panels(panels: u64, per_task: u64) -> u64 {
     if panels > 1 {
         per_task.next_multiple_of(2)
