@@ -109,34 +109,7 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
             .saturating_mul(2),
         "running this model",
     )?;
-    let weights = match &args.weights {
-        Some(path) => {
-            let options = LoadOptions {
-                allow_missing: args.allow_missing,
-                allow_extra: args.allow_extra,
-            };
-            let (mut w, missing) = tensor::read_weights(path, g, options).map_err(file_failure)?;
-            if !missing.is_empty() {
-                let fresh = tensor::initialize(g, seed);
-                for name in &missing {
-                    w.insert(name.clone(), fresh[name].clone());
-                }
-                notes.push_str(&format!(
-                    "note: initialized {} parameters missing from {}\n",
-                    missing.len(),
-                    path.display()
-                ));
-            }
-            w
-        }
-        None => {
-            notes.push_str(&format!(
-                "note: no --weights given: using freshly initialized weights (seed {seed})\n"
-            ));
-            tensor::initialize(g, seed)
-        }
-    };
-
+    let source = weight_source(g, args, seed, &mut notes)?;
     let mode = if args.train_mode {
         Mode::Train
     } else {
@@ -147,8 +120,13 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         code: 1,
     };
     let outputs = if args.jit && !args.train_mode {
+        // Compiled code reads the weights file tensor by tensor while packing; it is never held whole.
+        let params: &dyn tensor::Params = match &source {
+            WeightSource::File(f) => f,
+            WeightSource::Initialized(w) => w,
+        };
         let mut compiled =
-            nnc::runtime::Compiled::new(g, &weights, args.threads).with_gemm(args.gemm);
+            nnc::runtime::Compiled::new(g, params, args.threads).with_gemm(args.gemm);
         compiled.run(&inputs).map_err(|e| Failure {
             message: e.to_string(),
             code: 1,
@@ -157,6 +135,10 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         if args.jit {
             notes.push_str("note: --train-mode runs on the reference interpreter\n");
         }
+        let weights = match source {
+            WeightSource::File(f) => f.to_weights().map_err(file_failure)?,
+            WeightSource::Initialized(w) => w,
+        };
         interp::run(g, &weights, &inputs, RunOptions { mode, seed })
             .map_err(user)?
             .outputs
@@ -174,6 +156,46 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
         }
         None => Ok(notes + &describe(&outcome.outputs)),
     }
+}
+
+/// Where a run's parameters come from.
+enum WeightSource {
+    /// `--weights`, opened and checked (parameters it lacks filled in when allowed).
+    File(tensor::WeightFile),
+    /// No file: every parameter initialized.
+    Initialized(tensor::Weights),
+}
+
+/// Opens `--weights` (initializing the parameters it lacks under `--allow-missing`, with a note), or
+/// initializes every parameter (with a note).
+fn weight_source(
+    g: &Graph,
+    args: &RunArgs,
+    seed: u64,
+    notes: &mut String,
+) -> Result<WeightSource, Failure> {
+    let Some(path) = &args.weights else {
+        notes.push_str(&format!(
+            "note: no --weights given: using freshly initialized weights (seed {seed})\n"
+        ));
+        return Ok(WeightSource::Initialized(tensor::initialize(g, seed)));
+    };
+    let options = LoadOptions {
+        allow_missing: args.allow_missing,
+        allow_extra: args.allow_extra,
+    };
+    let (mut file, missing) = tensor::WeightFile::open(path, g, options).map_err(file_failure)?;
+    if !missing.is_empty() {
+        file.fill(tensor::initialize_some(g, seed, |name| {
+            missing.iter().any(|m| m == name)
+        }));
+        notes.push_str(&format!(
+            "note: initialized {} parameters missing from {}\n",
+            missing.len(),
+            path.display()
+        ));
+    }
+    Ok(WeightSource::File(file))
 }
 
 /// Inputs from `--input` values: `file.npy` for a one-input model, `name=file.npy`, or `file.npz` with one

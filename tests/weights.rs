@@ -332,3 +332,116 @@ fn initialization_is_seeded_and_per_parameter() {
         a["he_n.weight"]
     );
 }
+
+#[test]
+fn weight_file_reads_tensor_by_tensor_what_read_weights_reads() {
+    use nnc::tensor::Params;
+    let g = lenet();
+    let w = tensor::initialize(&g, 3);
+    let mut raw = entries(&w);
+    // One tensor stored as f64 and one as bf16; `f5.weight` (30720 values) spans two read blocks.
+    for (n, d, _, b) in raw.iter_mut() {
+        if n == "out.weight" {
+            *d = Dtype::F64;
+            *b = w[n.as_str()]
+                .iter()
+                .flat_map(|&v| v.to_le_bytes())
+                .collect();
+        } else if n == "c1.bias" {
+            *d = Dtype::BF16;
+            *b = w[n.as_str()]
+                .iter()
+                .flat_map(|&v| (((v as f32).to_bits() >> 16) as u16).to_le_bytes())
+                .collect();
+        }
+    }
+    assert!(raw
+        .iter()
+        .any(|(n, _, s, _)| n == "f5.weight" && s.iter().product::<usize>() * 4 > 1 << 16));
+    raw.retain(|(n, ..)| n != "out.bias");
+    let path = temp("streamed.safetensors");
+    write_raw(&path, &raw);
+    let options = LoadOptions {
+        allow_missing: true,
+        allow_extra: false,
+    };
+    let (whole, missing) = tensor::read_weights(&path, &g, options).expect("reads");
+    let (mut file, missing2) = tensor::WeightFile::open(&path, &g, options).expect("opens");
+    assert_eq!(missing, ["out.bias"]);
+    assert_eq!(missing2, missing);
+    assert_eq!(file.dims("out.bias"), None);
+    let fill = tensor::initialize_some(&g, 3, |n| n == "out.bias");
+    assert_eq!(fill.keys().collect::<Vec<_>>(), ["out.bias"]);
+    assert_eq!(fill["out.bias"], w["out.bias"]);
+    file.fill(fill);
+    for (name, a) in &w {
+        let expected: Vec<f32> = match whole.get(name) {
+            Some(v) => v.iter().map(|&x| x as f32).collect(),
+            None => a.iter().map(|&x| x as f32).collect(),
+        };
+        assert_eq!(file.dims(name).as_deref(), Some(a.shape()), "{name}");
+        let values = file.values(name).expect("present").expect("reads");
+        assert_eq!(values, expected, "{name}");
+    }
+    // bf16 keeps 8 bits of mantissa; f64 and f32 entries are exact.
+    let c1 = file.values("c1.bias").expect("present").expect("reads");
+    assert!(c1
+        .iter()
+        .zip(w["c1.bias"].iter())
+        .all(|(&a, &b)| (a as f64 - b).abs() <= b.abs() / 128.0));
+    assert_eq!(
+        file.values("out.weight").expect("present").expect("reads"),
+        w["out.weight"]
+            .iter()
+            .map(|&v| v as f32)
+            .collect::<Vec<_>>()
+    );
+    assert!(file.values("no.such").is_none());
+
+    // Compiled from the file or from the weights in memory, the program computes the same values.
+    let mut whole = whole;
+    whole.insert("out.bias".into(), w["out.bias"].clone());
+    let plan = nnc::plan::build(&g, 2);
+    let inputs = tensor::random_inputs(&g, 2, &mut tensor::Rng::new(9), 10);
+    let mut from_file = nnc::runtime::Program::compile(&g, &plan, &file, 1).expect("compiles");
+    let mut from_memory = nnc::runtime::Program::compile(&g, &plan, &whole, 1).expect("compiles");
+    assert_eq!(
+        from_file.run(&inputs).expect("runs"),
+        from_memory.run(&inputs).expect("runs")
+    );
+}
+
+#[test]
+fn truncated_weight_files_are_corrupt() {
+    let g = lenet();
+    let path = temp("whole.safetensors");
+    write_raw(&path, &entries(&tensor::initialize(&g, 1)));
+    let bytes = std::fs::read(&path).expect("reads");
+    let cut = temp("cut.safetensors");
+    // Data shorter than the header declares; a header longer than the file; under 8 bytes.
+    let mut long_header = bytes.clone();
+    long_header[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+    for (case, b) in [
+        ("data", bytes[..bytes.len() - 4].to_vec()),
+        ("header", long_header),
+        ("short", bytes[..5].to_vec()),
+    ] {
+        std::fs::write(&cut, &b).expect("writes");
+        for r in [
+            tensor::read_weights(&cut, &g, LoadOptions::default()).map(|_| ()),
+            tensor::WeightFile::open(&cut, &g, LoadOptions::default()).map(|_| ()),
+        ] {
+            match r {
+                Err(FileError::Corrupt { reason, .. }) => {
+                    let want = if case == "short" {
+                        "shorter"
+                    } else {
+                        "declares"
+                    };
+                    assert!(reason.contains(want), "{case}: {reason}");
+                }
+                other => panic!("{case}: expected a corrupt-file error, got {other:?}"),
+            }
+        }
+    }
+}

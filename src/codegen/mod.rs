@@ -20,7 +20,7 @@ mod rnn;
 pub use call::{Kernels, Table};
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
-pub use pack::{pack_a, pack_b, pack_b_transposed, panel_offset};
+pub use pack::{pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset};
 
 /// The widest column block a wide GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;

@@ -20,18 +20,22 @@ pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, 
     k0 * panels * tile + i * kb.min(k - k0) * tile
 }
 
-/// Row-major `a [m x k]` (f32 or f64) in the packed A layout, each row times `scale[row]` if given.
-pub fn pack_a<T: Copy + Into<f64>>(
+/// The length of `a [m x k]` in the packed A layout.
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(TILE_M) * TILE_M * k
+}
+
+/// Row-major `a [m x k]` (f32 or f64) in the packed A layout, into `out` (of [`packed_a_len`] values),
+/// each row times `scale[row]` if given.
+pub fn pack_a_into<T: Copy + Into<f64>>(
     a: &[T],
     m: usize,
     k: usize,
     kb: usize,
     scale: Option<&[f64]>,
-) -> Vec<f32> {
-    let panels = m.div_ceil(TILE_M);
-    let mut out = vec![0.0; panels * TILE_M * k];
-    pack_panels(a, m, k, kb, TILE_M, scale, &mut out);
-    out
+    out: &mut [f32],
+) {
+    pack_panels(a, m, k, kb, TILE_M, scale, out);
 }
 
 /// Packs the rows of `a [rows x k]` into panels of `tile` rows (k blocks of `kb`), writing `out` in order,
@@ -210,7 +214,10 @@ pub fn build_rows(config: TargetFrontendConfig) -> Function {
             let rel = kb.b.ins().isub(pv, k0);
             let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
             let o = kb.b.ins().iadd(out, o);
-            for (j, &(m, a, b)) in [(2, 0, 1), (3, 0, 1), (2, 2, 3), (3, 2, 3)].iter().enumerate() {
+            for (j, &(m, a, b)) in [(2, 0, 1), (3, 0, 1), (2, 2, 3), (3, 2, 3)]
+                .iter()
+                .enumerate()
+            {
                 let c = kb.b.ins().shuffle(t[a], t[b], masks[m]);
                 let c = kb.b.ins().bitcast(F32X4, lanes, c);
                 kb.b.ins().store(flags, c, o, 16 * j as i32);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::codegen::GemmImpl;
 use crate::interp::{check_inputs, RunError};
 use crate::ir::Graph;
-use crate::tensor::{Tensor, Weights};
+use crate::tensor::{Params, Tensor};
 
 use super::{CompileError, Program};
 
@@ -22,14 +22,14 @@ pub enum Failure {
 /// A graph and its weights, with one program per batch size seen so far.
 pub struct Compiled<'a> {
     graph: &'a Graph,
-    weights: &'a Weights,
+    weights: &'a dyn Params,
     threads: usize,
     gemm: GemmImpl,
     programs: BTreeMap<u64, Program>,
 }
 
 impl<'a> Compiled<'a> {
-    pub fn new(graph: &'a Graph, weights: &'a Weights, threads: usize) -> Compiled<'a> {
+    pub fn new(graph: &'a Graph, weights: &'a dyn Params, threads: usize) -> Compiled<'a> {
         Compiled {
             graph,
             weights,

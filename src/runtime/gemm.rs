@@ -2,7 +2,9 @@
 //! packed once, like weights; `a` packed panel by panel at run time). For benchmarks and tests of the
 //! GEMM path on its own.
 
-use crate::codegen::{pack_b, ActKind, CodegenError, GemmImpl, KernelId, Kernels, KC, TILE_M, TILE_N};
+use crate::codegen::{
+    pack_b, ActKind, CodegenError, GemmImpl, KernelId, Kernels, KC, TILE_M, TILE_N,
+};
 
 use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region, Scratch};
 

@@ -18,7 +18,7 @@ use crate::codegen::{CodegenError, GemmImpl, KernelId, Kernels};
 use crate::interp::RunError;
 use crate::ir::{Graph, Op};
 use crate::plan::KernelPlan;
-use crate::tensor::{Tensor, Weights};
+use crate::tensor::{Params, Tensor};
 
 pub use cache::{Compiled, Failure};
 use exec::{Addr, Bases, Exec, Mem, Region, Scratch};
@@ -43,6 +43,8 @@ pub enum CompileError {
         found: Vec<usize>,
         expected: Vec<usize>,
     },
+    #[error(transparent)]
+    Weights(#[from] crate::tensor::FileError),
     #[error("could not start {threads} threads: {message}")]
     Threads { threads: usize, message: String },
 }
@@ -103,20 +105,20 @@ pub struct Program {
     pub owned_bytes: u64,
 }
 
-fn check_weights(g: &Graph, weights: &Weights) -> Result<(), CompileError> {
+fn check_weights(g: &Graph, weights: &dyn Params) -> Result<(), CompileError> {
     for id in g.node_ids() {
         let node = g.node(id);
         if !node.op.is_param() {
             continue;
         }
-        let w = weights
-            .get(&node.path)
+        let dims = weights
+            .dims(&node.path)
             .ok_or_else(|| CompileError::MissingWeight(node.path.clone()))?;
         let want: Vec<usize> = node.ty.fixed_dims().iter().map(|&d| d as usize).collect();
-        if w.shape() != want.as_slice() {
+        if dims != want {
             return Err(CompileError::WeightShape {
                 name: node.path.clone(),
-                found: w.shape().to_vec(),
+                found: dims,
                 expected: want,
             });
         }
@@ -135,7 +137,7 @@ impl Program {
     pub fn compile(
         g: &Graph,
         plan: &KernelPlan,
-        weights: &Weights,
+        weights: &dyn Params,
         threads: usize,
     ) -> Result<Program, CompileError> {
         Program::compile_with(g, plan, weights, threads, GemmImpl::detect())
@@ -145,7 +147,7 @@ impl Program {
     pub fn compile_with(
         g: &Graph,
         plan: &KernelPlan,
-        weights: &Weights,
+        weights: &dyn Params,
         threads: usize,
         gemm: GemmImpl,
     ) -> Result<Program, CompileError> {
@@ -188,7 +190,7 @@ impl Program {
         let mut outputs = Vec::new();
         let mut output_mem = Vec::new();
         for (name, v) in &plan.outputs {
-            let a = lw.addr(v);
+            let a = lw.addr(v)?;
             outputs.push((
                 name.clone(),
                 v.dims.iter().map(|&d| d as usize).collect(),

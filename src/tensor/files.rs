@@ -1,14 +1,16 @@
 //! Files: weights in safetensors (by parameter name, stored as f32) and arrays in .npy/.npz. Every write goes
 //! to a temporary file that is renamed into place, so a failure never leaves a half-written file.
 
-use std::io::Cursor;
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
 use ndarray_npy::{NpzWriter, ReadNpyExt, WriteNpyExt};
+use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{Tensor, Weights};
+use super::{Params, Tensor, Weights};
 use crate::ir::Graph;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,113 +89,241 @@ fn corrupt_safetensors(path: &Path) -> impl Fn(String) -> FileError + '_ {
     }
 }
 
-/// Reads the model's parameters from a safetensors file, checking names and shapes against `g`. Returns the
-/// weights and the names of parameters the file lacks (only with `allow_missing`). PyTorch's int64
-/// `num_batches_tracked` entries are accepted and ignored.
+/// The longest safetensors header accepted (the format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// A safetensors file opened to read one tensor at a time: the header is read and checked against the
+/// model when the file is opened, and each tensor's bytes only when asked for. The JIT packs weights from
+/// it without holding the whole file (ResNet-50's checkpoint is 98 MiB of f32, and was 195 MiB as f64).
+pub struct WeightFile {
+    path: PathBuf,
+    /// Read with seek and read, one tensor at a time.
+    file: std::sync::Mutex<std::fs::File>,
+    /// Where the data section starts.
+    data: u64,
+    /// The model's parameters the file has (checked: float type, the model's shape).
+    tensors: BTreeMap<String, TensorInfo>,
+    /// Values for parameters the file lacks, given by [`WeightFile::fill`].
+    filled: Weights,
+}
+
+impl WeightFile {
+    /// Opens `path` and checks its tensors' names, shapes and types against the parameters of `g`. Returns
+    /// the file and the names of the parameters it lacks (only with `allow_missing`; give their values
+    /// with [`WeightFile::fill`]). PyTorch's int64 `num_batches_tracked` entries are accepted and ignored.
+    pub fn open(
+        path: &Path,
+        g: &Graph,
+        options: LoadOptions,
+    ) -> Result<(WeightFile, Vec<String>), FileError> {
+        let read_err = |source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let corrupt = corrupt_safetensors(path);
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let len = file.metadata().map_err(read_err)?.len();
+        let mut head = [0u8; 8];
+        if len < 8 {
+            return Err(corrupt(format!("{len} bytes is shorter than a header")));
+        }
+        file.read_exact(&mut head).map_err(read_err)?;
+        let n = u64::from_le_bytes(head);
+        if n > MAX_HEADER || n > len - 8 {
+            return Err(corrupt(format!(
+                "the header declares {n} bytes, the file has {len}"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(read_err)?;
+        let meta: Metadata =
+            serde_json::from_slice(&header).map_err(|e| corrupt(format!("header: {e}")))?;
+        let data = 8 + n;
+        if data + meta.data_len() as u64 != len {
+            return Err(corrupt(format!(
+                "the header declares {} bytes of data, the file has {}",
+                meta.data_len(),
+                len - data
+            )));
+        }
+        let all = meta.tensors();
+        let expected = parameters(g);
+        let mut problems = Vec::new();
+        let mut tensors = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (name, shape) in &expected {
+            let Some(&info) = all.get(name) else {
+                missing.push(name.clone());
+                continue;
+            };
+            if info.shape != *shape {
+                problems.push(format!(
+                    "`{name}` has shape {:?}, the model expects {shape:?}",
+                    info.shape
+                ));
+            } else if decode(info.dtype, &[], |v| v).is_none() {
+                // (Decoding nothing fails exactly for the types that are not floats.)
+                problems.push(format!(
+                    "`{name}` has element type {:?}; expected a float type",
+                    info.dtype
+                ));
+            } else {
+                tensors.insert(name.clone(), info.clone());
+            }
+        }
+        if !options.allow_missing {
+            problems.extend(
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}` is missing (pass --allow-missing to initialize it)")),
+            );
+        }
+        if !options.allow_extra {
+            let known: std::collections::HashSet<&str> =
+                expected.iter().map(|(n, _)| n.as_str()).collect();
+            let mut extra: Vec<&String> = all
+                .keys()
+                .filter(|n| !known.contains(n.as_str()) && !n.ends_with("num_batches_tracked"))
+                .collect();
+            extra.sort();
+            problems.extend(extra.iter().map(|e| {
+                format!("`{e}` is not a parameter of this model (pass --allow-extra to ignore it)")
+            }));
+        }
+        if !problems.is_empty() {
+            return Err(FileError::Mismatch {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+        let file = WeightFile {
+            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(file),
+            data,
+            tensors,
+            filled: Weights::new(),
+        };
+        Ok((file, missing))
+    }
+
+    /// Gives values to parameters the file lacks (those [`WeightFile::open`] reported missing).
+    pub fn fill(&mut self, values: Weights) {
+        self.filled.extend(values);
+    }
+
+    /// A tensor's values read from the file and converted by `f`; None when the file lacks it. The bytes
+    /// are read a block at a time, so reading holds little more than the values.
+    fn read<T>(&self, name: &str, f: impl Fn(f64) -> T) -> Option<Result<Vec<T>, FileError>> {
+        let info = self.tensors.get(name)?;
+        let (begin, end) = info.data_offsets;
+        let mut values = Vec::with_capacity((end - begin) * 8 / info.dtype.bitsize());
+        let result = (|| {
+            // A poisoned lock only means another reader panicked; the file handle is still good.
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.seek(SeekFrom::Start(self.data + begin as u64))?;
+            // A multiple of every element size.
+            let mut block = vec![0u8; 1 << 16];
+            let mut left = end - begin;
+            while left > 0 {
+                let n = left.min(block.len());
+                file.read_exact(&mut block[..n])?;
+                decode_into(info.dtype, &block[..n], &f, &mut values)
+                    .expect("a float type, checked on open");
+                left -= n;
+            }
+            Ok(())
+        })();
+        Some(
+            result
+                .map_err(|source| FileError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+                .map(|()| values),
+        )
+    }
+
+    /// Every parameter in f64: the file's, then the filled ones.
+    pub fn to_weights(&self) -> Result<Weights, FileError> {
+        let mut w = self.filled.clone();
+        for (name, info) in &self.tensors {
+            let values = self.read(name, |v| v).expect("listed")?;
+            w.insert(
+                name.clone(),
+                ArrayD::from_shape_vec(info.shape.clone(), values).expect("shape checked"),
+            );
+        }
+        Ok(w)
+    }
+}
+
+impl Params for WeightFile {
+    fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        match self.tensors.get(name) {
+            Some(info) => Some(info.shape.clone()),
+            None => self.filled.dims(name),
+        }
+    }
+
+    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
+        self.read(name, |v| v as f32)
+            .or_else(|| Params::values(&self.filled, name))
+    }
+}
+
+/// The model's parameters and their shapes.
+fn parameters(g: &Graph) -> Vec<(String, Vec<usize>)> {
+    g.node_ids()
+        .into_iter()
+        .filter(|&id| g.node(id).op.is_param())
+        .map(|id| {
+            let dims = g.node(id).ty.fixed_dims().into_iter().map(|d| d as usize);
+            (g.node(id).path.clone(), dims.collect())
+        })
+        .collect()
+}
+
+/// Reads the model's parameters from a safetensors file in f64, checked as by [`WeightFile::open`]. Returns
+/// the weights and the names of parameters the file lacks (only with `allow_missing`).
 pub fn read_weights(
     path: &Path,
     g: &Graph,
     options: LoadOptions,
 ) -> Result<(Weights, Vec<String>), FileError> {
-    let bytes = read(path)?;
-    let corrupt = corrupt_safetensors(path);
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let expected: Vec<(String, Vec<usize>)> = g
-        .node_ids()
-        .into_iter()
-        .filter(|&id| g.node(id).op.is_param())
-        .map(|id| {
-            (
-                g.node(id).path.clone(),
-                g.node(id)
-                    .ty
-                    .fixed_dims()
-                    .iter()
-                    .map(|&d| d as usize)
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut problems = Vec::new();
-    let mut weights = Weights::new();
-    let mut missing = Vec::new();
-    for (name, shape) in &expected {
-        let Ok(view) = st.tensor(name) else {
-            missing.push(name.clone());
-            continue;
-        };
-        if view.shape() != shape.as_slice() {
-            problems.push(format!(
-                "`{name}` has shape {:?}, the model expects {shape:?}",
-                view.shape()
-            ));
-            continue;
-        }
-        match to_f64(view.dtype(), view.data()) {
-            Some(values) => {
-                weights.insert(
-                    name.clone(),
-                    ArrayD::from_shape_vec(shape.clone(), values).expect("shape checked"),
-                );
-            }
-            None => problems.push(format!(
-                "`{name}` has element type {:?}; expected a float type",
-                view.dtype()
-            )),
-        }
-    }
-    if !options.allow_missing {
-        problems.extend(
-            missing
-                .iter()
-                .map(|m| format!("`{m}` is missing (pass --allow-missing to initialize it)")),
-        );
-    }
-    if !options.allow_extra {
-        let known: std::collections::HashSet<&str> =
-            expected.iter().map(|(n, _)| n.as_str()).collect();
-        let mut extra: Vec<String> = st
-            .names()
-            .into_iter()
-            .filter(|n| !known.contains(*n) && !n.ends_with("num_batches_tracked"))
-            .map(str::to_string)
-            .collect();
-        extra.sort();
-        problems.extend(extra.iter().map(|e| {
-            format!("`{e}` is not a parameter of this model (pass --allow-extra to ignore it)")
-        }));
-    }
-    if problems.is_empty() {
-        Ok((weights, missing))
-    } else {
-        Err(FileError::Mismatch {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    let (file, missing) = WeightFile::open(path, g, options)?;
+    Ok((file.to_weights()?, missing))
 }
 
-/// Little-endian element data to f64, for the float types checkpoints use.
-fn to_f64(dtype: Dtype, data: &[u8]) -> Option<Vec<f64>> {
-    Some(match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-            .collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)
-            .collect(),
+/// Little-endian element data in one of the float types checkpoints use, each value converted by `f` from
+/// f64 (exact for every one of them); None for other types.
+fn decode<T>(dtype: Dtype, data: &[u8], f: impl Fn(f64) -> T) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    decode_into(dtype, data, f, &mut out)?;
+    Some(out)
+}
+
+/// [`decode`], appending to `out`.
+fn decode_into<T>(dtype: Dtype, data: &[u8], f: impl Fn(f64) -> T, out: &mut Vec<T>) -> Option<()> {
+    match dtype {
+        Dtype::F32 => out.extend(
+            data.chunks_exact(4)
+                .map(|b| f(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        ),
+        Dtype::F64 => out.extend(
+            data.chunks_exact(8)
+                .map(|b| f(f64::from_le_bytes(b.try_into().expect("8 bytes")))),
+        ),
+        Dtype::F16 => out.extend(
+            data.chunks_exact(2)
+                .map(|b| f(f16_to_f64(u16::from_le_bytes([b[0], b[1]])))),
+        ),
+        Dtype::BF16 => out
+            .extend(data.chunks_exact(2).map(|b| {
+                f(f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)
+            })),
         _ => return None,
-    })
+    }
+    Some(())
 }
 
 fn f16_to_f64(h: u16) -> f64 {
@@ -240,7 +370,7 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
             d => Tensor::F(
                 ArrayD::from_shape_vec(
                     shape,
-                    to_f64(d, view.data())
+                    decode(d, view.data(), |v| v)
                         .ok_or_else(|| corrupt(format!("`{name}` has unsupported type {d:?}")))?,
                 )
                 .expect("shape"),

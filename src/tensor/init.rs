@@ -11,10 +11,19 @@ use crate::ir::{Graph, Op, ParamRole};
 /// Initial values of every parameter of `g`, seeded: each parameter's stream comes from `seed` and its
 /// name.
 pub fn initialize(g: &Graph, seed: u64) -> Weights {
+    initialize_some(g, seed, |_| true)
+}
+
+/// The initial values of the parameters of `g` whose names `wanted` accepts, each the same as
+/// [`initialize`] gives it.
+pub fn initialize_some(g: &Graph, seed: u64, wanted: impl Fn(&str) -> bool) -> Weights {
     let mut w = Weights::new();
     for id in g.node_ids() {
         let node = g.node(id);
         let Op::Param(p) = &node.op else { continue };
+        if !wanted(&node.path) {
+            continue;
+        }
         let dims: Vec<usize> = node.ty.fixed_dims().iter().map(|&d| d as usize).collect();
         let owner = g.users(id).first().copied();
         // A bias is initialized from its layer's weight fan-in; a recurrent layer's from its hidden size.

@@ -8,8 +8,9 @@ mod rng;
 
 pub use files::{
     read_arrays, read_tensors, read_weights, write_arrays, write_weights, FileError, LoadOptions,
+    WeightFile,
 };
-pub use init::{initialize, random_inputs};
+pub use init::{initialize, initialize_some, random_inputs};
 pub use rng::Rng;
 
 use std::collections::BTreeMap;
@@ -49,3 +50,28 @@ impl Tensor {
 
 /// Parameter values by full name (`layer1.0.conv1.weight`), batch-norm running statistics included.
 pub type Weights = BTreeMap<String, ArrayD<f64>>;
+
+/// Parameters by name as compiled code reads them: one tensor at a time, in f32, so that a source need not
+/// hold every tensor at once (a [`WeightFile`] reads each from disk when asked).
+pub trait Params {
+    /// The parameter's dimensions; None when the source lacks it.
+    fn dims(&self, name: &str) -> Option<Vec<usize>>;
+    /// The parameter's values in row-major order; None when the source lacks it.
+    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>>;
+}
+
+impl Params for Weights {
+    fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.get(name).map(|a| a.shape().to_vec())
+    }
+
+    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
+        // Through a slice when the array is contiguous: iterating a dynamic-rank array is much slower.
+        self.get(name).map(|w| {
+            Ok(match w.as_slice() {
+                Some(s) => s.iter().map(|&v| v as f32).collect(),
+                None => w.iter().map(|&v| v as f32).collect(),
+            })
+        })
+    }
+}

@@ -8,7 +8,7 @@ mod products;
 use crate::codegen::{ActKind, KernelId, TILE_N};
 use crate::ir::{Act, Op};
 use crate::plan::{KernelPlan, Step, Storage, View};
-use crate::tensor::Weights;
+use crate::tensor::Params;
 
 use super::exec::{Addr, Arg, Exec, Region, Simple};
 use super::CompileError;
@@ -21,7 +21,7 @@ const CHUNK: u64 = 16384;
 /// Lowering state: the program-owned memory being collected.
 pub struct Lower<'a> {
     pub plan: &'a KernelPlan,
-    pub weights: &'a Weights,
+    pub weights: &'a dyn Params,
     /// Program-owned tensors (f32 values or i32 bit patterns).
     pub owned: Vec<Vec<f32>>,
     pub input_names: Vec<String>,
@@ -41,7 +41,7 @@ fn err(step: &Step, what: impl Into<String>) -> CompileError {
 }
 
 impl<'a> Lower<'a> {
-    pub fn new(plan: &'a KernelPlan, weights: &'a Weights, longest: u64) -> Lower<'a> {
+    pub fn new(plan: &'a KernelPlan, weights: &'a dyn Params, longest: u64) -> Lower<'a> {
         let names = |v: &[(String, View)]| v.iter().map(|(n, _)| n.clone()).collect();
         Lower {
             plan,
@@ -78,7 +78,7 @@ impl<'a> Lower<'a> {
     }
 
     /// The start of a view.
-    pub fn addr(&mut self, v: &View) -> Addr {
+    pub fn addr(&mut self, v: &View) -> Result<Addr, CompileError> {
         let buffer = &self.plan.buffers[v.buffer];
         let (region, base) = match &buffer.storage {
             Storage::Arena { offset } => (Region::Arena, offset / 4),
@@ -101,53 +101,30 @@ impl<'a> Lower<'a> {
                 0,
             ),
             Storage::Weight { name } => {
-                let data = self.weight(name).map(|w| w.to_vec()).unwrap_or_default();
-                return self.own(data).at(v.offset);
+                let data = self.values(name)?;
+                return Ok(self.own(data).at(v.offset));
             }
         };
-        Addr {
+        Ok(Addr {
             region,
             offset: base + v.offset,
-        }
-    }
-
-    fn weight(&self, name: &str) -> Option<Vec<f32>> {
-        // Through a slice when the array is contiguous: iterating a dynamic-rank array is much slower.
-        self.weights.get(name).map(|w| match w.as_slice() {
-            Some(s) => s.iter().map(|&v| v as f32).collect(),
-            None => w.iter().map(|&v| v as f32).collect(),
         })
     }
 
-    /// A parameter's values in f64, row-major, by its plan view (for packing, without an f32 copy).
-    fn param64(
-        &self,
-        step: &Step,
-        slot: usize,
-    ) -> Result<std::borrow::Cow<'a, [f64]>, CompileError> {
-        let v = &step.inputs[slot];
-        match &self.plan.buffers[v.buffer].storage {
-            Storage::Weight { name } => {
-                let w = self
-                    .weights
-                    .get(name)
-                    .ok_or_else(|| CompileError::MissingWeight(name.clone()))?;
-                Ok(match w.as_slice() {
-                    Some(s) => std::borrow::Cow::Borrowed(s),
-                    None => std::borrow::Cow::Owned(w.iter().copied().collect()),
-                })
-            }
-            _ => Err(err(step, "a parameter computed at run time")),
-        }
+    /// A parameter's values, read from the weights.
+    fn values(&self, name: &str) -> Result<Vec<f32>, CompileError> {
+        self.weights
+            .values(name)
+            .ok_or_else(|| CompileError::MissingWeight(name.to_string()))?
+            .map_err(CompileError::from)
     }
 
-    /// A parameter's values by its plan view.
+    /// A parameter's values by its plan view (row-major).
     fn param(&self, step: &Step, slot: usize) -> Result<Vec<f32>, CompileError> {
-        Ok(self
-            .param64(step, slot)?
-            .iter()
-            .map(|&v| v as f32)
-            .collect())
+        match &self.plan.buffers[step.inputs[slot].buffer].storage {
+            Storage::Weight { name } => self.values(name),
+            _ => Err(err(step, "a parameter computed at run time")),
+        }
     }
 
     /// A view as one contiguous block per image: start, image stride and elements per image.
@@ -160,7 +137,7 @@ impl<'a> Lower<'a> {
             }
             expect *= v.dims[i];
         }
-        Ok((self.addr(v), v.strides[0], per))
+        Ok((self.addr(v)?, v.strides[0], per))
     }
 
     /// An elementwise kernel over the images of `views` (outputs and inputs alike), in chunks.
@@ -375,8 +352,8 @@ impl<'a> Lower<'a> {
             Op::Embedding { dim, .. } => {
                 let table = self.param(step, 1)?;
                 let t = self.own(table);
-                let idx = self.addr(&step.inputs[0]);
-                let y = self.addr(out);
+                let idx = self.addr(&step.inputs[0])?;
+                let y = self.addr(out)?;
                 let count: u64 = step.inputs[0].dims.iter().product();
                 vec![Exec::Simple(Simple {
                     scratch: 0,
@@ -419,12 +396,16 @@ impl<'a> Lower<'a> {
         c: usize,
     ) -> Result<(Vec<f64>, Vec<f64>), CompileError> {
         let stats = if affine { first + 2 } else { first };
-        let mean = self.param64(step, stats)?;
-        let var = self.param64(step, stats + 1)?;
+        let f64s = |v: Vec<f32>| -> Vec<f64> { v.into_iter().map(f64::from).collect() };
+        let mean = f64s(self.param(step, stats)?);
+        let var = f64s(self.param(step, stats + 1)?);
         let (gamma, beta) = if affine {
-            (self.param64(step, first)?, self.param64(step, first + 1)?)
+            (
+                f64s(self.param(step, first)?),
+                f64s(self.param(step, first + 1)?),
+            )
         } else {
-            (vec![1.0; c].into(), vec![0.0; c].into())
+            (vec![1.0; c], vec![0.0; c])
         };
         let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
         let shift = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::codegen::{pack_a, pack_b_transposed, ActKind, KernelId, KC, TILE_M, TILE_N};
+use crate::codegen::{
+    pack_a_into, pack_b_transposed, packed_a_len, ActKind, KernelId, KC, TILE_M, TILE_N,
+};
 use crate::ir::op::Fused;
 use crate::ir::{Cell, Op};
 use crate::plan::{Step, View};
@@ -135,20 +137,17 @@ impl Lower<'_> {
         let cg = c / groups;
         let k = cg * taps;
         let kblock = taps * (KC as u64 / taps).max(1);
-        let wt = self.param64(step, 1)?;
+        let wt = self.param(step, 1)?;
         let per_group = (m * k) as usize;
-        let mut packed = Vec::new();
-        for g in 0..groups as usize {
+        let group_weight_stride = packed_a_len(m as usize, k as usize);
+        let mut packed = vec![0.0; group_weight_stride * groups as usize];
+        for (g, out) in packed.chunks_mut(group_weight_stride).enumerate() {
             let factor = epi.factor.as_ref().map(|f| &f[g * m as usize..]);
-            packed.extend(pack_a(
-                &wt[g * per_group..(g + 1) * per_group],
-                m as usize,
-                k as usize,
-                kblock as usize,
-                factor,
-            ));
+            let w = &wt[g * per_group..(g + 1) * per_group];
+            pack_a_into(w, m as usize, k as usize, kblock as usize, factor, out);
         }
-        let group_weight_stride = (packed.len() / groups as usize) as u64;
+        drop(wt);
+        let group_weight_stride = group_weight_stride as u64;
         let weights = self.own(packed);
         let b = if bias {
             Some(self.param(step, 2)?)
@@ -244,15 +243,15 @@ impl Lower<'_> {
         let k = xv.dims[rank - 1];
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
-        let wt = self.param64(step, 1)?;
+        let wt = self.param(step, 1)?;
         let b = if bias {
             Some(self.param(step, 2)?)
         } else {
             None
         };
         let b = epi.shift(b, units as usize);
-        let x = self.addr(xv);
-        let y = self.addr(out);
+        let x = self.addr(xv)?;
+        let y = self.addr(out)?;
         let row_ok = |v: &View| rank == 2 || v.is_contiguous();
         if xv.strides[rank - 1] != 1 || out.strides[rank - 1] != 1 || !row_ok(xv) || !row_ok(out) {
             return Err(err(step, "a dense layer over a strided tensor"));
@@ -282,7 +281,7 @@ impl Lower<'_> {
         ld: u64,
         rows: u64,
         k: u64,
-        (w, scale): (&[f64], Option<&[f64]>),
+        (w, scale): (&[f32], Option<&[f64]>),
         units: u64,
         b: Option<Vec<f32>>,
         y: Addr,
@@ -336,8 +335,8 @@ impl Lower<'_> {
             return Err(err(step, "a recurrent layer over a strided tensor"));
         }
         let g = cell.gates();
-        let w_ih = self.param64(step, 1)?;
-        let w_hh = self.param64(step, 2)?;
+        let w_ih = self.param(step, 1)?;
+        let w_hh = self.param(step, 2)?;
         let (b_ih, b_hh) = if bias {
             (Some(self.param(step, 3)?), Some(self.param(step, 4)?))
         } else {
@@ -348,7 +347,7 @@ impl Lower<'_> {
         let recur_out = self.own(vec![0.0; (n * width) as usize]);
         let state_h = self.own(vec![0.0; (n * hidden) as usize]);
         let state_c = self.own(vec![0.0; (n * hidden) as usize]);
-        let x = self.addr(xv);
+        let x = self.addr(xv)?;
         let project = self.matmul(x, f, n * t, f, (&w_ih, None), width, b_ih, gates, width);
         let recur = self.matmul(
             state_h,
