@@ -193,6 +193,81 @@ fn fused_layers_agree_with_the_interpreter() {
     }
 }
 
+const SIBLING_CASES: &str = r#"
+model siblings(x: f32[N, 10, 5, 7]) -> (y: f32[N, 33, 5, 7], z: f32[N, 7, 5, 7], w: f32[N, 10, 5, 7], v: f32[N, 4, 3, 4]) {
+    a = x |> s1: conv2d(5, 1) |> relu
+    b = x |> s2: conv2d(7, 1, bias=false) |> bn2: batchnorm |> relu
+    c = x |> s3: conv2d(16, 1) |> relu |> k3: conv2d(8, 3, padding=1)
+    d = x |> s4: conv2d(6, 1) |> tanh
+    e = x |> s5: conv2d(4, 3, padding=1) |> relu
+    f = x |> s6: conv2d(3, 1) |> tanh
+    r = x |> s7: conv2d(10, 1)
+    g = x |> s8: conv2d(7, 1, stride=2) |> relu |> up: conv2d(4, 1)
+    return concat(a, c, e, d, f, b), b, relu(r + x), g
+}
+"#;
+
+/// Sibling 1x1 convolutions with one activation are computed as one product: member filter counts off
+/// the row tile, a member read by a 3x3 convolution, members written into a concat and a model output
+/// (and one value both), two groups of one input; not a 3x3 or strided sibling, nor one with a residual.
+#[test]
+fn merged_siblings_agree_with_the_interpreter() {
+    let path = write_model("siblings.nn", SIBLING_CASES);
+    let c = nnc::compile(
+        &path,
+        &nnc::Options {
+            optimize: true,
+            ..nnc::Options::default()
+        },
+    );
+    let merged: Vec<String> = c
+        .decisions
+        .iter()
+        .filter(|d| d.rule == "merge-siblings")
+        .map(|d| format!("{} -> {}", d.nodes.join("+"), d.result))
+        .collect();
+    assert_eq!(
+        merged,
+        [
+            "s1+s2+s3 -> 3 1x1 conv2d as one GEMM of 28 rows",
+            "s4+s6 -> 2 1x1 conv2d as one GEMM of 9 rows",
+        ]
+    );
+    let g = c.graph.as_ref().expect("compiles");
+    for batch in [1, 3] {
+        // The plan computes a group at its first step: the members are adjacent and their outputs live
+        // from there, apart from each other and from the input they share.
+        let plan = nnc::plan::build(g, batch);
+        let groups: Vec<Vec<usize>> = ["s1", "s4"]
+            .iter()
+            .map(|leader| {
+                let at = plan
+                    .steps
+                    .iter()
+                    .position(|s| s.path == *leader)
+                    .expect("a step");
+                let group = nnc::plan::group_of(&plan.steps[at].op).expect("grouped");
+                (at..plan.steps.len())
+                    .take_while(|&i| nnc::plan::group_of(&plan.steps[i].op) == Some(group))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2]);
+        for members in &groups {
+            let first = members[0];
+            for &i in members {
+                let b = &plan.buffers[plan.steps[i].output.buffer];
+                if let Some(live) = b.live {
+                    assert!(live.0 <= first, "{}: live {live:?}", plan.steps[i].path);
+                }
+            }
+        }
+        for threads in [1, 2] {
+            agree(&path, batch as usize, threads);
+        }
+    }
+}
+
 fn write_model(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nnc-jit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -1,6 +1,7 @@
 //! The closed set of operations in the graph IR, with their attributes inline, and the one table of their
 //! text names shared by the lowering (layer calls) and the printer (dumps).
 
+use super::graph::NodeId;
 use super::train::{Init, Loss, Regularizer};
 use super::types::TensorType;
 
@@ -225,6 +226,9 @@ pub struct Fused {
     /// A tensor added last, before the activation (a residual connection).
     pub residual: bool,
     pub act: Act,
+    /// Sibling products computed together as one (`merge-siblings`): the group's first member, the same
+    /// for every member. The value each member computes is unchanged.
+    pub group: Option<NodeId>,
 }
 
 /// The attributes of a folded batch norm.
@@ -475,6 +479,9 @@ impl Op {
                 }
                 if let Act::LeakyRelu { slope } = f.act {
                     v.push(("slope", slope.to_string()));
+                }
+                if let Some(g) = f.group {
+                    v.push(("group", g.to_string()));
                 }
                 v
             }

@@ -11,6 +11,7 @@ mod dce;
 mod fold_bn;
 mod fuse_activation;
 mod fuse_residual;
+mod merge_siblings;
 mod rewrite;
 mod verify;
 
@@ -66,6 +67,11 @@ pub const OPTIMIZATIONS: &[Pass] = &[
         name: "fuse-activation",
         doc: "apply an activation in the epilogue of the product before it",
         run: fuse_activation::fuse_activation,
+    },
+    Pass {
+        name: "merge-siblings",
+        doc: "compute 1x1 convolutions of one input as one product",
+        run: merge_siblings::merge_siblings,
     },
 ];
 

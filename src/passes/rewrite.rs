@@ -27,6 +27,7 @@ pub fn as_fused(op: &Op) -> Option<Fused> {
             scale: 1.0,
             residual: false,
             act: Act::Identity,
+            group: None,
         }),
         Op::Fused(f) => Some((**f).clone()),
         _ => None,

@@ -10,6 +10,9 @@
 //!    order) do not overlap may share memory. Offsets are assigned largest block first, at the lowest
 //!    64-byte-aligned offset free during the block's lifetime.
 //!
+//! Members of a group of sibling products (`merge-siblings`) are scheduled together and their outputs live
+//! from the group's first step, where a backend computes them all.
+//!
 //! It does not reorder steps to lower the peak, and it does not place values into their consumer's padded
 //! input (a backend may add that).
 
@@ -22,7 +25,7 @@ const ALIGN: u64 = 64;
 const ELEMENT_BYTES: u64 = 4;
 
 pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
-    let order = g.topo_order().expect("a verified graph is acyclic");
+    let order = with_groups_together(g, g.topo_order().expect("a verified graph is acyclic"));
     let dims_of = |id: NodeId| g.node(id).ty.shape_at(batch);
     let output_names: HashMap<NodeId, String> =
         g.outputs.iter().map(|(n, id)| (*id, n.clone())).collect();
@@ -201,6 +204,20 @@ pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
             }
         }
     }
+    // A group's members are computed at its first step: their outputs live from there.
+    for (i, s) in steps.iter().enumerate() {
+        let Some(group) = group_of(&s.op) else {
+            continue;
+        };
+        let first = (0..i)
+            .rev()
+            .take_while(|&j| group_of(&steps[j].op) == Some(group))
+            .last()
+            .unwrap_or(i);
+        if let Some(live) = &mut buffers[s.output.buffer].live {
+            live.0 = live.0.min(first);
+        }
+    }
     let arena_bytes = assign_offsets(&mut buffers);
     let naive_bytes = order
         .iter()
@@ -237,6 +254,37 @@ pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
         weight_bytes,
         largest_activation,
     }
+}
+
+/// The group of products computed as one (`merge-siblings`) a step's op belongs to.
+pub fn group_of(op: &Op) -> Option<NodeId> {
+    match op {
+        Op::Fused(f) => f.group,
+        _ => None,
+    }
+}
+
+/// `order` with the members of each group moved to where its first member is, in order. Legal: members
+/// read only their shared input (computed before any of them) and parameters.
+fn with_groups_together(g: &Graph, order: Vec<NodeId>) -> Vec<NodeId> {
+    let mut members: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    for &id in &order {
+        if let Some(group) = group_of(&g.node(id).op) {
+            members.entry(group).or_default().push(id);
+        }
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for id in order {
+        match group_of(&g.node(id).op) {
+            None => out.push(id),
+            Some(group) => {
+                if let Some(all) = members.remove(&group) {
+                    out.extend(all);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A reshape whose input is not contiguous (a concat slice) must copy.

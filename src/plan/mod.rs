@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use crate::ir::{Graph, NodeId, Op};
 
-pub use memory::plan_memory;
+pub use memory::{group_of, plan_memory};
 
 /// Where a buffer lives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -96,8 +96,8 @@ pub struct Gemm {
     pub row_scale: Addr,
     pub row_shift: Addr,
     pub col_shift: Addr,
-    pub out: Addr,
-    pub out_image_stride: u64,
+    /// Where the rows of C go: one segment for a layer, one per member for merged sibling convolutions.
+    pub outs: Vec<Segment>,
     /// Elements between rows of C.
     pub ldc: u64,
     pub groups: u64,
@@ -105,6 +105,17 @@ pub struct Gemm {
     /// Panels of 8 columns per task, and row blocks per column block.
     pub panels_per_task: u64,
     pub row_splits: u64,
+}
+
+/// Rows `first..first + rows` of a product's C and where they are written: row `first + i` of image `n` at
+/// `out + n * image_stride + i * ldc`. A merged product's members start at multiples of `TILE_M` (rows
+/// between them are zero padding of A and are not written).
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub first: u64,
+    pub rows: u64,
+    pub out: Addr,
+    pub image_stride: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -368,7 +379,6 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let p0 = cb * g.panels_per_task;
     let p1 = (p0 + g.panels_per_task).min(g.col_panels());
     let res = |a: Addr| bases.resolve(a, scratch);
-    let out = g.out.at(image * g.out_image_stride + group * g.m * g.ldc);
     let weights = g.weights.at(group * g.group_weight_stride);
     // Whether this GEMM's kernel takes two column panels (16 columns) per call.
     let wide = k.gemm_cols(g.act) > TILE_N;
@@ -400,14 +410,17 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 // Rows of B in this k block: input channels ci0..ci1 (k blocks hold whole channels).
                 let (ci0, ci1) = (k0 / taps, (k0 + kc) / taps);
                 let a_panels = row_panels as usize;
-                let a_off = crate::codegen::panel_offset(
-                    a_panels,
-                    TILE_M,
-                    g.k as usize,
-                    g.kblock as usize,
-                    k0 as usize,
-                    (r0 / TILE_M as u64) as usize,
-                ) as u64;
+                // A from row `r` (a multiple of TILE_M) on.
+                let a_at = |r: u64| {
+                    weights.at(crate::codegen::panel_offset(
+                        a_panels,
+                        TILE_M,
+                        g.k as usize,
+                        g.kblock as usize,
+                        k0 as usize,
+                        (r / TILE_M as u64) as usize,
+                    ) as u64)
+                };
                 // B of panel p: read in place (direct, a whole panel), or packed into its scratch slot.
                 let panel_b = |p: u64| -> (i64, i64, bool) {
                     let col0 = p * TILE_N as u64;
@@ -451,8 +464,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         }
                     }
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    let at = (group, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, weights.at(a_off), (b, bs, b_next), out, at);
+                    let at = (image, group, r0, r1, col0, cols, kc, mode);
+                    call_gemm(g, k, &res, &a_at, (b, bs, b_next), at);
                     p += step;
                 }
             }
@@ -490,9 +503,10 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     ) as u64;
                     res(weights.at(off))
                 };
-                let a = Addr {
+                // The packed rows r0..r1 (a dense product has one segment, so calls start at r0).
+                let a_at = |r: u64| Addr {
                     region: Region::Scratch,
-                    offset: 0,
+                    offset: (r - r0) * kc,
                 };
                 let mut p = p0;
                 while p < p1 {
@@ -504,8 +518,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         (1, 0)
                     };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    let at = (0, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, a, (b, (TILE_N * 4) as i64, b_next), out, at);
+                    let at = (image, 0, r0, r1, col0, cols, kc, mode);
+                    call_gemm(g, k, &res, &a_at, (b, (TILE_N * 4) as i64, b_next), at);
                     p += step;
                 }
             }
@@ -513,43 +527,52 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     }
 }
 
-/// Where one macro-kernel call works: group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.
-type Tile = (u64, u64, u64, u64, u64, u64, i64);
+/// Where macro-kernel calls work: image, group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.
+type Tile = (u64, u64, u64, u64, u64, u64, u64, i64);
 
-#[allow(clippy::too_many_arguments)]
+/// The macro-kernel on rows `r0..r1`, one call per output segment they meet; `a_at(r)` is packed A from
+/// row `r` on.
 fn call_gemm(
     g: &Gemm,
     k: &Table,
     res: &dyn Fn(Addr) -> i64,
-    a: Addr,
+    a_at: &dyn Fn(u64) -> Addr,
     (b, bs, b_next): (i64, i64, i64),
-    out: Addr,
-    (group, r0, r1, col0, cols, kc, mode): Tile,
+    (image, group, r0, r1, col0, cols, kc, mode): Tile,
 ) {
-    // Row factors are indexed by output channel, column shifts by column (a convolution's are eight zeros).
-    let (rs, cs) = match g.form {
-        Form::Conv { .. } => (group * g.m + r0, 0),
-        Form::Dense { .. } => (r0, col0),
-    };
-    k.call(
-        KernelId::Gemm(g.act),
-        &[
-            res(a),
-            b,
-            bs,
-            res(out.at(r0 * g.ldc + col0)),
-            4 * g.ldc as i64,
-            (r1 - r0) as i64,
-            cols as i64,
-            kc as i64,
-            mode,
-            res(g.row_scale.at(rs)),
-            res(g.row_shift.at(rs)),
-            res(g.col_shift.at(cs)),
-            g.slope.to_bits() as i64,
-            b_next,
-        ],
-    );
+    for s in &g.outs {
+        let (lo, hi) = (r0.max(s.first), r1.min(s.first + s.rows));
+        if lo >= hi {
+            continue;
+        }
+        let out = s
+            .out
+            .at(image * s.image_stride + group * g.m * g.ldc + (lo - s.first) * g.ldc + col0);
+        // Row factors are indexed by output channel, column shifts by column (a convolution's are zeros).
+        let (rs, cs) = match g.form {
+            Form::Conv { .. } => (group * g.m + lo, 0),
+            Form::Dense { .. } => (lo, col0),
+        };
+        k.call(
+            KernelId::Gemm(g.act),
+            &[
+                res(a_at(lo)),
+                b,
+                bs,
+                res(out),
+                4 * g.ldc as i64,
+                (hi - lo) as i64,
+                cols as i64,
+                kc as i64,
+                mode,
+                res(g.row_scale.at(rs)),
+                res(g.row_shift.at(rs)),
+                res(g.col_shift.at(cs)),
+                g.slope.to_bits() as i64,
+                b_next,
+            ],
+        );
+    }
 }
 
 /// A recurrent layer: the input projection of every step as one product, then per step the recurrent

@@ -6,7 +6,7 @@ use crate::codegen::{
     pack_b, ActKind, CodegenError, GemmImpl, KernelId, Kernels, KC, TILE_M, TILE_N,
 };
 
-use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region, Scratch};
+use super::exec::{self, Addr, Bases, Exec, Form, Gemm, Mem, Region, Scratch, Segment};
 
 /// How a [`MatMul`] is computed and finished: threads, GEMM implementation and the dense layer's epilogue
 /// `c[i][j] = act(v * row_scale[i] + row_shift[i] + col_shift[j])` (empty vectors mean 1, 0 and 0).
@@ -144,11 +144,15 @@ impl MatMul {
             row_scale: at(1),
             row_shift: at(2),
             col_shift: at(3),
-            out: Addr {
-                region: Region::Output(0),
-                offset: 0,
-            },
-            out_image_stride: 0,
+            outs: vec![Segment {
+                first: 0,
+                rows: mu,
+                out: Addr {
+                    region: Region::Output(0),
+                    offset: 0,
+                },
+                image_stride: 0,
+            }],
             ldc: nu,
             groups: 1,
             images: 1,

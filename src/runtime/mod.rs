@@ -168,16 +168,33 @@ impl Program {
             .max(plan.batch * 64);
         let mut lw = lower::Lower::new(plan, weights, longest);
         let mut steps = Vec::new();
-        for step in &plan.steps {
-            let macs = step_macs(step);
-            for (i, exec) in lw.step(step)?.into_iter().enumerate() {
+        let mut at = 0;
+        while at < plan.steps.len() {
+            let step = &plan.steps[at];
+            // A group of sibling products (scheduled together by the plan) is one exec.
+            let group = crate::plan::group_of(&step.op);
+            let len = plan.steps[at..]
+                .iter()
+                .take_while(|s| group.is_some() && crate::plan::group_of(&s.op) == group)
+                .count()
+                .max(1);
+            let members = &plan.steps[at..at + len];
+            let macs = members.iter().map(step_macs).sum();
+            let (layer, execs) = if len > 1 {
+                let layer = format!("{} (+{} merged)", step.path, len - 1);
+                (layer, vec![Exec::Gemm(Box::new(lw.merged(members)?))])
+            } else {
+                (step.path.clone(), lw.step(step)?)
+            };
+            for (i, exec) in execs.into_iter().enumerate() {
                 steps.push(Kernel {
-                    layer: step.path.clone(),
+                    layer: layer.clone(),
                     op: step.op.name(),
                     macs: if i == 0 { macs } else { 0 },
                     exec,
                 });
             }
+            at += len;
         }
         let mut vocab: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for id in g.node_ids() {

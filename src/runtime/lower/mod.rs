@@ -111,6 +111,22 @@ impl<'a> Lower<'a> {
         })
     }
 
+    /// Takes program-owned values out of the program (lowering replaces them), leaving an empty slot.
+    fn take(&mut self, a: Addr) -> Vec<f32> {
+        match a.region {
+            Region::Owned(i) if a.offset == 0 => std::mem::take(&mut self.owned[i]),
+            _ => unreachable!("taking a whole owned vector"),
+        }
+    }
+
+    /// `len` program-owned values from `a`.
+    fn values_at(&self, a: Addr, len: u64) -> Vec<f32> {
+        match a.region {
+            Region::Owned(i) => self.owned[i][a.offset as usize..][..len as usize].to_vec(),
+            _ => unreachable!("reading program-owned values"),
+        }
+    }
+
     /// A parameter's values, read from the weights.
     fn values(&self, name: &str) -> Result<Vec<f32>, CompileError> {
         self.weights

@@ -10,7 +10,7 @@ use crate::ir::op::Fused;
 use crate::ir::{Cell, Op};
 use crate::plan::{Step, View};
 
-use super::super::exec::{Addr, Exec, Form, Gemm, Recurrent};
+use super::super::exec::{Addr, Exec, Form, Gemm, Recurrent, Segment};
 use super::{act_kind, copy_images, err, CompileError, Lower};
 
 /// What a product computes after the matrix product, per output channel `o`: `act((v + bias[o]) *
@@ -114,6 +114,66 @@ impl Lower<'_> {
         };
         execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?)));
         Ok(execs)
+    }
+
+    /// Sibling fused 1x1 convolutions of one input (a `merge-siblings` group, `steps` in schedule order)
+    /// as one product: each member lowered as usual, then their packed weights stacked as the rows of one
+    /// A (each member's rows padded to whole panels, k block by k block), their row shifts likewise, and
+    /// one output segment per member. The members share the input and its geometry, so the first one's
+    /// B side (in place, with its tail patterns) serves all.
+    pub(crate) fn merged(&mut self, steps: &[Step]) -> Result<Gemm, CompileError> {
+        let mut members = Vec::with_capacity(steps.len());
+        for step in steps {
+            let Op::Fused(f) = &step.op else {
+                unreachable!("a group holds fused products")
+            };
+            let mut execs = self.fused(step, f)?;
+            match (execs.pop(), execs.is_empty()) {
+                (Some(Exec::Gemm(g)), true) => members.push(*g),
+                _ => unreachable!("a member has no residual, so it lowers to one product"),
+            }
+        }
+        let mut merged = members[0].clone();
+        let (k, kblock) = (merged.k, merged.kblock);
+        let panels: Vec<u64> = members
+            .iter()
+            .map(|g| g.m.div_ceil(TILE_M as u64))
+            .collect();
+        let total: u64 = panels.iter().sum();
+        let rows = total * TILE_M as u64;
+        let mut packed = Vec::with_capacity((rows * k) as usize);
+        let weights: Vec<Vec<f32>> = members.iter().map(|g| self.take(g.weights)).collect();
+        for k0 in (0..k).step_by(kblock.max(1) as usize) {
+            let kc = kblock.min(k - k0);
+            for (w, &p) in weights.iter().zip(&panels) {
+                let at = (k0 * p) as usize * TILE_M;
+                packed.extend_from_slice(&w[at..at + (p * kc) as usize * TILE_M]);
+            }
+        }
+        drop(weights);
+        let mut shift = Vec::with_capacity(rows as usize + TILE_N);
+        let mut outs = Vec::with_capacity(members.len());
+        for (g, &p) in members.iter().zip(&panels) {
+            let first = shift.len() as u64;
+            shift.extend(self.values_at(g.row_shift, g.m));
+            shift.resize((first + p * TILE_M as u64) as usize, 0.0);
+            outs.extend(g.outs.iter().map(|s| Segment {
+                first: first + s.first,
+                ..s.clone()
+            }));
+        }
+        shift.resize(rows as usize + TILE_N, 0.0);
+        let col_panels = merged.n.div_ceil(TILE_N as u64);
+        let (panels_per_task, row_splits) = split(merged.images, col_panels, rows);
+        merged.m = rows;
+        merged.weights = self.own(packed);
+        merged.group_weight_stride = 0;
+        merged.row_scale = self.own(vec![1.0; rows as usize + TILE_N]);
+        merged.row_shift = self.own(shift);
+        merged.outs = outs;
+        merged.panels_per_task = panels_per_task;
+        merged.row_splits = row_splits;
+        Ok(merged)
     }
 
     fn conv(&mut self, step: &Step, op: &Op, epi: &Epilogue) -> Result<Gemm, CompileError> {
@@ -227,8 +287,12 @@ impl Lower<'_> {
             row_scale: self.ones(),
             row_shift,
             col_shift: self.zeros(),
-            out: ya,
-            out_image_stride: ys,
+            outs: vec![Segment {
+                first: 0,
+                rows: m,
+                out: ya,
+                image_stride: ys,
+            }],
             ldc: n,
             groups,
             images: self.plan.batch,
@@ -311,8 +375,12 @@ impl Lower<'_> {
             row_scale: self.ones(),
             row_shift: self.zeros(),
             col_shift,
-            out: y,
-            out_image_stride: 0,
+            outs: vec![Segment {
+                first: 0,
+                rows,
+                out: y,
+                image_stride: 0,
+            }],
             ldc,
             groups: 1,
             images: 1,
