@@ -50,14 +50,33 @@ fn reduce(
 ) -> Value {
     let start = kb.fconst(lanes, init);
     let acc = kb.var(lanes.float(), start);
-    kb.for_n(count, |kb, j| {
-        let at = kb.b.ins().imul(j, step);
-        let at = kb.b.ins().iadd(at, first);
-        let v = kb.load(lanes, base, at);
-        let cur = kb.b.use_var(acc);
-        let next = combine(kb, lanes, max, cur, v);
-        kb.b.def_var(acc, next);
-    });
+    let three = kb.b.ins().icmp_imm_s(IntCC::Equal, count, 3);
+    kb.if_else(
+        three,
+        |kb| {
+            // The common 3-wide window, unrolled (the same operations in the same order as the loop).
+            let mut at = first;
+            let mut v = start;
+            for j in 0..3 {
+                if j > 0 {
+                    at = kb.b.ins().iadd(at, step);
+                }
+                let x = kb.load(lanes, base, at);
+                v = combine(kb, lanes, max, v, x);
+            }
+            kb.b.def_var(acc, v);
+        },
+        |kb| {
+            kb.for_n(count, |kb, j| {
+                let at = kb.b.ins().imul(j, step);
+                let at = kb.b.ins().iadd(at, first);
+                let v = kb.load(lanes, base, at);
+                let cur = kb.b.use_var(acc);
+                let next = combine(kb, lanes, max, cur, v);
+                kb.b.def_var(acc, next);
+            });
+        },
+    );
     kb.b.use_var(acc)
 }
 
