@@ -213,10 +213,16 @@ impl WeightFile {
 
     /// A tensor's values read from the file and converted by `f`; None when the file lacks it. The bytes
     /// are read a block at a time, so reading holds little more than the values.
-    fn read<T>(&self, name: &str, f: impl Fn(f64) -> T) -> Option<Result<Vec<T>, FileError>> {
+    fn read<T>(
+        &self,
+        name: &str,
+        f: impl Fn(f64) -> T,
+        values: &mut Vec<T>,
+    ) -> Option<Result<(), FileError>> {
         let info = self.tensors.get(name)?;
         let (begin, end) = info.data_offsets;
-        let mut values = Vec::with_capacity((end - begin) * 8 / info.dtype.bitsize());
+        values.clear();
+        values.reserve((end - begin) * 8 / info.dtype.bitsize());
         let result = (|| {
             // A poisoned lock only means another reader panicked; the file handle is still good.
             let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
@@ -227,27 +233,24 @@ impl WeightFile {
             while left > 0 {
                 let n = left.min(block.len());
                 file.read_exact(&mut block[..n])?;
-                decode_into(info.dtype, &block[..n], &f, &mut values)
+                decode_into(info.dtype, &block[..n], &f, values)
                     .expect("a float type, checked on open");
                 left -= n;
             }
             Ok(())
         })();
-        Some(
-            result
-                .map_err(|source| FileError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-                .map(|()| values),
-        )
+        Some(result.map_err(|source| FileError::Read {
+            path: self.path.clone(),
+            source,
+        }))
     }
 
     /// Every parameter in f64: the file's, then the filled ones.
     pub fn to_weights(&self) -> Result<Weights, FileError> {
         let mut w = self.filled.clone();
         for (name, info) in &self.tensors {
-            let values = self.read(name, |v| v).expect("listed")?;
+            let mut values = Vec::new();
+            self.read(name, |v| v, &mut values).expect("listed")?;
             w.insert(
                 name.clone(),
                 ArrayD::from_shape_vec(info.shape.clone(), values).expect("shape checked"),
@@ -265,9 +268,9 @@ impl Params for WeightFile {
         }
     }
 
-    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
-        self.read(name, |v| v as f32)
-            .or_else(|| Params::values(&self.filled, name))
+    fn read_into(&self, name: &str, out: &mut Vec<f32>) -> Option<Result<(), FileError>> {
+        self.read(name, |v| v as f32, out)
+            .or_else(|| self.filled.read_into(name, out))
     }
 }
 

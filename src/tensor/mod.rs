@@ -56,8 +56,15 @@ pub type Weights = BTreeMap<String, ArrayD<f64>>;
 pub trait Params {
     /// The parameter's dimensions; None when the source lacks it.
     fn dims(&self, name: &str) -> Option<Vec<usize>>;
-    /// The parameter's values in row-major order; None when the source lacks it.
-    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>>;
+    /// Replaces `out`'s contents by the parameter's values in row-major order (so one buffer can serve
+    /// every read); None when the source lacks it.
+    fn read_into(&self, name: &str, out: &mut Vec<f32>) -> Option<Result<(), FileError>>;
+
+    /// The parameter's values in a new vector; None when the source lacks it.
+    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
+        let mut v = Vec::new();
+        self.read_into(name, &mut v).map(|r| r.map(|()| v))
+    }
 }
 
 impl Params for Weights {
@@ -65,13 +72,14 @@ impl Params for Weights {
         self.get(name).map(|a| a.shape().to_vec())
     }
 
-    fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
+    fn read_into(&self, name: &str, out: &mut Vec<f32>) -> Option<Result<(), FileError>> {
+        let w = self.get(name)?;
+        out.clear();
         // Through a slice when the array is contiguous: iterating a dynamic-rank array is much slower.
-        self.get(name).map(|w| {
-            Ok(match w.as_slice() {
-                Some(s) => s.iter().map(|&v| v as f32).collect(),
-                None => w.iter().map(|&v| v as f32).collect(),
-            })
-        })
+        match w.as_slice() {
+            Some(s) => out.extend(s.iter().map(|&v| v as f32)),
+            None => out.extend(w.iter().map(|&v| v as f32)),
+        }
+        Some(Ok(()))
     }
 }

@@ -197,7 +197,7 @@ impl Lower<'_> {
         let cg = c / groups;
         let k = cg * taps;
         let kblock = taps * (KC as u64 / taps).max(1);
-        let wt = self.param(step, 1)?;
+        let wt = self.weight_to_pack(step, 1)?;
         let per_group = (m * k) as usize;
         let group_weight_stride = packed_a_len(m as usize, k as usize);
         let mut packed = vec![0.0; group_weight_stride * groups as usize];
@@ -206,7 +206,7 @@ impl Lower<'_> {
             let w = &wt[g * per_group..(g + 1) * per_group];
             pack_a_into(w, m as usize, k as usize, kblock as usize, factor, out);
         }
-        drop(wt);
+        self.done_with(wt);
         let group_weight_stride = group_weight_stride as u64;
         let weights = self.own(packed);
         let b = if bias {
@@ -307,7 +307,7 @@ impl Lower<'_> {
         let k = xv.dims[rank - 1];
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
-        let wt = self.param(step, 1)?;
+        let wt = self.weight_to_pack(step, 1)?;
         let b = if bias {
             Some(self.param(step, 2)?)
         } else {
@@ -331,6 +331,7 @@ impl Lower<'_> {
             y,
             out.strides[rank - 2],
         );
+        self.done_with(wt);
         gemm.act = epi.act;
         gemm.slope = epi.slope;
         gemm.accumulate = epi.accumulate;
