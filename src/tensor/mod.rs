@@ -60,6 +60,11 @@ pub trait Params {
     /// every read); None when the source lacks it.
     fn read_into(&self, name: &str, out: &mut Vec<f32>) -> Option<Result<(), FileError>>;
 
+    /// The parameter's values in f64 where the source holds them so, to read without converting.
+    fn f64_values(&self, _name: &str) -> Option<&[f64]> {
+        None
+    }
+
     /// The parameter's values in a new vector; None when the source lacks it.
     fn values(&self, name: &str) -> Option<Result<Vec<f32>, FileError>> {
         let mut v = Vec::new();
@@ -70,6 +75,10 @@ pub trait Params {
 impl Params for Weights {
     fn dims(&self, name: &str) -> Option<Vec<usize>> {
         self.get(name).map(|a| a.shape().to_vec())
+    }
+
+    fn f64_values(&self, name: &str) -> Option<&[f64]> {
+        self.get(name)?.as_slice()
     }
 
     fn read_into(&self, name: &str, out: &mut Vec<f32>) -> Option<Result<(), FileError>> {

@@ -11,7 +11,7 @@ use crate::ir::{Cell, Op};
 use crate::plan::{Step, View};
 
 use super::super::exec::{Addr, Exec, Form, Gemm, Recurrent, Segment};
-use super::{act_kind, copy_images, err, CompileError, Lower};
+use super::{act_kind, copy_images, err, CompileError, Lower, ToPack};
 
 /// What a product computes after the matrix product, per output channel `o`: `act((v + bias[o]) *
 /// factor[o] + shift[o] (+ C))`. The factor is folded into the packed weights, so the kernel's epilogue
@@ -197,17 +197,17 @@ impl Lower<'_> {
         let cg = c / groups;
         let k = cg * taps;
         let kblock = taps * (KC as u64 / taps).max(1);
-        let wt = self.weight_to_pack(step, 1)?;
-        let per_group = (m * k) as usize;
-        let group_weight_stride = packed_a_len(m as usize, k as usize);
-        let mut packed = vec![0.0; group_weight_stride * groups as usize];
-        for (g, out) in packed.chunks_mut(group_weight_stride).enumerate() {
-            let factor = epi.factor.as_ref().map(|f| &f[g * m as usize..]);
-            let w = &wt[g * per_group..(g + 1) * per_group];
-            pack_a_into(w, m as usize, k as usize, kblock as usize, factor, out);
-        }
-        self.done_with(wt);
-        let group_weight_stride = group_weight_stride as u64;
+        let shape = (groups as usize, m as usize, k as usize, kblock as usize);
+        let factor = epi.factor.as_deref();
+        let packed = match self.weight_to_pack(step, 1)? {
+            ToPack::F64(w) => pack_conv(w, shape, factor),
+            ToPack::F32(w) => {
+                let packed = pack_conv(&w, shape, factor);
+                self.done_with(w);
+                packed
+            }
+        };
+        let group_weight_stride = packed_a_len(m as usize, k as usize) as u64;
         let weights = self.own(packed);
         let b = if bias {
             Some(self.param(step, 2)?)
@@ -307,7 +307,15 @@ impl Lower<'_> {
         let k = xv.dims[rank - 1];
         let units = out.dims[rank - 1];
         let rows: u64 = xv.dims[..rank - 1].iter().product();
-        let wt = self.weight_to_pack(step, 1)?;
+        let (ku, n, factor) = (k as usize, units as usize, epi.factor.as_deref());
+        let packed = match self.weight_to_pack(step, 1)? {
+            ToPack::F64(w) => pack_b_transposed(w, ku, n, KC, factor),
+            ToPack::F32(w) => {
+                let packed = pack_b_transposed(&w, ku, n, KC, factor);
+                self.done_with(w);
+                packed
+            }
+        };
         let b = if bias {
             Some(self.param(step, 2)?)
         } else {
@@ -325,20 +333,19 @@ impl Lower<'_> {
             xv.strides[rank - 2],
             rows,
             k,
-            (&wt, epi.factor.as_deref()),
+            packed,
             units,
             b,
             y,
             out.strides[rank - 2],
         );
-        self.done_with(wt);
         gemm.act = epi.act;
         gemm.slope = epi.slope;
         gemm.accumulate = epi.accumulate;
         Ok(gemm)
     }
 
-    /// `y[rows, units] = x[rows, k] . (w^T * scale) + b` with `w [units, k]` and `scale [units]` if given.
+    /// `y[rows, units] = x[rows, k] . w + b` with `w [k, units]` given packed (`pack_b_transposed`).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &mut self,
@@ -346,13 +353,12 @@ impl Lower<'_> {
         ld: u64,
         rows: u64,
         k: u64,
-        (w, scale): (&[f32], Option<&[f64]>),
+        packed: Vec<f32>,
         units: u64,
         b: Option<Vec<f32>>,
         y: Addr,
         ldc: u64,
     ) -> Gemm {
-        let packed = pack_b_transposed(w, k as usize, units as usize, KC, scale);
         let weights = self.own(packed);
         let col_shift = match b {
             Some(mut b) => {
@@ -417,17 +423,11 @@ impl Lower<'_> {
         let state_h = self.own(vec![0.0; (n * hidden) as usize]);
         let state_c = self.own(vec![0.0; (n * hidden) as usize]);
         let x = self.addr(xv)?;
-        let project = self.matmul(x, f, n * t, f, (&w_ih, None), width, b_ih, gates, width);
+        let w_ih = pack_b_transposed(&w_ih, f as usize, width as usize, KC, None);
+        let w_hh = pack_b_transposed(&w_hh, hidden as usize, width as usize, KC, None);
+        let project = self.matmul(x, f, n * t, f, w_ih, width, b_ih, gates, width);
         let recur = self.matmul(
-            state_h,
-            hidden,
-            n,
-            hidden,
-            (&w_hh, None),
-            width,
-            b_hh,
-            recur_out,
-            width,
+            state_h, hidden, n, hidden, w_hh, width, b_hh, recur_out, width,
         );
         let (ya, ys, _) = self.image(step, &step.output)?;
         let kernel = match cell {
@@ -453,6 +453,22 @@ impl Lower<'_> {
             return_sequences,
         })))
     }
+}
+
+/// Convolution weights `[groups x m, k]` (row-major) packed as A, group after group, each row times
+/// `factor[row]` if given.
+fn pack_conv<T: Copy + Into<f64>>(
+    w: &[T],
+    (groups, m, k, kblock): (usize, usize, usize, usize),
+    factor: Option<&[f64]>,
+) -> Vec<f32> {
+    let stride = packed_a_len(m, k);
+    let mut packed = vec![0.0; stride * groups];
+    for (g, out) in packed.chunks_mut(stride).enumerate() {
+        let w = &w[g * m * k..(g + 1) * m * k];
+        pack_a_into(w, m, k, kblock, factor.map(|f| &f[g * m..]), out);
+    }
+    packed
 }
 
 /// How a convolution's work splits: column panels per task, and row shares per column block, aiming at
