@@ -11,7 +11,7 @@ use cranelift_codegen::ir::types::{F32, F32X4, I32, I64, I8X16};
 use cranelift_codegen::ir::{ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
-use super::builder::{Draft, Lanes};
+use super::builder::{Draft, Kb, Lanes};
 use super::gemm::{TILE_M, TILE_N};
 
 /// Where panel `i` of the k block starting at `k0` begins in a packed operand with `panels` panels of
@@ -181,58 +181,16 @@ pub fn build_rows(config: TargetFrontendConfig) -> Function {
                 .push(ConstantData::from(m.as_slice()))
         });
         let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
-        let p = kb.var(I64, k0);
-        let (head, body, tail) = (
-            kb.b.create_block(),
-            kb.b.create_block(),
-            kb.b.create_block(),
-        );
         let full = kb.b.ins().icmp_imm_s(IntCC::Equal, rows, TILE_M as i64);
-        kb.branch(full, head, tail);
-        kb.b.switch_to_block(head);
-        let pv = kb.b.use_var(p);
-        let next = kb.b.ins().iadd_imm_s(pv, 4);
-        let more = kb.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, k1);
-        kb.branch(more, body, tail);
-        kb.b.switch_to_block(body);
-        {
-            let pv = kb.b.use_var(p);
-            let flags = kb.flags;
-            let xp = kb.addr(x, pv, 4);
-            let r: Vec<Value> = (0..TILE_M as i64)
-                .map(|i| {
-                    let off = kb.b.ins().imul_imm_s(ld_bytes, i);
-                    let a = kb.b.ins().iadd(xp, off);
-                    let v = kb.b.ins().load(F32X4, flags, a, 0);
-                    kb.b.ins().bitcast(I8X16, lanes, v)
-                })
-                .collect();
-            let t: Vec<Value> = [(0, 0, 1), (0, 2, 3), (1, 0, 1), (1, 2, 3)]
-                .iter()
-                .map(|&(m, a, b)| kb.b.ins().shuffle(r[a], r[b], masks[m]))
-                .collect();
-            let rel = kb.b.ins().isub(pv, k0);
-            let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
-            let o = kb.b.ins().iadd(out, o);
-            for (j, &(m, a, b)) in [(2, 0, 1), (3, 0, 1), (2, 2, 3), (3, 2, 3)]
-                .iter()
-                .enumerate()
-            {
-                let c = kb.b.ins().shuffle(t[a], t[b], masks[m]);
-                let c = kb.b.ins().bitcast(F32X4, lanes, c);
-                kb.b.ins().store(flags, c, o, 16 * j as i32);
-            }
-            let next = kb.b.ins().iadd_imm_s(pv, 4);
-            kb.b.def_var(p, next);
-            kb.b.ins().jump(head, &[]);
-        }
-        kb.b.switch_to_block(tail);
-        let from = kb.b.use_var(p);
-        kb.for_range(from, k1, 1, |kb, p| {
-            let rel = kb.b.ins().isub(p, k0);
-            let o = kb.b.ins().imul_imm_s(rel, (TILE_M * 4) as i64);
-            let o = kb.b.ins().iadd(out, o);
-            let xp = kb.addr(x, p, 4);
+        // Column `k0 + i`: its source address and where its packed values go.
+        let at = |kb: &mut Kb, i: Value| {
+            let p = kb.b.ins().iadd(k0, i);
+            let o = kb.b.ins().imul_imm_s(i, (TILE_M * 4) as i64);
+            (kb.addr(x, p, 4), kb.b.ins().iadd(out, o))
+        };
+        // One column, value by value (zeros past `rows`).
+        let column = |kb: &mut Kb, i: Value| {
+            let (xp, o) = at(kb, i);
             for r in 0..TILE_M as i64 {
                 let present = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, rows, r);
                 let flags = kb.flags;
@@ -249,6 +207,45 @@ pub fn build_rows(config: TargetFrontendConfig) -> Function {
                     },
                 );
             }
+        };
+        // Four columns of a whole panel: four row vectors transposed in registers.
+        let transposed = |kb: &mut Kb, i: Value| {
+            let (xp, o) = at(kb, i);
+            let flags = kb.flags;
+            let r: Vec<Value> = (0..TILE_M as i64)
+                .map(|row| {
+                    let off = kb.b.ins().imul_imm_s(ld_bytes, row);
+                    let a = kb.b.ins().iadd(xp, off);
+                    let v = kb.b.ins().load(F32X4, flags, a, 0);
+                    kb.b.ins().bitcast(I8X16, lanes, v)
+                })
+                .collect();
+            let t: Vec<Value> = [(0, 0, 1), (0, 2, 3), (1, 0, 1), (1, 2, 3)]
+                .iter()
+                .map(|&(m, a, b)| kb.b.ins().shuffle(r[a], r[b], masks[m]))
+                .collect();
+            for (j, &(m, a, b)) in [(2, 0, 1), (3, 0, 1), (2, 2, 3), (3, 2, 3)]
+                .iter()
+                .enumerate()
+            {
+                let c = kb.b.ins().shuffle(t[a], t[b], masks[m]);
+                let c = kb.b.ins().bitcast(F32X4, lanes, c);
+                kb.b.ins().store(flags, c, o, 16 * j as i32);
+            }
+        };
+        let n = kb.b.ins().isub(k1, k0);
+        kb.for_lanes(n, |kb, four, i| match four {
+            Lanes::Four => kb.if_else(
+                full,
+                |kb| transposed(kb, i),
+                |kb| {
+                    for c in 0..4 {
+                        let ic = kb.b.ins().iadd_imm_s(i, c);
+                        column(kb, ic);
+                    }
+                },
+            ),
+            Lanes::One => column(kb, i),
         });
     })
 }
