@@ -20,7 +20,7 @@ mod rnn;
 pub use call::{Kernels, Table};
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
-pub use pack::{pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset};
+pub use pack::{pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset, TAP_READ};
 
 /// The widest column block a wide GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;
@@ -92,8 +92,11 @@ pub enum KernelId {
     Gemm(ActKind),
     /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs]`: for each input
     /// channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * 8 + j] =
-    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32). `runs[t]` (i32) is 1
-    /// when tap `t`'s offsets are consecutive and inside, so its 8 values are read with two vector loads.
+    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32). `runs` holds
+    /// [`TAP_READ`] i32 per tap `t`, `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]`: kind 1, the offsets are
+    /// consecutive and inside (two vector loads); kind 2, each column `j` is `x[ci * plane + a1 + j]` where
+    /// `mask1[j]` is -1, `x[ci * plane + a2 + j]` where `mask2[j]` is -1, else 0, and both 8-value reads lie in
+    /// the plane (four vector loads, masked); kind 0, value by value from `table`.
     PackPatches,
     /// Packs rows of a matrix into panels of 4 rows: `[x, out, rows, k0, k1, ld]`: for row `r < 4` and `p` in
     /// `k0..k1`, `out[(p - k0) * 4 + r] = r < rows ? x[r * ld + p] : 0`.

@@ -103,6 +103,10 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
     pack_b_transposed(&bt, k, n, kb, None)
 }
 
+/// i32 per tap in `PackPatches`' `runs` table: `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]` (see
+/// [`super::KernelId::PackPatches`]).
+pub const TAP_READ: usize = 20;
+
 /// `[x, out, taps, table, ci0, ci1, plane, runs]`: see [`super::KernelId::PackPatches`].
 pub fn build_patches(config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
@@ -122,35 +126,53 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                 let tp = kb.b.ins().iadd(table, tb);
                 let op = kb.b.ins().iadd(o, tb);
                 let flags = kb.flags;
-                let rp = kb.addr(runs, t, 4);
-                let run = kb.b.ins().load(I32, flags, rp, 0);
-                let run = kb.b.ins().icmp_imm_s(IntCC::NotEqual, run, 0);
-                kb.if_else(
-                    run,
-                    |kb| {
-                        let first = kb.b.ins().load(I32, flags, tp, 0);
-                        let first = kb.b.ins().sextend(I64, first);
-                        let src = kb.addr(xc, first, 4);
-                        for h in 0..2 {
-                            let v = kb.b.ins().load(F32X4, flags, src, 16 * h);
-                            kb.b.ins().store(flags, v, op, 16 * h);
-                        }
-                    },
-                    |kb| {
-                        for j in 0..TILE_N as i32 {
-                            let idx = kb.b.ins().load(I32, flags, tp, 4 * j);
-                            let inside =
-                                kb.b.ins()
-                                    .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
-                            let zero32 = kb.b.ins().iconst(I32, 0);
-                            let clamped = kb.b.ins().smax(idx, zero32);
-                            let wide = kb.b.ins().sextend(I64, clamped);
-                            let v = kb.load(Lanes::One, xc, wide);
-                            let v = kb.b.ins().select(inside, v, zero);
-                            kb.b.ins().store(flags, v, op, 4 * j);
-                        }
-                    },
-                );
+                let rp = kb.addr(runs, t, (TAP_READ * 4) as i64);
+                let kind = kb.b.ins().load(I32, flags, rp, 0);
+                let run = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 1);
+                let masked = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 2);
+                // Kind 2: two 8-value reads, each kept under its lane mask.
+                kb.when(masked, |kb| {
+                    let src = |kb: &mut Kb, at: i32| {
+                        let a = kb.b.ins().load(I32, flags, rp, at);
+                        let a = kb.b.ins().sextend(I64, a);
+                        kb.addr(xc, a, 4)
+                    };
+                    let (s1, s2) = (src(kb, 4), src(kb, 8));
+                    for h in 0..2 {
+                        let v1 = kb.b.ins().load(F32X4, flags, s1, 16 * h);
+                        let v2 = kb.b.ins().load(F32X4, flags, s2, 16 * h);
+                        let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
+                        let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
+                        let v1 = kb.b.ins().band(v1, m1);
+                        let v2 = kb.b.ins().band(v2, m2);
+                        let v = kb.b.ins().bor(v1, v2);
+                        kb.b.ins().store(flags, v, op, 16 * h);
+                    }
+                });
+                let other = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
+                kb.when(run, |kb| {
+                    let first = kb.b.ins().load(I32, flags, tp, 0);
+                    let first = kb.b.ins().sextend(I64, first);
+                    let src = kb.addr(xc, first, 4);
+                    for h in 0..2 {
+                        let v = kb.b.ins().load(F32X4, flags, src, 16 * h);
+                        kb.b.ins().store(flags, v, op, 16 * h);
+                    }
+                });
+                kb.when(other, |kb| {
+                    for j in 0..TILE_N as i32 {
+                        let idx = kb.b.ins().load(I32, flags, tp, 4 * j);
+                        let inside =
+                            kb.b.ins()
+                                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
+                        let zero32 = kb.b.ins().iconst(I32, 0);
+                        let clamped = kb.b.ins().smax(idx, zero32);
+                        let wide = kb.b.ins().sextend(I64, clamped);
+                        let v = kb.load(Lanes::One, xc, wide);
+                        let v = kb.b.ins().select(inside, v, zero);
+                        kb.b.ins().store(flags, v, op, 4 * j);
+                    }
+                });
             });
         });
     })

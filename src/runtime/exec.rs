@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::codegen::{KernelId, Table, TILE_M, TILE_N};
+use crate::codegen::{KernelId, Table, TAP_READ, TILE_M, TILE_N};
 
 /// Where memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub enum Form {
         /// to a panel's base offset; panels with the same pattern (the same position in rows with the
         /// same padding) share it.
         table: Addr,
-        /// Per pattern and tap, i32 1 when the tap's 8 offsets are consecutive and inside.
+        /// Per pattern and tap, how `PackPatches` reads the tap ([`TAP_READ`] i32 each).
         runs: Addr,
         /// Per column panel: its pattern and base offset into the input plane.
         panels: std::sync::Arc<[(u32, i32)]>,
@@ -443,7 +443,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                             ci0 as i64,
                             ci1 as i64,
                             plane as i64,
-                            res(runs.at(pattern * taps)),
+                            res(runs.at(pattern * taps * TAP_READ as u64)),
                         ],
                     );
                     (res(slot), (TILE_N * 4) as i64, false)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::codegen::{
-    pack_a_into, pack_b_transposed, packed_a_len, ActKind, KernelId, KC, TILE_M, TILE_N,
+    pack_a_into, pack_b_transposed, packed_a_len, ActKind, KernelId, KC, TAP_READ, TILE_M, TILE_N,
 };
 use crate::ir::op::Fused;
 use crate::ir::{Cell, Op};
@@ -247,11 +247,20 @@ impl Lower<'_> {
                 .iter()
                 .map(|&o| if o < 0 { -1 } else { (o - base) as i32 })
                 .collect();
+            // How each tap is read; it depends on the panel's place in the plane, so it is part of the
+            // pattern.
+            let mut key = rel.clone();
+            for tap in rel.chunks(TILE_N) {
+                key.extend(tap_reads(tap, base, (h * w) as i64));
+            }
             let next = patterns.len() as u32;
-            let pattern = *patterns.entry(rel.clone()).or_insert_with(|| {
+            let pattern = *patterns.entry(key).or_insert_with(|| {
                 for tap in rel.chunks(TILE_N) {
-                    let run = tap[0] >= 0 && tap.windows(2).all(|w| w[1] == w[0] + 1);
-                    runs.push(f32::from_bits(run as u32));
+                    runs.extend(
+                        tap_reads(tap, base, (h * w) as i64)
+                            .into_iter()
+                            .map(|v| f32::from_bits(v as u32)),
+                    );
                 }
                 table.extend(rel.iter().map(|&o| f32::from_bits(o as u32)));
                 next
@@ -453,6 +462,44 @@ impl Lower<'_> {
             return_sequences,
         })))
     }
+}
+
+/// i32 per tap of a patch pattern that `PackPatches` reads (`TAP_READ` of them): how the tap's 8 offsets
+/// (relative to the panel's `base`, -1 for padding) are read. Kind 1: consecutive and inside, two vector
+/// loads. Kind 2: every inside offset continues one of at most two runs, `o[j] = a + j`, whose 8-value reads
+/// from `base + a` stay in the channel's plane (`plane` values): four vector loads, each kept under a lane
+/// mask (a panel that crosses an output row, or a tap with padding on one side). Kind 0: value by value.
+/// Layout: `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]` (masks -1 or 0).
+fn tap_reads(tap: &[i32], base: i64, plane: i64) -> [i32; TAP_READ] {
+    let mut r = [0i32; TAP_READ];
+    if tap[0] >= 0 && tap.windows(2).all(|w| w[1] == w[0] + 1) {
+        r[0] = 1;
+        return r;
+    }
+    let mut starts: Vec<i32> = Vec::new();
+    for (j, &o) in tap.iter().enumerate() {
+        if o < 0 {
+            continue;
+        }
+        let a = o - j as i32;
+        let run = match starts.iter().position(|&s| s == a) {
+            Some(i) => i,
+            None if starts.len() < 2 => {
+                starts.push(a);
+                starts.len() - 1
+            }
+            None => return r,
+        };
+        r[4 + 8 * run + j] = -1;
+    }
+    let readable = |a: i32| base + a as i64 >= 0 && base + a as i64 + TILE_N as i64 <= plane;
+    if starts.is_empty() || !starts.iter().all(|&a| readable(a)) {
+        return [0; TAP_READ];
+    }
+    r[0] = 2;
+    r[1] = starts[0];
+    r[2] = *starts.get(1).unwrap_or(&starts[0]);
+    r
 }
 
 /// Convolution weights `[groups x m, k]` (row-major) packed as A, group after group, each row times
