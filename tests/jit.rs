@@ -286,6 +286,21 @@ fn odd_convolutions_and_pools_agree_at_several_batches() {
     }
 }
 
+/// 3x3 stride-1 pools that keep the plane's size (the whole-plane kernel): max, and average with and without
+/// the padding counted, on planes from 2x2 up, sizes off the vector width, with NaN-free random inputs.
+#[test]
+fn same_size_3x3_pools_agree_with_the_interpreter() {
+    for (h, w) in [(2, 2), (2, 7), (7, 2), (5, 9), (14, 14), (3, 17)] {
+        let text = format!(
+            "model pools(x: f32[N, 5, {h}, {w}]) -> (a: f32[N, 5, {h}, {w}], b: f32[N, 5, {h}, {w}], c: f32[N, 5, {h}, {w}]) {{\n    return maxpool(x, 3, stride=1, padding=1), avgpool(x, 3, stride=1, padding=1), avgpool(x, 3, stride=1, padding=1, count_include_pad=false)\n}}\n"
+        );
+        let path = write_model(&format!("pool3_{h}x{w}.nn"), &text);
+        for (batch, threads) in [(1, 1), (3, 2)] {
+            agree(&path, batch, threads);
+        }
+    }
+}
+
 /// Random layer geometries, each as a small model run at a random batch on one or two threads.
 #[test]
 fn random_layers_agree_with_the_interpreter() {

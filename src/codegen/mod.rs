@@ -128,6 +128,15 @@ pub enum KernelId {
     /// v_count, v_step)`: they are computed four at a time (`v_stride` >= 1; the last argument).
     MaxPool,
     AvgPool,
+    /// 3x3 windows, stride 1, padding 1, output the input's size (`h, w >= 2`), over whole planes at once:
+    /// `[x, y, hw, w, planes, edges, div, v]`. Columns are reduced first into `v` (scratch for `hw + 8`
+    /// values, of which the first and last 4 are never used), then each output from `v[i - 1]`, `v[i]`,
+    /// `v[i + 1]`, the neighbours across a row's edge kept out by `edges`: four i32 arrays of `hw`, `lmask,
+    /// lfill, rmask, rfill` (a neighbour's value is `(v & mask) | fill`, fill being the reduction's identity
+    /// where the mask is 0). Averages divide by `div[i]`. The same operations in the same order as
+    /// [`KernelId::MaxPool`] on the same windows.
+    MaxPool3,
+    AvgPool3,
     /// `[idx, table, y, count, dim]`: `y[i * dim ..] = table[idx[i] * dim ..]`, `idx` i32, checked before.
     Embedding,
     /// One LSTM step for a batch: `[gx, gh, c, h, n, hidden, gx_stride, h_stride]`: gate pre-activations
@@ -151,6 +160,8 @@ fn build(
         KernelId::PackRows => pack::build_rows(config),
         KernelId::MaxPool => pool::build(true, config),
         KernelId::AvgPool => pool::build(false, config),
+        KernelId::MaxPool3 => pool::build_3x3(true, config),
+        KernelId::AvgPool3 => pool::build_3x3(false, config),
         KernelId::LstmCell | KernelId::GruCell | KernelId::RnnCell(_) => rnn::build(id, config),
         KernelId::Unary(_)
         | KernelId::Add

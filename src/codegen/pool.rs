@@ -171,3 +171,70 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
         });
     })
 }
+
+/// `[x, y, hw, w, planes, edges, div, v]`: see [`super::KernelId::MaxPool3`].
+pub fn build_3x3(max: bool, config: TargetFrontendConfig) -> Function {
+    Draft::new(config).build(config, |kb| {
+        let [x, y, hw, w, planes, edges, div, v] = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| kb.arg(i));
+        let init = if max { f32::NEG_INFINITY } else { 0.0 };
+        // `v` has room for four values on each side: the horizontal pass reads `v[-1]` and `v[hw]`.
+        let v = kb.b.ins().iadd_imm_s(v, 16);
+        let last = kb.b.ins().isub(hw, w);
+        kb.for_n(planes, |kb, q| {
+            let at = kb.b.ins().imul(q, hw);
+            let xq = kb.addr(x, at, 4);
+            let yq = kb.addr(y, at, 4);
+            // Columns: rows y-1, y, y+1 where they exist (the first and last rows have two), in the order
+            // the window tables give them.
+            let zero = kb.iconst(0);
+            for (from, to, up, down) in [
+                (zero, w, false, true),
+                (w, last, true, true),
+                (last, hw, true, false),
+            ] {
+                let n = kb.b.ins().isub(to, from);
+                kb.for_lanes(n, |kb, lanes, j| {
+                    let i = kb.b.ins().iadd(from, j);
+                    let mut acc = kb.fconst(lanes, init);
+                    if up {
+                        let a = kb.b.ins().isub(i, w);
+                        let t = kb.load(lanes, xq, a);
+                        acc = combine(kb, lanes, max, acc, t);
+                    }
+                    let c = kb.load(lanes, xq, i);
+                    acc = combine(kb, lanes, max, acc, c);
+                    if down {
+                        let a = kb.b.ins().iadd(i, w);
+                        let b = kb.load(lanes, xq, a);
+                        acc = combine(kb, lanes, max, acc, b);
+                    }
+                    kb.store(acc, v, i);
+                });
+            }
+            // Rows: left, centre, right neighbours of the column reductions, masked at row edges.
+            kb.for_lanes(hw, |kb, lanes, i| {
+                let mut acc = kb.fconst(lanes, init);
+                for (d, table) in [(-1i64, Some(0i64)), (0, None), (1, Some(2))] {
+                    let at = kb.b.ins().iadd_imm_s(i, d);
+                    let mut t = kb.load(lanes, v, at);
+                    if let Some(k) = table {
+                        let mask = kb.b.ins().imul_imm_s(hw, 4 * k);
+                        let mask = kb.b.ins().iadd(edges, mask);
+                        let fill = kb.b.ins().imul_imm_s(hw, 4 * (k + 1));
+                        let fill = kb.b.ins().iadd(edges, fill);
+                        let m = kb.load(lanes, mask, i);
+                        let f = kb.load(lanes, fill, i);
+                        let kept = kb.b.ins().band(t, m);
+                        t = kb.b.ins().bor(kept, f);
+                    }
+                    acc = combine(kb, lanes, max, acc, t);
+                }
+                if !max {
+                    let d = kb.load(lanes, div, i);
+                    acc = kb.b.ins().fdiv(acc, d);
+                }
+                kb.store(acc, yq, i);
+            });
+        });
+    })
+}

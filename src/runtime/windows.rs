@@ -116,3 +116,19 @@ pub fn vector_run(cols: &[i32]) -> [i64; 6] {
         best.2 as i64,
     ]
 }
+
+/// Whether the window tables are those of 3x3 windows with stride 1 and padding 1 over a plane of at least
+/// 2x2, with an output of the input's size: `(o - 1, 3, 1)` clipped at both edges, on both axes.
+pub fn same_3x3(rows: &[i32], cols: &[i32], (h, w): (u64, u64), (oh, ow): (u64, u64)) -> bool {
+    let axis = |t: &[i32], len: u64| {
+        len >= 2
+            && t.len() as u64 == 3 * len
+            && t.chunks(3).enumerate().all(|(o, w)| {
+                let o = o as i64;
+                let start = (o - 1).max(0);
+                let end = (o + 1).min(len as i64 - 1);
+                w[0] as i64 == start && w[1] as i64 == end - start + 1 && (w[1] == 1 || w[2] == 1)
+            })
+    };
+    (oh, ow) == (h, w) && axis(rows, h) && axis(cols, w)
+}

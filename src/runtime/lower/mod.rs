@@ -555,6 +555,9 @@ impl<'a> Lower<'a> {
             (1, 1)
         };
         let (rows, cols, divs, max) = super::windows::tables(&step.op, (h, w), (oh, ow));
+        if super::windows::same_3x3(&rows, &cols, (h, w), (oh, ow)) {
+            return self.pool_3x3(step, max, &divs, (c, h, w));
+        }
         let kernel = if max {
             KernelId::MaxPool
         } else {
@@ -607,6 +610,69 @@ impl<'a> Lower<'a> {
                 Arg::Int(vector[3]),
                 Arg::Int(vector[4]),
                 Arg::Int(vector[5]),
+            ],
+        }))
+    }
+}
+
+impl Lower<'_> {
+    /// A pooling layer whose windows are 3x3 with stride 1 and padding 1 and whose output has the input's
+    /// size (`windows::same_3x3`): the whole-plane kernel, with its edge masks and divisors per position.
+    fn pool_3x3(
+        &mut self,
+        step: &Step,
+        max: bool,
+        divs: &[f32],
+        (c, h, w): (u64, u64, u64),
+    ) -> Result<Exec, CompileError> {
+        let hw = (h * w) as usize;
+        let init = if max { f32::NEG_INFINITY } else { 0.0 };
+        let mut edges = vec![0.0f32; 4 * hw + 4];
+        for i in 0..hw {
+            let x = i as u64 % w;
+            for (k, inside) in [(0, x > 0), (2, x + 1 < w)] {
+                let (mask, fill) = if inside {
+                    (u32::MAX, 0)
+                } else {
+                    (0, init.to_bits())
+                };
+                edges[k * hw + i] = f32::from_bits(mask);
+                edges[(k + 1) * hw + i] = f32::from_bits(fill);
+            }
+        }
+        // The divisor per position, as the table kernel computes it: row divisor times column divisor.
+        let mut div: Vec<f32> = (0..hw)
+            .map(|i| divs[i / w as usize] * divs[h as usize + i % w as usize])
+            .collect();
+        div.resize(hw + 4, 1.0);
+        let (edges, div) = (self.own(edges), self.own(div));
+        let (xa, xs, _) = self.image(step, &step.inputs[0])?;
+        let (ya, ys, _) = self.image(step, &step.output)?;
+        let cc = (CHUNK / (h * w).max(1)).clamp(1, c);
+        Ok(Exec::Simple(Simple {
+            scratch: h * w + 8,
+            kernel: if max {
+                KernelId::MaxPool3
+            } else {
+                KernelId::AvgPool3
+            },
+            images: self.plan.batch,
+            chunks: c.div_ceil(cc),
+            args: vec![
+                chunked(xa, xs, cc * h * w),
+                chunked(ya, ys, cc * h * w),
+                Arg::Int((h * w) as i64),
+                Arg::Int(w as i64),
+                Arg::Len {
+                    total: c,
+                    chunk: cc,
+                },
+                Arg::ptr(edges),
+                Arg::ptr(div),
+                Arg::ptr(Addr {
+                    region: Region::Scratch,
+                    offset: 0,
+                }),
             ],
         }))
     }
