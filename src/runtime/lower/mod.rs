@@ -138,8 +138,15 @@ impl<'a> Lower<'a> {
 
     /// A parameter's values, read from the weights.
     fn values(&self, name: &str) -> Result<Vec<f32>, CompileError> {
+        let mut v = Vec::new();
+        self.read(name, &mut v)?;
+        Ok(v)
+    }
+
+    /// A parameter's values into `out`.
+    fn read(&self, name: &str, out: &mut Vec<f32>) -> Result<(), CompileError> {
         self.weights
-            .values(name)
+            .read_into(name, out)
             .ok_or_else(|| CompileError::MissingWeight(name.to_string()))?
             .map_err(CompileError::from)
     }
@@ -153,11 +160,7 @@ impl<'a> Lower<'a> {
 
     fn param_into(&self, step: &Step, slot: usize, out: &mut Vec<f32>) -> Result<(), CompileError> {
         match &self.plan.buffers[step.inputs[slot].buffer].storage {
-            Storage::Weight { name } => self
-                .weights
-                .read_into(name, out)
-                .ok_or_else(|| CompileError::MissingWeight(name.clone()))?
-                .map_err(CompileError::from),
+            Storage::Weight { name } => self.read(name, out),
             _ => Err(err(step, "a parameter computed at run time")),
         }
     }
@@ -613,9 +616,7 @@ impl<'a> Lower<'a> {
             ],
         }))
     }
-}
 
-impl Lower<'_> {
     /// A pooling layer whose windows are 3x3 with stride 1 and padding 1 and whose output has the input's
     /// size (`windows::same_3x3`): the whole-plane kernel, with its edge masks and divisors per position.
     fn pool_3x3(
