@@ -119,9 +119,10 @@ fn zoo_models_agree_with_the_interpreter_odd() {
 }
 
 /// Convolutions of every kind the kernels handle: groups, dilation, strides, asymmetric padding, 1x1 in
-/// place and packed, sizes off the tile; pooling with padding and ceil mode; a dense head.
+/// place (b: 7x16 pixels, so rows of whole cache lines) and packed, sizes off the tile; pooling with
+/// padding and ceil mode; a dense head.
 const ODD_SHAPES: &str = r#"
-model odd(x: f32[N, 6, 13, 11]) -> y: f32[N, 7] {
+model odd(x: f32[N, 6, 13, 31]) -> y: f32[N, 7] {
     h = x |> a: conv2d(10, 3, stride=2, padding=1, groups=2)
           |> b: conv2d(12, 1, activation=relu)
           |> c: conv2d(9, [3, 2], dilation=2, padding=[2, 1])
