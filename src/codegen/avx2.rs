@@ -132,10 +132,14 @@ mod imp {
         };
         // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
         unsafe {
-            if a.cols > 8 {
-                wide::<ACT>(&a)
-            } else {
-                panels::<ACT>(&a)
+            match a.cols {
+                0 => {}
+                1 => narrow::<1, 12, ACT>(&a),
+                2 => narrow::<2, 6, ACT>(&a),
+                3 => narrow::<3, 4, ACT>(&a),
+                4 => narrow::<4, 3, ACT>(&a),
+                5..=8 => panels::<ACT>(&a),
+                _ => wide::<ACT>(&a),
             }
         }
     }
@@ -245,6 +249,121 @@ mod imp {
                     }
                 }
             }
+        }
+    }
+
+    /// Every row of a block 1 to 4 columns wide (the last few columns of a row of C, e.g. 49 = 3 x 16 + 1),
+    /// with the vector lanes along rows instead of columns: per k and 4-row panel, one 128-bit load of A's
+    /// packed column feeds one FMA per column, with B's value broadcast. A `4 x 8` tile would spend four
+    /// ymm broadcasts and four ymm FMAs (12 FP pipe slots on Zen 1) on 8 columns of which 1 to 4 exist;
+    /// here the same rows take `C` xmm FMAs. `P` panels at a time give `P x C` independent FMA chains.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn narrow<const C: usize, const P: usize, const ACT: u8>(a: &Args) {
+        let panels = a.rows.div_ceil(4);
+        let mut p = 0;
+        // SAFETY (each call): panels p .. p + the tile's count exist (packed, zero-padded), rows 4p.. are
+        // C's rows.
+        while p + P <= panels {
+            unsafe { narrow_tile::<C, P, ACT>(a, p) };
+            p += P;
+        }
+        while p + 2 <= panels {
+            unsafe { narrow_tile::<C, 2, ACT>(a, p) };
+            p += 2;
+        }
+        if p < panels {
+            unsafe { narrow_tile::<C, 1, ACT>(a, p) };
+        }
+    }
+
+    /// Panels `p0 .. p0 + P` by `C` columns: the k loop, then per panel and column the accumulate,
+    /// epilogue and store of its (up to) four rows.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn narrow_tile<const C: usize, const P: usize, const ACT: u8>(a: &Args, p0: usize) {
+        let mut acc = [[_mm_setzero_ps(); C]; P];
+        let panel = a.kc * 4;
+        // SAFETY: panel p0 + q holds kc * 4 values for q < P, and B's kc rows have C <= 8 readable values.
+        unsafe {
+            let ap = a.a.add(p0 * panel);
+            let mut bp = a.b;
+            for k in 0..a.kc {
+                let mut bv = [_mm_setzero_ps(); C];
+                for (c, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm_broadcast_ss(&*bp.add(c));
+                }
+                #[allow(clippy::needless_range_loop)]
+                for q in 0..P {
+                    let x = _mm_loadu_ps(ap.add(q * panel + k * 4));
+                    for c in 0..C {
+                        acc[q][c] = _mm_fmadd_ps(x, bv[c], acc[q][c]);
+                    }
+                }
+                bp = bp.byte_offset(a.b_stride);
+            }
+        }
+        #[allow(clippy::needless_range_loop)]
+        for q in 0..P {
+            let row0 = (p0 + q) * 4;
+            let rows = a.rows.min(row0 + 4) - row0;
+            for c in 0..C {
+                // SAFETY: rows row0 .. row0 + rows are C's, and column c < cols.
+                unsafe { store_rows::<ACT>(a, row0, rows, c, acc[q][c]) };
+            }
+        }
+    }
+
+    /// Finishes rows `row0 .. row0 + rows` (at most 4, one per lane) of column `col` (accumulate,
+    /// epilogue, as [`store`] does per element) and stores them to C.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store_rows<const ACT: u8>(
+        a: &Args,
+        row0: usize,
+        rows: usize,
+        col: usize,
+        mut v: __m128,
+    ) {
+        let mut lanes = [0f32; 4];
+        // SAFETY: rows row0 .. row0 + rows < a.rows of C and of the row vectors, and col < cols, so
+        // every access is inside C's, the row vectors' and the column vector's valid elements.
+        unsafe {
+            let c = |r: usize| a.c.byte_offset((row0 + r) as isize * a.ldc).add(col);
+            if a.add {
+                for (r, l) in lanes.iter_mut().enumerate().take(rows) {
+                    *l = *c(r);
+                }
+                v = _mm_add_ps(v, _mm_loadu_ps(lanes.as_ptr()));
+            }
+            if a.last {
+                let (mut s, mut t) = ([0f32; 4], [0f32; 4]);
+                for r in 0..rows {
+                    s[r] = *a.row_scale.add(row0 + r);
+                    t[r] = *a.row_shift.add(row0 + r);
+                }
+                let cs = _mm_set1_ps(*a.col_shift.add(col));
+                let (s, t) = (_mm_loadu_ps(s.as_ptr()), _mm_loadu_ps(t.as_ptr()));
+                v = act4::<ACT>(_mm_add_ps(_mm_fmadd_ps(v, s, t), cs), a.slope);
+            }
+            _mm_storeu_ps(lanes.as_mut_ptr(), v);
+            for (r, l) in lanes.iter().enumerate().take(rows) {
+                *c(r) = *l;
+            }
+        }
+    }
+
+    /// [`act`] on four lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn act4<const ACT: u8>(v: __m128, slope: f32) -> __m128 {
+        let zero = _mm_setzero_ps();
+        match ACT {
+            RELU => _mm_max_ps(zero, v),
+            LEAKY => {
+                let neg = _mm_cmp_ps::<_CMP_LT_OQ>(v, zero);
+                _mm_blendv_ps(v, _mm_mul_ps(v, _mm_set1_ps(slope)), neg)
+            }
+            _ => v,
         }
     }
 
@@ -365,7 +484,9 @@ mod tests {
         let mut rng = Rng::new(7);
         let mut rand =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
-        for rows in 1..=13usize {
+        // Up to 4 panels, then row counts that fill the narrow kernel's 12-, 6-, 4- and 3-panel tiles
+        // with every remainder.
+        for rows in (1..=13usize).chain([24, 45, 50, 53, 63]) {
             for cols in 1..=16 {
                 for kc in [0, 1, 7, 33] {
                     let (ldc, bs) = (19, 12);

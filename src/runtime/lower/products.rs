@@ -559,5 +559,5 @@ pub(crate) fn even_panels(panels: u64, per_task: u64) -> u64 {
 
 /// Whether rows of a plane of `plane` f32 values start on cache lines (64 bytes) when the plane does.
 fn plane_aligned(plane: u64) -> bool {
-    plane % 16 == 0
+    plane.is_multiple_of(16)
 }
