@@ -261,17 +261,18 @@ mod imp {
     unsafe fn narrow<const C: usize, const P: usize, const ACT: u8>(a: &Args) {
         let panels = a.rows.div_ceil(4);
         let mut p = 0;
-        // SAFETY (each call): panels p .. p + the tile's count exist (packed, zero-padded), rows 4p.. are
-        // C's rows.
         while p + P <= panels {
+            // SAFETY: panels p .. p + P exist (packed, zero-padded), rows 4p.. are C's rows.
             unsafe { narrow_tile::<C, P, ACT>(a, p) };
             p += P;
         }
         while p + 2 <= panels {
+            // SAFETY: as above, for panels p .. p + 2.
             unsafe { narrow_tile::<C, 2, ACT>(a, p) };
             p += 2;
         }
         if p < panels {
+            // SAFETY: as above, for panel p.
             unsafe { narrow_tile::<C, 1, ACT>(a, p) };
         }
     }
