@@ -160,7 +160,7 @@ impl Gemm {
     /// f32 elements of scratch one task needs.
     pub fn scratch(&self) -> u64 {
         match self.form {
-            Form::Conv { .. } => self.panels_per_task * self.kblock * TILE_N as u64,
+            Form::Conv { .. } => self.panels_per_task.min(2) * self.kblock * TILE_N as u64,
             Form::Dense { .. } => {
                 let panels = self.m.div_ceil(TILE_M as u64);
                 panels.div_ceil(self.row_splits) * self.kblock * TILE_M as u64
@@ -427,9 +427,10 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     if direct && g.n - col0 >= TILE_N as u64 {
                         return (res(x.at(ci0 * plane + col0)), 4 * plane as i64, true);
                     }
+                    // Two slots: a call takes at most a pair of panels, and packs them just before.
                     let slot = Addr {
                         region: Region::Scratch,
-                        offset: (p - p0) * g.kblock * TILE_N as u64,
+                        offset: ((p - p0) % 2) * g.kblock * TILE_N as u64,
                     };
                     let (pattern, base) = panels[p as usize];
                     let pattern = pattern as u64;

@@ -32,6 +32,8 @@ pub struct Lower<'a> {
     longest: u64,
     /// The buffer weights are read into for packing (see [`Lower::weight_to_pack`]).
     reuse: Vec<f32>,
+    /// Threads the program runs on (work splits only: results do not depend on it).
+    pub threads: u64,
 }
 
 /// A weight's values for packing (see [`Lower::weight_to_pack`]).
@@ -49,7 +51,12 @@ fn err(step: &Step, what: impl Into<String>) -> CompileError {
 }
 
 impl<'a> Lower<'a> {
-    pub fn new(plan: &'a KernelPlan, weights: &'a dyn Params, longest: u64) -> Lower<'a> {
+    pub fn new(
+        plan: &'a KernelPlan,
+        weights: &'a dyn Params,
+        longest: u64,
+        threads: usize,
+    ) -> Lower<'a> {
         let names = |v: &[(String, View)]| v.iter().map(|(n, _)| n.clone()).collect();
         Lower {
             plan,
@@ -61,6 +68,7 @@ impl<'a> Lower<'a> {
             ones: None,
             longest: longest + TILE_N as u64,
             reuse: Vec::new(),
+            threads: threads.max(1) as u64,
         }
     }
 
