@@ -96,7 +96,9 @@ pub enum KernelId {
     /// [`TAP_READ`] i32 per tap `t`, `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]`: kind 1, the offsets are
     /// consecutive and inside (two vector loads); kind 2, each column `j` is `x[ci * plane + a1 + j]` where
     /// `mask1[j]` is -1, `x[ci * plane + a2 + j]` where `mask2[j]` is -1, else 0, and both 8-value reads lie in
-    /// the plane (four vector loads, masked); kind 0, value by value from `table`.
+    /// the plane (four vector loads, masked); kind 3, as kind 2 with `a1 + 2 * j` and `a2 + 2 * j`, both
+    /// 16-value reads in the plane (eight vector loads, even lanes picked, masked); kind 0, value by value
+    /// from `table`.
     PackPatches,
     /// Packs rows of a matrix into panels of 4 rows: `[x, out, rows, k0, k1, ld]`: for row `r < 4` and `p` in
     /// `k0..k1`, `out[(p - k0) * 4 + r] = r < rows ? x[r * ld + p] : 0`.

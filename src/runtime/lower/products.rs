@@ -260,14 +260,9 @@ impl Lower<'_> {
                 key.extend(tap_reads(tap, base, (h * w) as i64));
             }
             let next = patterns.len() as u32;
-            let pattern = *patterns.entry(key).or_insert_with(|| {
-                for tap in rel.chunks(TILE_N) {
-                    runs.extend(
-                        tap_reads(tap, base, (h * w) as i64)
-                            .into_iter()
-                            .map(|v| f32::from_bits(v as u32)),
-                    );
-                }
+            let pattern = *patterns.entry(key).or_insert_with_key(|key| {
+                let reads = &key[rel.len()..];
+                runs.extend(reads.iter().map(|&v| f32::from_bits(v as u32)));
                 table.extend(rel.iter().map(|&o| f32::from_bits(o as u32)));
                 next
             });
@@ -475,38 +470,51 @@ impl Lower<'_> {
 /// (relative to the panel's `base`, -1 for padding) are read. Kind 1: consecutive and inside, two vector
 /// loads. Kind 2: every inside offset continues one of at most two runs, `o[j] = a + j`, whose 8-value reads
 /// from `base + a` stay in the channel's plane (`plane` values): four vector loads, each kept under a lane
-/// mask (a panel that crosses an output row, or a tap with padding on one side). Kind 0: value by value.
+/// mask (a panel that crosses an output row, or a tap with padding on one side). Kind 3: the same with
+/// `o[j] = a + 2j` (stride 2), 16-value reads of which the even lanes are kept. Kind 0: value by value.
 /// Layout: `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]` (masks -1 or 0).
 fn tap_reads(tap: &[i32], base: i64, plane: i64) -> [i32; TAP_READ] {
-    let mut r = [0i32; TAP_READ];
     if tap[0] >= 0 && tap.windows(2).all(|w| w[1] == w[0] + 1) {
+        let mut r = [0i32; TAP_READ];
         r[0] = 1;
         return r;
     }
-    let mut starts: Vec<i32> = Vec::new();
+    strided_runs(tap, base, plane, 1)
+        .or_else(|| strided_runs(tap, base, plane, 2))
+        .unwrap_or([0; TAP_READ])
+}
+
+/// Kind 2 (`stride` 1) or 3 (`stride` 2) for a tap whose present columns `j` read `a + stride * j` for
+/// at most two starts `a`, when each start's read (`8 * stride` values) lies in the plane.
+fn strided_runs(tap: &[i32], base: i64, plane: i64, stride: i32) -> Option<[i32; TAP_READ]> {
+    let mut r = [0i32; TAP_READ];
+    let (mut starts, mut found) = ([0i32; 2], 0);
     for (j, &o) in tap.iter().enumerate() {
         if o < 0 {
             continue;
         }
-        let a = o - j as i32;
-        let run = match starts.iter().position(|&s| s == a) {
+        let a = o - stride * j as i32;
+        let run = match starts[..found].iter().position(|&s| s == a) {
             Some(i) => i,
-            None if starts.len() < 2 => {
-                starts.push(a);
-                starts.len() - 1
+            None if found < 2 => {
+                starts[found] = a;
+                found += 1;
+                found - 1
             }
-            None => return r,
+            None => return None,
         };
         r[4 + 8 * run + j] = -1;
     }
-    let readable = |a: i32| base + a as i64 >= 0 && base + a as i64 + TILE_N as i64 <= plane;
-    if starts.is_empty() || !starts.iter().all(|&a| readable(a)) {
-        return [0; TAP_READ];
+    let len = TILE_N as i64 * stride as i64;
+    let readable = |a: i32| base + a as i64 >= 0 && base + a as i64 + len <= plane;
+    if found == 0 || !starts[..found].iter().all(|&a| readable(a)) {
+        return None;
     }
-    r[0] = 2;
+    let starts = &starts[..found];
+    r[0] = 1 + stride;
     r[1] = starts[0];
     r[2] = *starts.get(1).unwrap_or(&starts[0]);
-    r
+    Some(r)
 }
 
 /// Convolution weights `[groups x m, k]` (row-major) packed as A, group after group, each row times
