@@ -535,19 +535,22 @@ fn pack_conv<T: Copy + Into<f64>>(
 
 /// How a convolution's work splits: column panels per task, and row shares per column block.
 ///
-/// Every column block reads all of A (the packed weights) once. When A is larger than [`BIG_A`] bytes it
-/// does not stay in cache from one block to the next and each block streams it from memory again, so a
-/// task takes every column (A is read once in all) and the rows are shared, one share per thread (B is
-/// then packed once per share; each task still packs one panel pair at a time, per k block). ResNet-50's
-/// 512 -> 512 3x3 at 7x7 (9 MiB of weights) goes from 4.5-4.7 to 3.4-3.6 ms on two threads, its
-/// 1024 -> 2048 downsample from 4.2 to 3.2, VGG16's 512 -> 512 at 14x14 from 15.0 to 13.7.
+/// Every column block reads all of A (the packed weights) once. From [`BIG_A`] bytes on, A does not stay
+/// in cache from one block to the next (it shares the L3 with activations and the other core's work), so
+/// a task takes every column (A is read once in all) and the rows are shared, one share per thread (B is
+/// then packed once per share; each task still packs one panel pair at a time, per k block). On two
+/// threads: ResNet-50's 512 -> 512 3x3 at 7x7 (9 MiB of weights) goes from 4.5-4.7 to 3.4-3.6 ms alone,
+/// its 1024 -> 2048 downsample from 4.2 to 3.2, VGG16's 512 -> 512 at 14x14 from 15.0 to 13.7. Inside
+/// the models (sum of per-layer medians), a 1 MiB threshold against 2 MiB: ResNet-50 142.2 -> 138.8 ms,
+/// GoogLeNet 56.5 -> 54.1, Inception v3 197.2 -> 193.0, VGG16 unchanged; 0.5 MiB slows ResNet-50's
+/// 128 -> 128 3x3 layers (0.6 MiB, 98 panels).
 ///
 /// Otherwise it aims at 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64
 /// columns) so a task re-reads its block of A from L2 rather than memory. Blocks hold an even number of
 /// panels (see [`even_panels`]). How work is split never changes results.
 fn split(images: u64, panels: u64, (m, k): (u64, u64), threads: u64) -> (u64, u64) {
     let row_panels = m.div_ceil(TILE_M as u64);
-    if 4 * m * k > BIG_A {
+    if 4 * m * k >= BIG_A {
         return (even_panels(panels, panels), threads.clamp(1, row_panels));
     }
     let per_task = even_panels(panels, (panels * images / 16).clamp(1, 8));
@@ -558,9 +561,9 @@ fn split(images: u64, panels: u64, (m, k): (u64, u64), threads: u64) -> (u64, u6
     (per_task, splits)
 }
 
-/// Bytes of packed weights above which a convolution reads them once (see [`split`]): 2 MiB, a quarter
-/// of this machine's L3 (the weights share it with activations and the other core's work).
-const BIG_A: u64 = 2 << 20;
+/// Bytes of packed weights from which a convolution reads them once (see [`split`]): 1 MiB, an eighth of
+/// this machine's L3.
+const BIG_A: u64 = 1 << 20;
 
 /// Rows of A a dense task packs per k block: `DENSE_ROWS x KC` floats (256 KiB) stay in a Zen 1 core's 512
 /// KiB L2 while the task's column panels stream past them.
