@@ -3,13 +3,14 @@
 //! divisors, so one kernel serves max, average, adaptive and global pooling. Windows are separable, so each
 //! output row is computed in two passes: the window's input rows are reduced into a row buffer four columns
 //! at a time (vector loads, scalar tail), then each output column reduces its few entries of that buffer:
-//! four columns at a time where windows are whole and one column apart, and where they are whole and several
-//! columns apart (strided pooling), every window position is reduced four at a time and the columns pick
-//! theirs.
+//! four columns at a time where windows are whole and one column apart; where they are whole and two
+//! columns apart (stride 2), four columns at a time from eight-value reads narrowed to their even lanes;
+//! and where they are whole and further apart, every window position is reduced four at a time and the
+//! columns pick theirs.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{I32, I64};
-use cranelift_codegen::ir::{Function, InstBuilder, Value};
+use cranelift_codegen::ir::types::{F32X4, I32, I64, I8X16};
+use cranelift_codegen::ir::{ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
 use super::builder::{Draft, Kb, Lanes};
@@ -48,6 +49,24 @@ fn reduce(
     count: Value,
     step: Value,
 ) -> Value {
+    reduce_with(kb, lanes, max, init, first, count, step, &|kb, at| {
+        kb.load(lanes, base, at)
+    })
+}
+
+/// The reduction (max or sum, from `init`) of the `count` values `load(first + j * step)`, in ascending
+/// `j`, `lanes` wide.
+#[allow(clippy::too_many_arguments)]
+fn reduce_with(
+    kb: &mut Kb,
+    lanes: Lanes,
+    max: bool,
+    init: f32,
+    first: Value,
+    count: Value,
+    step: Value,
+    load: &dyn Fn(&mut Kb, Value) -> Value,
+) -> Value {
     let start = kb.fconst(lanes, init);
     let acc = kb.var(lanes.float(), start);
     let three = kb.b.ins().icmp_imm_s(IntCC::Equal, count, 3);
@@ -61,7 +80,7 @@ fn reduce(
                 if j > 0 {
                     at = kb.b.ins().iadd(at, step);
                 }
-                let x = kb.load(lanes, base, at);
+                let x = load(kb, at);
                 v = combine(kb, lanes, max, v, x);
             }
             kb.b.def_var(acc, v);
@@ -70,7 +89,7 @@ fn reduce(
             kb.for_n(count, |kb, j| {
                 let at = kb.b.ins().imul(j, step);
                 let at = kb.b.ins().iadd(at, first);
-                let v = kb.load(lanes, base, at);
+                let v = load(kb, at);
                 let cur = kb.b.use_var(acc);
                 let next = combine(kb, lanes, max, cur, v);
                 kb.b.def_var(acc, next);
@@ -79,6 +98,9 @@ fn reduce(
     );
     kb.b.use_var(acc)
 }
+
+/// The even 32-bit lanes of `a ++ b`, `[a0 a2 b0 b2]`: a byte mask Cranelift lowers to one `shufps`.
+const EVEN_LANES: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 
 /// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step,
 /// v_stride]`: see
@@ -146,30 +168,102 @@ pub fn build(max: bool, config: TargetFrontendConfig) -> Function {
                         });
                     },
                     |kb| {
-                        // Windows `v_stride` columns apart: first every window position of the run
-                        // reduced in place, `row[i] = reduce_j row[i + j * v_step]` (ascending, so each
-                        // read is still the input), four positions at a time; then each output column
-                        // picks its window's position.
-                        let run = kb.b.ins().isub(v_hi, v_lo);
-                        let last = kb.b.ins().iadd_imm_s(run, -1);
-                        let span = kb.b.ins().imul(last, v_stride);
-                        let span = kb.b.ins().iadd_imm_s(span, 1);
-                        let rs = kb.addr(row, v_start, 4);
-                        kb.for_lanes(span, |kb, lanes, i| {
-                            let v = reduce(kb, lanes, max, init, rs, i, v_count, v_step);
-                            kb.store(v, rs, i);
-                        });
-                        kb.for_range(v_lo, v_hi, 1, |kb, c| {
-                            let rel = kb.b.ins().isub(c, v_lo);
-                            let at = kb.b.ins().imul(rel, v_stride);
-                            let v = kb.load(Lanes::One, rs, at);
-                            finish(kb, Lanes::One, c, v);
-                        });
+                        let two = kb.b.ins().icmp_imm_s(IntCC::Equal, v_stride, 2);
+                        kb.if_else(
+                            two,
+                            |kb| {
+                                stride_two(
+                                    kb,
+                                    max,
+                                    init,
+                                    row,
+                                    [v_lo, v_hi, v_start, v_count, v_step],
+                                    &column,
+                                    &finish,
+                                )
+                            },
+                            |kb| {
+                                // Windows three or more columns apart: first every window
+                                // position of the run reduced in place, `row[i] = reduce_j
+                                // row[i + j * v_step]` (ascending, so each read is still the
+                                // input), four positions at a time; then each output column picks
+                                // its window's position.
+                                let run = kb.b.ins().isub(v_hi, v_lo);
+                                let last = kb.b.ins().iadd_imm_s(run, -1);
+                                let span = kb.b.ins().imul(last, v_stride);
+                                let span = kb.b.ins().iadd_imm_s(span, 1);
+                                let rs = kb.addr(row, v_start, 4);
+                                kb.for_lanes(span, |kb, lanes, i| {
+                                    let v = reduce(kb, lanes, max, init, rs, i, v_count, v_step);
+                                    kb.store(v, rs, i);
+                                });
+                                kb.for_range(v_lo, v_hi, 1, |kb, c| {
+                                    let rel = kb.b.ins().isub(c, v_lo);
+                                    let at = kb.b.ins().imul(rel, v_stride);
+                                    let v = kb.load(Lanes::One, rs, at);
+                                    finish(kb, Lanes::One, c, v);
+                                });
+                            },
+                        );
                     },
                 );
             });
         });
     })
+}
+
+/// Output columns `v_lo..v_hi` of windows two columns apart, from the reduced rows in `row`: four columns
+/// at a time, each window position `j` read as eight values from `v_start + 2 * rel + j * v_step` of which
+/// the even lanes are kept; the last columns (whose eight-value reads would pass the run) one at a time.
+#[allow(clippy::type_complexity)]
+fn stride_two(
+    kb: &mut Kb,
+    max: bool,
+    init: f32,
+    row: Value,
+    [v_lo, v_hi, v_start, v_count, v_step]: [Value; 5],
+    column: &dyn Fn(&mut Kb, Lanes, Value, [Value; 3]),
+    finish: &dyn Fn(&mut Kb, Lanes, Value, Value),
+) {
+    let even =
+        kb.b.func
+            .dfg
+            .immediates
+            .push(ConstantData::from(EVEN_LANES.as_slice()));
+    let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
+    // Four columns from `c` read up to position 2 * (c - v_lo) + 7 of the run, which spans
+    // 2 * (v_hi - v_lo) - 1 positions: whole groups while c + 4 < v_hi.
+    // (An empty run, v_hi <= v_lo, has no groups.)
+    let run = kb.b.ins().isub(v_hi, v_lo);
+    let groups = kb.b.ins().iadd_imm_s(run, -1);
+    let zero = kb.iconst(0);
+    let groups = kb.b.ins().smax(groups, zero);
+    let groups = kb.b.ins().ushr_imm_u(groups, 2);
+    let vec_end = kb.b.ins().ishl_imm_u(groups, 2);
+    let vec_end = kb.b.ins().iadd(v_lo, vec_end);
+    let rs = kb.addr(row, v_start, 4);
+    kb.for_range(v_lo, vec_end, 4, |kb, c| {
+        let rel = kb.b.ins().isub(c, v_lo);
+        let first = kb.b.ins().ishl_imm_u(rel, 1);
+        let flags = kb.flags;
+        let load = |kb: &mut Kb, at: Value| {
+            let a = kb.addr(rs, at, 4);
+            let lo = kb.b.ins().load(F32X4, flags, a, 0);
+            let hi = kb.b.ins().load(F32X4, flags, a, 16);
+            let lo = kb.b.ins().bitcast(I8X16, lanes, lo);
+            let hi = kb.b.ins().bitcast(I8X16, lanes, hi);
+            let v = kb.b.ins().shuffle(lo, hi, even);
+            kb.b.ins().bitcast(F32X4, lanes, v)
+        };
+        let v = reduce_with(kb, Lanes::Four, max, init, first, v_count, v_step, &load);
+        finish(kb, Lanes::Four, c, v);
+    });
+    kb.for_range(vec_end, v_hi, 1, |kb, c| {
+        let rel = kb.b.ins().isub(c, v_lo);
+        let at = kb.b.ins().ishl_imm_u(rel, 1);
+        let ws = kb.b.ins().iadd(v_start, at);
+        column(kb, Lanes::One, c, [ws, v_count, v_step]);
+    });
 }
 
 /// `[x, y, hw, w, planes, edges, div, v]`: see [`super::KernelId::MaxPool3`].
