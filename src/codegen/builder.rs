@@ -3,10 +3,10 @@
 //! scalar tail of a loop over `n` elements.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64, I8X16};
 use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName,
-    Value,
+    AbiParam, Block, BlockArg, ConstantData, Endianness, Function, InstBuilder, MemFlagsData,
+    Signature, Type, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -239,6 +239,25 @@ impl Kb<'_> {
     pub fn store(&mut self, value: Value, ptr: Value, index: Value) {
         let a = self.addr(ptr, index, 4);
         self.b.ins().store(self.flags, value, a, 0);
+    }
+
+    /// The even lanes of the eight f32 values at `ptr + offset` (bytes): `[v0 v2 v4 v6]`, two vector loads
+    /// and one `shufps` (stride-2 reads).
+    pub fn evens(&mut self, ptr: Value, offset: i32) -> Value {
+        const EVEN_LANES: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+        let mask = self
+            .b
+            .func
+            .dfg
+            .immediates
+            .push(ConstantData::from(EVEN_LANES.as_slice()));
+        let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
+        let lo = self.b.ins().load(F32X4, self.flags, ptr, offset);
+        let hi = self.b.ins().load(F32X4, self.flags, ptr, offset + 16);
+        let lo = self.b.ins().bitcast(I8X16, lanes, lo);
+        let hi = self.b.ins().bitcast(I8X16, lanes, hi);
+        let v = self.b.ins().shuffle(lo, hi, mask);
+        self.b.ins().bitcast(F32X4, lanes, v)
     }
 
     /// A constant in every lane.

@@ -115,13 +115,6 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
         let zero = kb.b.ins().f32const(0.0);
         let plane_bytes = kb.b.ins().imul_imm_s(plane, 4);
         let row_bytes = kb.b.ins().imul_imm_s(taps, (TILE_N * 4) as i64);
-        // Lanes 0 and 2 of each operand (x64 `shufps`).
-        let even =
-            kb.b.func
-                .dfg
-                .immediates
-                .push(ConstantData::from(EVEN_LANES.as_slice()));
-        let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
         kb.for_range(ci0, ci1, 1, |kb, ci| {
             let off = kb.b.ins().imul(ci, plane_bytes);
             let xc = kb.b.ins().iadd(x, off);
@@ -136,54 +129,33 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                 let rp = kb.addr(runs, t, (TAP_READ * 4) as i64);
                 let kind = kb.b.ins().load(I32, flags, rp, 0);
                 let run = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 1);
-                let masked = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 2);
-                // Kind 2: two 8-value reads, each kept under its lane mask.
-                kb.when(masked, |kb| {
-                    let src = |kb: &mut Kb, at: i32| {
-                        let a = kb.b.ins().load(I32, flags, rp, at);
-                        let a = kb.b.ins().sextend(I64, a);
-                        kb.addr(xc, a, 4)
-                    };
-                    let (s1, s2) = (src(kb, 4), src(kb, 8));
-                    for h in 0..2 {
-                        let v1 = kb.b.ins().load(F32X4, flags, s1, 16 * h);
-                        let v2 = kb.b.ins().load(F32X4, flags, s2, 16 * h);
-                        let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
-                        let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
-                        let v1 = kb.b.ins().band(v1, m1);
-                        let v2 = kb.b.ins().band(v2, m2);
-                        let v = kb.b.ins().bor(v1, v2);
-                        kb.b.ins().store(flags, v, op, 16 * h);
-                    }
-                });
-                // Kind 3: the same with stride 2, each run's 16 values narrowed to their even lanes.
-                let strided = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 3);
-                kb.when(strided, |kb| {
-                    let src = |kb: &mut Kb, at: i32| {
-                        let a = kb.b.ins().load(I32, flags, rp, at);
-                        let a = kb.b.ins().sextend(I64, a);
-                        kb.addr(xc, a, 4)
-                    };
-                    let (s1, s2) = (src(kb, 4), src(kb, 8));
-                    let evens = |kb: &mut Kb, s: Value, h: i32| {
-                        let lo = kb.b.ins().load(F32X4, flags, s, 32 * h);
-                        let hi = kb.b.ins().load(F32X4, flags, s, 32 * h + 16);
-                        let lo = kb.b.ins().bitcast(I8X16, lanes, lo);
-                        let hi = kb.b.ins().bitcast(I8X16, lanes, hi);
-                        let v = kb.b.ins().shuffle(lo, hi, even);
-                        kb.b.ins().bitcast(F32X4, lanes, v)
-                    };
-                    for h in 0..2 {
-                        let v1 = evens(kb, s1, h);
-                        let v2 = evens(kb, s2, h);
-                        let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
-                        let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
-                        let v1 = kb.b.ins().band(v1, m1);
-                        let v2 = kb.b.ins().band(v2, m2);
-                        let v = kb.b.ins().bor(v1, v2);
-                        kb.b.ins().store(flags, v, op, 16 * h);
-                    }
-                });
+                // Kinds 2 and 3: two runs read with stride 1 or 2 (16 values narrowed to their even
+                // lanes), each kept under its lane mask.
+                for (code, stride) in [(2, 1), (3, 2)] {
+                    let this = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, code);
+                    kb.when(this, |kb| {
+                        let src = |kb: &mut Kb, at: i32| {
+                            let a = kb.b.ins().load(I32, flags, rp, at);
+                            let a = kb.b.ins().sextend(I64, a);
+                            kb.addr(xc, a, 4)
+                        };
+                        let (s1, s2) = (src(kb, 4), src(kb, 8));
+                        let read = |kb: &mut Kb, s: Value, h: i32| match stride {
+                            1 => kb.b.ins().load(F32X4, flags, s, 16 * h),
+                            _ => kb.evens(s, 32 * h),
+                        };
+                        for h in 0..2 {
+                            let v1 = read(kb, s1, h);
+                            let v2 = read(kb, s2, h);
+                            let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
+                            let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
+                            let v1 = kb.b.ins().band(v1, m1);
+                            let v2 = kb.b.ins().band(v2, m2);
+                            let v = kb.b.ins().bor(v1, v2);
+                            kb.b.ins().store(flags, v, op, 16 * h);
+                        }
+                    });
+                }
                 let other = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
                 kb.when(run, |kb| {
                     let first = kb.b.ins().load(I32, flags, tp, 0);
@@ -212,9 +184,6 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
         });
     })
 }
-
-/// The even 32-bit lanes of `a ++ b`, `[a0 a2 b0 b2]`: a byte mask Cranelift lowers to one `shufps`.
-const EVEN_LANES: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 
 /// Interleaves the 32-bit lanes of the low halves (`[a0 b0 a1 b1]`, x64 `punpckldq`), of the high halves
 /// (`[a2 b2 a3 b3]`, `punpckhdq`), then the 64-bit halves (`[a0 a1 b0 b1]`, `punpcklqdq`; `[a2 a3 b2 b3]`,

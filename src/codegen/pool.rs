@@ -9,8 +9,8 @@
 //! columns pick theirs.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32X4, I32, I64, I8X16};
-use cranelift_codegen::ir::{ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::types::{I32, I64};
+use cranelift_codegen::ir::{Function, InstBuilder, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
 use super::builder::{Draft, Kb, Lanes};
@@ -98,9 +98,6 @@ fn reduce_with(
     );
     kb.b.use_var(acc)
 }
-
-/// The even 32-bit lanes of `a ++ b`, `[a0 a2 b0 b2]`: a byte mask Cranelift lowers to one `shufps`.
-const EVEN_LANES: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 
 /// `[x, y, oh, ow, iw, rows, cols, div, planes, in_plane, row, v_lo, v_hi, v_start, v_count, v_step,
 /// v_stride]`: see
@@ -225,12 +222,6 @@ fn stride_two(
     column: &dyn Fn(&mut Kb, Lanes, Value, [Value; 3]),
     finish: &dyn Fn(&mut Kb, Lanes, Value, Value),
 ) {
-    let even =
-        kb.b.func
-            .dfg
-            .immediates
-            .push(ConstantData::from(EVEN_LANES.as_slice()));
-    let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
     // Four columns from `c` read up to position 2 * (c - v_lo) + 7 of the run, which spans
     // 2 * (v_hi - v_lo) - 1 positions: whole groups while c + 4 < v_hi.
     // (An empty run, v_hi <= v_lo, has no groups.)
@@ -245,15 +236,9 @@ fn stride_two(
     kb.for_range(v_lo, vec_end, 4, |kb, c| {
         let rel = kb.b.ins().isub(c, v_lo);
         let first = kb.b.ins().ishl_imm_u(rel, 1);
-        let flags = kb.flags;
         let load = |kb: &mut Kb, at: Value| {
             let a = kb.addr(rs, at, 4);
-            let lo = kb.b.ins().load(F32X4, flags, a, 0);
-            let hi = kb.b.ins().load(F32X4, flags, a, 16);
-            let lo = kb.b.ins().bitcast(I8X16, lanes, lo);
-            let hi = kb.b.ins().bitcast(I8X16, lanes, hi);
-            let v = kb.b.ins().shuffle(lo, hi, even);
-            kb.b.ins().bitcast(F32X4, lanes, v)
+            kb.evens(a, 0)
         };
         let v = reduce_with(kb, Lanes::Four, max, init, first, v_count, v_step, &load);
         finish(kb, Lanes::Four, c, v);
