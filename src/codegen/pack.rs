@@ -129,57 +129,63 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                 let rp = kb.addr(runs, t, (TAP_READ * 4) as i64);
                 let kind = kb.b.ins().load(I32, flags, rp, 0);
                 let run = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 1);
-                // Kinds 2 and 3: two runs read with stride 1 or 2 (16 values narrowed to their even
-                // lanes), each kept under its lane mask.
-                for (code, stride) in [(2, 1), (3, 2)] {
-                    let this = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, code);
-                    kb.when(this, |kb| {
-                        let src = |kb: &mut Kb, at: i32| {
-                            let a = kb.b.ins().load(I32, flags, rp, at);
-                            let a = kb.b.ins().sextend(I64, a);
-                            kb.addr(xc, a, 4)
-                        };
-                        let (s1, s2) = (src(kb, 4), src(kb, 8));
-                        let read = |kb: &mut Kb, s: Value, h: i32| match stride {
-                            1 => kb.b.ins().load(F32X4, flags, s, 16 * h),
-                            _ => kb.evens(s, 32 * h),
-                        };
+                // Kind 1 (most taps) is tested first and alone.
+                kb.if_else(
+                    run,
+                    |kb| {
+                        let first = kb.b.ins().load(I32, flags, tp, 0);
+                        let first = kb.b.ins().sextend(I64, first);
+                        let src = kb.addr(xc, first, 4);
                         for h in 0..2 {
-                            let v1 = read(kb, s1, h);
-                            let v2 = read(kb, s2, h);
-                            let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
-                            let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
-                            let v1 = kb.b.ins().band(v1, m1);
-                            let v2 = kb.b.ins().band(v2, m2);
-                            let v = kb.b.ins().bor(v1, v2);
+                            let v = kb.b.ins().load(F32X4, flags, src, 16 * h);
                             kb.b.ins().store(flags, v, op, 16 * h);
                         }
-                    });
-                }
-                let other = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
-                kb.when(run, |kb| {
-                    let first = kb.b.ins().load(I32, flags, tp, 0);
-                    let first = kb.b.ins().sextend(I64, first);
-                    let src = kb.addr(xc, first, 4);
-                    for h in 0..2 {
-                        let v = kb.b.ins().load(F32X4, flags, src, 16 * h);
-                        kb.b.ins().store(flags, v, op, 16 * h);
-                    }
-                });
-                kb.when(other, |kb| {
-                    for j in 0..TILE_N as i32 {
-                        let idx = kb.b.ins().load(I32, flags, tp, 4 * j);
-                        let inside =
-                            kb.b.ins()
-                                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
-                        let zero32 = kb.b.ins().iconst(I32, 0);
-                        let clamped = kb.b.ins().smax(idx, zero32);
-                        let wide = kb.b.ins().sextend(I64, clamped);
-                        let v = kb.load(Lanes::One, xc, wide);
-                        let v = kb.b.ins().select(inside, v, zero);
-                        kb.b.ins().store(flags, v, op, 4 * j);
-                    }
-                });
+                    },
+                    |kb| {
+                        // Kinds 2 and 3: two runs read with stride 1 or 2 (16 values narrowed
+                        // to their even lanes), each kept under its lane mask.
+                        for (code, stride) in [(2, 1), (3, 2)] {
+                            let this = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, code);
+                            kb.when(this, |kb| {
+                                let src = |kb: &mut Kb, at: i32| {
+                                    let a = kb.b.ins().load(I32, flags, rp, at);
+                                    let a = kb.b.ins().sextend(I64, a);
+                                    kb.addr(xc, a, 4)
+                                };
+                                let (s1, s2) = (src(kb, 4), src(kb, 8));
+                                let read = |kb: &mut Kb, s: Value, h: i32| match stride {
+                                    1 => kb.b.ins().load(F32X4, flags, s, 16 * h),
+                                    _ => kb.evens(s, 32 * h),
+                                };
+                                for h in 0..2 {
+                                    let v1 = read(kb, s1, h);
+                                    let v2 = read(kb, s2, h);
+                                    let m1 = kb.b.ins().load(F32X4, flags, rp, 16 + 16 * h);
+                                    let m2 = kb.b.ins().load(F32X4, flags, rp, 48 + 16 * h);
+                                    let v1 = kb.b.ins().band(v1, m1);
+                                    let v2 = kb.b.ins().band(v2, m2);
+                                    let v = kb.b.ins().bor(v1, v2);
+                                    kb.b.ins().store(flags, v, op, 16 * h);
+                                }
+                            });
+                        }
+                        let other = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
+                        kb.when(other, |kb| {
+                            for j in 0..TILE_N as i32 {
+                                let idx = kb.b.ins().load(I32, flags, tp, 4 * j);
+                                let inside =
+                                    kb.b.ins()
+                                        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, idx, 0);
+                                let zero32 = kb.b.ins().iconst(I32, 0);
+                                let clamped = kb.b.ins().smax(idx, zero32);
+                                let wide = kb.b.ins().sextend(I64, clamped);
+                                let v = kb.load(Lanes::One, xc, wide);
+                                let v = kb.b.ins().select(inside, v, zero);
+                                kb.b.ins().store(flags, v, op, 4 * j);
+                            }
+                        });
+                    },
+                );
             });
         });
     })
