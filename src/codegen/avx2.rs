@@ -344,27 +344,13 @@ mod imp {
                 }
                 let cs = _mm_set1_ps(*a.col_shift.add(col));
                 let (s, t) = (_mm_loadu_ps(s.as_ptr()), _mm_loadu_ps(t.as_ptr()));
-                v = act4::<ACT>(_mm_add_ps(_mm_fmadd_ps(v, s, t), cs), a.slope);
+                let w = _mm256_castps128_ps256(_mm_add_ps(_mm_fmadd_ps(v, s, t), cs));
+                v = _mm256_castps256_ps128(act::<ACT>(w, a.slope));
             }
             _mm_storeu_ps(lanes.as_mut_ptr(), v);
             for (r, l) in lanes.iter().enumerate().take(rows) {
                 *c(r) = *l;
             }
-        }
-    }
-
-    /// [`act`] on four lanes.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn act4<const ACT: u8>(v: __m128, slope: f32) -> __m128 {
-        let zero = _mm_setzero_ps();
-        match ACT {
-            RELU => _mm_max_ps(zero, v),
-            LEAKY => {
-                let neg = _mm_cmp_ps::<_CMP_LT_OQ>(v, zero);
-                _mm_blendv_ps(v, _mm_mul_ps(v, _mm_set1_ps(slope)), neg)
-            }
-            _ => v,
         }
     }
 
