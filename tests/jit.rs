@@ -40,13 +40,18 @@ fn randomize_bn(g: &Graph, w: &mut Weights, rng: &mut Rng) {
     }
 }
 
-/// The model at `path` with the inference optimizations (fusion) applied.
-fn fused_model(path: &Path) -> Graph {
+/// The compilation of the model at `path` with the inference optimizations (fusion) applied.
+fn optimized(path: &Path) -> nnc::Compilation {
     let options = nnc::Options {
         optimize: true,
         ..nnc::Options::default()
     };
-    let c = nnc::compile(path, &options);
+    nnc::compile(path, &options)
+}
+
+/// The model at `path` with the inference optimizations (fusion) applied.
+fn fused_model(path: &Path) -> Graph {
+    let c = optimized(path);
     assert!(c.diags.is_empty(), "{}", common::rendered(&c));
     c.graph.expect("a graph")
 }
@@ -156,13 +161,7 @@ model fusion(x: f32[N, 6, 9, 7]) -> y: f32[N, 5] {
 #[test]
 fn fused_layers_agree_with_the_interpreter() {
     let path = write_model("fusion.nn", FUSION_CASES);
-    let c = nnc::compile(
-        &path,
-        &nnc::Options {
-            optimize: true,
-            ..nnc::Options::default()
-        },
-    );
+    let c = optimized(&path);
     let made: Vec<String> = c
         .decisions
         .iter()
@@ -214,13 +213,7 @@ model siblings(x: f32[N, 10, 5, 7]) -> (y: f32[N, 33, 5, 7], z: f32[N, 7, 5, 7],
 #[test]
 fn merged_siblings_agree_with_the_interpreter() {
     let path = write_model("siblings.nn", SIBLING_CASES);
-    let c = nnc::compile(
-        &path,
-        &nnc::Options {
-            optimize: true,
-            ..nnc::Options::default()
-        },
-    );
+    let c = optimized(&path);
     let merged: Vec<String> = c
         .decisions
         .iter()
