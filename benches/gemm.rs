@@ -27,7 +27,7 @@ fn gemm(c: &mut Criterion) {
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         let label = format!("{m}x{n}x{k}");
-        for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2] {
+        for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512] {
             if !gemm.available() {
                 continue;
             }

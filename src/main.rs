@@ -93,7 +93,7 @@ enum Command {
         /// Threads of the JIT (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
-        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        /// GEMM macro-kernel: `auto` (the widest this CPU runs), `avx512`, `avx2` or `cranelift`.
         #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
         gemm: GemmChoice,
         /// Initialize parameters the weights file lacks instead of refusing it.
@@ -122,7 +122,7 @@ enum Command {
         /// Threads the program will run on (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
-        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        /// GEMM macro-kernel: `auto` (the widest this CPU runs), `avx512`, `avx2` or `cranelift`.
         #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
         gemm: GemmChoice,
         #[command(flatten)]
@@ -136,7 +136,7 @@ enum Command {
         /// Threads (default: the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: Option<u64>,
-        /// GEMM macro-kernel: `auto` (AVX2 when the CPU has it), `avx2` or `cranelift`.
+        /// GEMM macro-kernel: `auto` (the widest this CPU runs), `avx512`, `avx2` or `cranelift`.
         #[arg(long, value_enum, default_value_t = GemmChoice::Auto)]
         gemm: GemmChoice,
         /// Timed runs, after two warm-up runs.
@@ -199,8 +199,10 @@ enum EmitKind {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum GemmChoice {
-    /// AVX2 + FMA when the CPU has both, else Cranelift.
+    /// AVX-512 when the CPU has it, else AVX2 + FMA when it has both, else Cranelift.
     Auto,
+    /// The AVX-512 kernel (an error on a CPU without AVX-512F).
+    Avx512,
     /// The AVX2 + FMA kernel (an error on a CPU without them).
     Avx2,
     /// The Cranelift kernel (128-bit vectors, any CPU).
@@ -215,6 +217,10 @@ fn gemm_impl(choice: GemmChoice) -> Result<GemmImpl, String> {
         GemmChoice::Avx2 if GemmImpl::Avx2.available() => Ok(GemmImpl::Avx2),
         GemmChoice::Avx2 => {
             Err("--gemm avx2: this CPU lacks AVX2 or FMA; use --gemm auto or cranelift".into())
+        }
+        GemmChoice::Avx512 if GemmImpl::Avx512.available() => Ok(GemmImpl::Avx512),
+        GemmChoice::Avx512 => {
+            Err("--gemm avx512: this CPU lacks AVX-512F; use --gemm auto, avx2 or cranelift".into())
         }
     }
 }

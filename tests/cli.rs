@@ -379,7 +379,10 @@ fn bench_json_has_the_documented_keys() {
     // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
     assert_eq!(v["macs"], 2 * 281_640);
     let gemm = v["gemm"].as_str().expect("a string");
-    assert!(gemm == "avx2" || gemm == "cranelift", "gemm = {gemm}");
+    assert!(
+        ["avx512", "avx2", "cranelift"].contains(&gemm),
+        "gemm = {gemm}"
+    );
 }
 
 #[test]
@@ -387,14 +390,16 @@ fn gemm_flag_chooses_the_kernel_and_refuses_what_the_cpu_lacks() {
     let out = nnc(&["compile", "models/lenet5.nn", "--gemm", "cranelift"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("gemm: cranelift"));
-    let out = nnc(&["compile", "models/lenet5.nn", "--gemm", "avx2"]);
-    let stdout = text(&out.stdout);
-    // Either the CPU has AVX2 + FMA, or the choice is a usage error (never a crash).
-    match out.status.code() {
-        Some(0) => assert!(stdout.contains("gemm: avx2"), "{stdout}"),
-        code => {
-            assert_eq!(code, Some(2), "{}", text(&out.stderr));
-            assert!(text(&out.stderr).contains("lacks AVX2"));
+    for (name, lacks) in [("avx2", "lacks AVX2"), ("avx512", "lacks AVX-512F")] {
+        let out = nnc(&["compile", "models/lenet5.nn", "--gemm", name]);
+        let stdout = text(&out.stdout);
+        // Either the CPU has the instructions, or the choice is a usage error (never a crash).
+        match out.status.code() {
+            Some(0) => assert!(stdout.contains(&format!("gemm: {name}")), "{stdout}"),
+            code => {
+                assert_eq!(code, Some(2), "{}", text(&out.stderr));
+                assert!(text(&out.stderr).contains(lacks));
+            }
         }
     }
     let out = nnc(&[

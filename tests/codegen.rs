@@ -5,9 +5,9 @@ use nnc::codegen::{ActKind, GemmImpl};
 use nnc::runtime::{MatMul, MatMulOptions};
 use nnc::tensor::Rng;
 
-/// The GEMM implementations this CPU runs (AVX2 skipped with a note when it lacks AVX2 or FMA).
+/// The GEMM implementations this CPU runs (the others skipped with a note).
 fn implementations() -> Vec<GemmImpl> {
-    [GemmImpl::Cranelift, GemmImpl::Avx2]
+    [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512]
         .into_iter()
         .filter(|g| {
             let ok = g.available();
@@ -138,14 +138,14 @@ fn gemm_epilogues_and_edge_tiles_on_both_implementations() {
     };
     let slope = 0.1f32;
     for m in 1..=9 {
-        for n in [1, 2, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 33] {
+        for n in [1, 2, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 33, 40, 65] {
             for k in [1, 7, 300] {
                 let a = rand(m * k, -1.0, 1.0);
                 let b = rand(k * n, -1.0, 1.0);
                 let (rs, rt, cs) = (rand(m, 0.5, 1.5), rand(m, -0.5, 0.5), rand(n, -0.5, 0.5));
                 let product = reference(&a, &b, m, n, k);
                 for act in acts {
-                    let mut results: Vec<Vec<f32>> = Vec::new();
+                    let mut results: Vec<(GemmImpl, Vec<f32>)> = Vec::new();
                     for gemm in implementations() {
                         let o = MatMulOptions {
                             threads: 1,
@@ -174,11 +174,12 @@ fn gemm_epilogues_and_edge_tiles_on_both_implementations() {
                             c[m * n..].iter().all(|v| v.is_nan()),
                             "{gemm:?}: wrote past c"
                         );
-                        results.push(c);
+                        results.push((gemm, c));
                     }
-                    if let [x, y] = &results[..] {
+                    let (first, x) = &results[0];
+                    for (other, y) in &results[1..] {
                         let same = x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits());
-                        assert!(same, "{act:?} {m}x{n}x{k}: Avx2 and Cranelift differ");
+                        assert!(same, "{act:?} {m}x{n}x{k}: {other:?} and {first:?} differ");
                     }
                 }
             }

@@ -1,5 +1,5 @@
-//! The boundary into generated code: with `avx2.rs` (the AVX2 GEMM kernel it enters), the only `unsafe`
-//! of the project.
+//! The boundary into generated code: with `avx2.rs` and `avx512.rs` (the Rust GEMM kernels it enters),
+//! the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -7,13 +7,14 @@
 //! every address from a plan whose views were checked against their buffers when the program was built,
 //! and by holding its memory exclusively while it runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use cranelift_module::{FuncId, Module};
 
 use super::avx2::{self, KernelFn};
+use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::{ActKind, GemmImpl, KernelId, GEMM_WIDE_N, TILE_N};
+use super::{ActKind, GemmImpl, KernelId, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
 pub struct Kernels {
@@ -32,8 +33,9 @@ impl Kernels {
         Kernels::compile_with(ids, GemmImpl::detect())
     }
 
-    /// [`Kernels::compile`] with GEMM kernels from `gemm`: with [`GemmImpl::Avx2`], the `Gemm` kernels it
-    /// implements are the Rust functions of `avx2.rs` and the others are generated.
+    /// [`Kernels::compile`] with GEMM kernels from `gemm`: with [`GemmImpl::Avx2`] or
+    /// [`GemmImpl::Avx512`], the `Gemm` kernels it implements are the Rust functions of `avx2.rs` or
+    /// `avx512.rs` and the others are generated.
     ///
     /// # Errors
     /// `GemmUnavailable` if this CPU cannot run `gemm`.
@@ -49,13 +51,18 @@ impl Kernels {
         let mut defined: Vec<(KernelId, FuncId)> = Vec::new();
         let mut fns = BTreeMap::new();
         let mut instructions = 0;
-        let mut wide = BTreeSet::new();
+        let mut wide = BTreeMap::new();
         for id in ids {
-            // `avx2::entry` returns a function only when the CPU has AVX2 and FMA.
-            if let (GemmImpl::Avx2, KernelId::Gemm(act)) = (gemm, id) {
-                if let Some(f) = avx2::entry(act) {
+            // The `entry` functions return a function only when the CPU has the instructions it uses.
+            if let KernelId::Gemm(act) = id {
+                let rust = match gemm {
+                    GemmImpl::Avx2 => avx2::entry(act).map(|f| (f, GEMM_WIDE_N)),
+                    GemmImpl::Avx512 => avx512::entry(act).map(|f| (f, GEMM_WIDEST_N)),
+                    GemmImpl::Cranelift => None,
+                };
+                if let Some((f, cols)) = rust {
                     fns.insert(id, f);
-                    wide.insert(id);
+                    wide.insert(id, cols);
                     continue;
                 }
             }
@@ -99,19 +106,18 @@ impl Kernels {
 /// Entry points of compiled kernels.
 pub struct Table {
     fns: BTreeMap<KernelId, KernelFn>,
-    /// The `Gemm` kernels that take up to [`GEMM_WIDE_N`] columns per call (the AVX2 ones).
-    wide: BTreeSet<KernelId>,
+    /// The `Gemm` kernels that take more than [`TILE_N`] columns per call (the Rust ones), and how many.
+    wide: BTreeMap<KernelId, usize>,
 }
 
 impl Table {
-    /// The most columns one call of `KernelId::Gemm(act)` takes: [`GEMM_WIDE_N`] for the AVX2 kernel,
-    /// [`TILE_N`] for the Cranelift one.
+    /// The most columns one call of `KernelId::Gemm(act)` takes: [`GEMM_WIDEST_N`] for the AVX-512
+    /// kernel, [`GEMM_WIDE_N`] for the AVX2 one, [`TILE_N`] for the Cranelift one.
     pub fn gemm_cols(&self, act: ActKind) -> usize {
-        if self.wide.contains(&KernelId::Gemm(act)) {
-            GEMM_WIDE_N
-        } else {
-            TILE_N
-        }
+        self.wide
+            .get(&KernelId::Gemm(act))
+            .copied()
+            .unwrap_or(TILE_N)
     }
 
     /// Runs kernel `id` on `args`, laid out as its [`KernelId`] documents. The caller guarantees the

@@ -3,10 +3,13 @@
 //! each [`KernelId`] documents its arguments. Kernels are generic over sizes, which arrive as arguments,
 //! so a program needs a handful of them, compiled together in milliseconds. Generated code is the only code
 //! that touches tensor memory; `call.rs` is the one place that enters it. One kernel has a second
-//! implementation outside Cranelift: the GEMM macro-kernel in AVX2 Rust (`avx2.rs`, see [`GemmImpl`]),
-//! entered through the same table.
+//! implementation outside Cranelift: the GEMM macro-kernel, in AVX2 Rust (`avx2.rs`) and in AVX-512 Rust
+//! (`avx512.rs`, see [`GemmImpl`]), entered through the same table.
 
+#[cfg(test)]
+mod agree;
 mod avx2;
+mod avx512;
 mod builder;
 mod call;
 mod elementwise;
@@ -22,8 +25,10 @@ pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
 pub use pack::{pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset, TAP_READ};
 
-/// The widest column block a wide GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
+/// The columns the AVX2 GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;
+/// The columns the AVX-512 GEMM kernel takes in one call (four B panels), the most any kernel takes.
+pub const GEMM_WIDEST_N: usize = 4 * TILE_N;
 
 /// Which implementation of the GEMM macro-kernel ([`KernelId::Gemm`]) a set of kernels uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +38,17 @@ pub enum GemmImpl {
     /// Rust with AVX2 + FMA intrinsics (`avx2.rs`), x86-64 CPUs that have both. Sigmoid and Tanh
     /// epilogues still use the Cranelift kernel.
     Avx2,
+    /// Rust with AVX-512F intrinsics (`avx512.rs`), x86-64 CPUs that have it. Sigmoid and Tanh epilogues
+    /// still use the Cranelift kernel.
+    Avx512,
 }
 
 impl GemmImpl {
     /// The fastest implementation this CPU runs.
     pub fn detect() -> GemmImpl {
-        if avx2::supported() {
+        if avx512::supported() {
+            GemmImpl::Avx512
+        } else if avx2::supported() {
             GemmImpl::Avx2
         } else {
             GemmImpl::Cranelift
@@ -50,14 +60,26 @@ impl GemmImpl {
         match self {
             GemmImpl::Cranelift => true,
             GemmImpl::Avx2 => avx2::supported(),
+            GemmImpl::Avx512 => avx512::supported(),
         }
     }
 
-    /// The name reports show (`cranelift`, `avx2`).
+    /// The name reports show (`cranelift`, `avx2`, `avx512`).
     pub fn name(self) -> &'static str {
         match self {
             GemmImpl::Cranelift => "cranelift",
             GemmImpl::Avx2 => "avx2",
+            GemmImpl::Avx512 => "avx512",
+        }
+    }
+
+    /// B panels one call of its kernels takes at most ([`Table::gemm_cols`] / [`TILE_N`]): how the
+    /// runtime groups and lays out column panels.
+    pub fn panels_per_call(self) -> usize {
+        match self {
+            GemmImpl::Cranelift => 1,
+            GemmImpl::Avx2 => GEMM_WIDE_N / TILE_N,
+            GemmImpl::Avx512 => GEMM_WIDEST_N / TILE_N,
         }
     }
 }
@@ -84,15 +106,17 @@ pub enum KernelId {
     /// block, so apply the epilogue `act(v * row_scale[r] + row_shift[r] + col_shift[c])` (pointers to the
     /// entries of the first row and column).
     ///
-    /// Wide kernels (the AVX2 one: [`Table::gemm_cols`] is [`GEMM_WIDE_N`]) also take two column panels
-    /// at once, 8 < cols <= 16, with a 14th argument `b_next_bytes`: columns 8.. are those of a second B
-    /// panel whose row `p` is at `b + p * b_stride_bytes + b_next_bytes`, again with 8 readable values.
-    /// The argument is read only when cols > 8, and each element is computed exactly as by two calls of
-    /// 8 columns (one per panel), so results do not depend on how columns are grouped into calls.
+    /// Wide kernels (the AVX2 one, [`GEMM_WIDE_N`] columns, and the AVX-512 one, [`GEMM_WIDEST_N`]: see
+    /// [`Table::gemm_cols`]) also take several column panels at once, 8 < cols, with a 14th argument
+    /// `b_next_bytes`: columns `8 j ..` are those of B panel `j`, whose row `p` is at `b + p *
+    /// b_stride_bytes + j * b_next_bytes`, again with 8 readable values. The argument is read only when
+    /// cols > 8, and each element is computed exactly as by one call of 8 columns per panel, so results
+    /// do not depend on how columns are grouped into calls.
     Gemm(ActKind),
-    /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs]`: for each input
-    /// channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * 8 + j] =
-    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32). `runs` holds
+    /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`: for each
+    /// input channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * ld + j] =
+    /// table[t * 8 + j] < 0 ? 0 : x[ci * plane + table[t * 8 + j]]` (`table` holds i32; `ld` >= 8, so panels
+    /// can be interleaved, `ld / 8` of them side by side). `runs` holds
     /// [`TAP_READ`] i32 per tap `t`, `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]`: kind 1, the offsets are
     /// consecutive and inside (two vector loads); kind 2, each column `j` is `x[ci * plane + a1 + j]` where
     /// `mask1[j]` is -1, `x[ci * plane + a2 + j]` where `mask2[j]` is -1, else 0, and both 8-value reads lie in

@@ -107,14 +107,15 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
 /// [`super::KernelId::PackPatches`]).
 pub const TAP_READ: usize = 20;
 
-/// `[x, out, taps, table, ci0, ci1, plane, runs]`: see [`super::KernelId::PackPatches`].
+/// `[x, out, taps, table, ci0, ci1, plane, runs, ld]`: see [`super::KernelId::PackPatches`].
 pub fn build_patches(config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| {
-        let [x, out, taps, table, ci0, ci1, plane, runs] =
-            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| kb.arg(i));
+        let [x, out, taps, table, ci0, ci1, plane, runs, ld] =
+            [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| kb.arg(i));
         let zero = kb.b.ins().f32const(0.0);
         let plane_bytes = kb.b.ins().imul_imm_s(plane, 4);
-        let row_bytes = kb.b.ins().imul_imm_s(taps, (TILE_N * 4) as i64);
+        let ld_bytes = kb.b.ins().imul_imm_s(ld, 4);
+        let row_bytes = kb.b.ins().imul(taps, ld_bytes);
         kb.for_range(ci0, ci1, 1, |kb, ci| {
             let off = kb.b.ins().imul(ci, plane_bytes);
             let xc = kb.b.ins().iadd(x, off);
@@ -124,7 +125,8 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
             kb.for_n(taps, |kb, t| {
                 let tb = kb.b.ins().imul_imm_s(t, (TILE_N * 4) as i64);
                 let tp = kb.b.ins().iadd(table, tb);
-                let op = kb.b.ins().iadd(o, tb);
+                let ob = kb.b.ins().imul(t, ld_bytes);
+                let op = kb.b.ins().iadd(o, ob);
                 let flags = kb.flags;
                 let rp = kb.addr(runs, t, (TAP_READ * 4) as i64);
                 let kind = kb.b.ins().load(I32, flags, rp, 0);

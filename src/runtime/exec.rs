@@ -105,6 +105,9 @@ pub struct Gemm {
     /// Panels of 8 columns per task, and row blocks per column block.
     pub panels_per_task: u64,
     pub row_splits: u64,
+    /// Column panels one macro-kernel call takes at most ([`crate::codegen::GemmImpl::panels_per_call`]):
+    /// a convolution packs that many panels side by side (interleaved rows) before a call.
+    pub call_panels: u64,
 }
 
 /// Rows `first..first + rows` of a product's C and where they are written: row `first + i` of image `n` at
@@ -160,7 +163,7 @@ impl Gemm {
     /// f32 elements of scratch one task needs.
     pub fn scratch(&self) -> u64 {
         match self.form {
-            Form::Conv { .. } => self.panels_per_task.min(2) * self.kblock * TILE_N as u64,
+            Form::Conv { .. } => self.call_panels.max(1) * self.kblock * TILE_N as u64,
             Form::Dense { .. } => {
                 let panels = self.m.div_ceil(TILE_M as u64);
                 panels.div_ceil(self.row_splits) * self.kblock * TILE_M as u64
@@ -380,8 +383,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let p1 = (p0 + g.panels_per_task).min(g.col_panels());
     let res = |a: Addr| bases.resolve(a, scratch);
     let weights = g.weights.at(group * g.group_weight_stride);
-    // Whether this GEMM's kernel takes two column panels (16 columns) per call.
-    let wide = k.gemm_cols(g.act) > TILE_N;
+    // Column panels per call: what this GEMM's kernel takes, at most what the packing lays out.
+    let per_call = ((k.gemm_cols(g.act) / TILE_N) as u64).min(g.call_panels.max(1));
     // An empty product still runs one (empty) block, for its epilogue.
     let starts: Vec<u64> = if g.k == 0 {
         vec![0]
@@ -421,16 +424,15 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         (r / TILE_M as u64) as usize,
                     ) as u64)
                 };
-                // B of panel p: read in place (direct, a whole panel), or packed into its scratch slot.
-                let panel_b = |p: u64| -> (i64, i64, bool) {
-                    let col0 = p * TILE_N as u64;
-                    if direct && g.n - col0 >= TILE_N as u64 {
-                        return (res(x.at(ci0 * plane + col0)), 4 * plane as i64, true);
-                    }
-                    // Two slots: a call takes at most a pair of panels, and packs them just before.
+                // Panel p is read in place when direct and whole.
+                let in_place = |p: u64| direct && g.n - p * TILE_N as u64 >= TILE_N as u64;
+                // Packed panels sit side by side in scratch, `call_panels` of them per row: panel j of a
+                // call in columns 8j.., so the panels of a call are contiguous as in place.
+                let ld = g.call_panels.max(1) * TILE_N as u64;
+                let pack = |p: u64, j: u64| {
                     let slot = Addr {
                         region: Region::Scratch,
-                        offset: ((p - p0) % 2) * g.kblock * TILE_N as u64,
+                        offset: j * TILE_N as u64,
                     };
                     let (pattern, base) = panels[p as usize];
                     let pattern = pattern as u64;
@@ -445,28 +447,34 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                             ci1 as i64,
                             plane as i64,
                             res(runs.at(pattern * taps * TAP_READ as u64)),
+                            ld as i64,
                         ],
                     );
-                    (res(slot), (TILE_N * 4) as i64, false)
                 };
                 let mut p = p0;
                 while p < p1 {
                     let col0 = p * TILE_N as u64;
-                    let (b, bs, in_place) = panel_b(p);
-                    // Two panels per call when the kernel takes them and both are read the same way
-                    // (the second at a fixed distance from the first, with the same row stride).
+                    // The panels of one call are all read the same way.
+                    let here = in_place(p);
                     let mut step = 1;
-                    let mut b_next = 0;
-                    if wide && p + 1 < p1 {
-                        let pair_in_place = direct && g.n - col0 >= 2 * TILE_N as u64;
-                        if in_place == pair_in_place {
-                            let (b1, _, _) = panel_b(p + 1);
-                            (step, b_next) = (2, b1 - b);
-                        }
+                    while step < per_call && p + step < p1 && in_place(p + step) == here {
+                        step += 1;
                     }
+                    let (b, bs) = if here {
+                        (res(x.at(ci0 * plane + col0)), 4 * plane as i64)
+                    } else {
+                        for j in 0..step {
+                            pack(p + j, j);
+                        }
+                        let slot = Addr {
+                            region: Region::Scratch,
+                            offset: 0,
+                        };
+                        (res(slot), 4 * ld as i64)
+                    };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
                     let at = (image, group, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, &a_at, (b, bs, b_next), at);
+                    call_gemm(g, k, &res, &a_at, (b, bs, (TILE_N * 4) as i64), at);
                     p += step;
                 }
             }
@@ -513,11 +521,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 while p < p1 {
                     let col0 = p * TILE_N as u64;
                     let b = b_off(p);
-                    let (step, b_next) = if wide && p + 1 < p1 {
-                        (2, b_off(p + 1) - b)
-                    } else {
-                        (1, 0)
-                    };
+                    let step = per_call.min(p1 - p);
+                    let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
                     let at = (image, 0, r0, r1, col0, cols, kc, mode);
                     call_gemm(g, k, &res, &a_at, (b, (TILE_N * 4) as i64, b_next), at);

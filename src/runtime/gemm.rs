@@ -47,14 +47,14 @@ const MIN_SHARE: u64 = 32;
 /// `threads` of them, each share running every column: then A is packed once in all (each task packs its
 /// own rows). Only when there are too few rows for every thread does the product split columns, one block
 /// per thread, each task then packing the same rows of A.
-fn split(m: u64, panels: u64, threads: u64) -> (u64, u64) {
+fn split(m: u64, panels: u64, threads: u64, call: u64) -> (u64, u64) {
     let splits = super::lower::dense_row_splits(m);
     let row_panels = m.div_ceil(TILE_M as u64);
     if threads <= 1 || m >= threads * MIN_SHARE {
         let splits = splits.next_multiple_of(threads.max(1)).min(row_panels);
-        return (super::lower::even_panels(panels, panels), splits);
+        return (super::lower::whole_calls(panels, panels, call), splits);
     }
-    let per_task = super::lower::even_panels(panels, panels.div_ceil(threads));
+    let per_task = super::lower::whole_calls(panels, panels.div_ceil(threads), call);
     (per_task, splits)
 }
 
@@ -123,7 +123,9 @@ impl MatMul {
             offset: 0,
         };
         let (mu, nu, ku) = (m as u64, n as u64, k as u64);
-        let (panels_per_task, row_splits) = split(mu, nu.div_ceil(TILE_N as u64), threads as u64);
+        let call = o.gemm.panels_per_call() as u64;
+        let (panels_per_task, row_splits) =
+            split(mu, nu.div_ceil(TILE_N as u64), threads as u64, call);
         let exec = Exec::Gemm(Box::new(Gemm {
             act: o.act,
             slope: o.slope,
@@ -158,6 +160,7 @@ impl MatMul {
             images: 1,
             panels_per_task,
             row_splits,
+            call_panels: call,
         }));
         let pool = (threads > 1)
             .then(|| {
@@ -220,17 +223,17 @@ mod probe {
     #[test]
     #[ignore]
     fn macro_kernel_rate() {
-        for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2] {
+        for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512] {
             if !gemm.available() {
                 eprintln!("{}: not available on this CPU", gemm.name());
                 continue;
             }
             let k = Kernels::compile_with(&[KernelId::Gemm(ActKind::Identity)], gemm).unwrap();
-            // Columns per call: the AVX2 kernel also takes two B panels (16 columns) at once.
-            let widths: &[usize] = if gemm == GemmImpl::Avx2 {
-                &[8, 16]
-            } else {
-                &[8]
+            // Columns per call: the Rust kernels also take two or four B panels at once.
+            let widths: &[usize] = match gemm {
+                GemmImpl::Avx512 => &[8, 16, 32],
+                GemmImpl::Avx2 => &[8, 16],
+                GemmImpl::Cranelift => &[8],
             };
             for &n in widths {
                 for (m, kc) in [
@@ -244,15 +247,15 @@ mod probe {
                         0.5f32;
                         m.div_ceil(crate::codegen::TILE_M) * crate::codegen::TILE_M * kc
                     ];
-                    // Two packed panels, one after the other.
-                    let b = vec![0.25f32; 2 * kc * 8];
+                    // Up to four packed panels side by side (rows of 32 values).
+                    let b = vec![0.25f32; kc * 32];
                     let mut c = vec![0.0f32; m * n];
                     let ones = vec![1.0f32; m + 16];
                     let zeros = vec![0.0f32; m + 16];
                     let args = [
                         a.as_ptr() as i64,
                         b.as_ptr() as i64,
-                        32,
+                        4 * n as i64,
                         c.as_mut_ptr() as i64,
                         4 * n as i64,
                         m as i64,
@@ -263,7 +266,7 @@ mod probe {
                         zeros.as_ptr() as i64,
                         zeros.as_ptr() as i64,
                         0,
-                        32 * kc as i64,
+                        32,
                     ];
                     // The best of several short trials: the machine may be shared.
                     let reps = 2000 * 64 * 256 * 8 / (m * kc * n);

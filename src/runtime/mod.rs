@@ -166,7 +166,7 @@ impl Program {
             .max()
             .unwrap_or(1)
             .max(plan.batch * 64);
-        let mut lw = lower::Lower::new(plan, weights, longest, threads);
+        let mut lw = lower::Lower::new(plan, weights, longest, threads, gemm);
         let mut steps = Vec::new();
         let mut at = 0;
         while at < plan.steps.len() {

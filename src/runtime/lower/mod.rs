@@ -5,7 +5,7 @@
 
 mod products;
 
-use crate::codegen::{ActKind, KernelId, TILE_N};
+use crate::codegen::{ActKind, GemmImpl, KernelId, TILE_N};
 use crate::ir::{Act, Op};
 use crate::plan::{KernelPlan, Step, Storage, View};
 use crate::tensor::Params;
@@ -13,7 +13,7 @@ use crate::tensor::Params;
 use super::exec::{Addr, Arg, Exec, Region, Simple};
 use super::CompileError;
 use products::Epilogue;
-pub(crate) use products::{dense_row_splits, even_panels};
+pub(crate) use products::{dense_row_splits, whole_calls};
 
 /// Elements per task of elementwise kernels: large enough to hide the task's cost, small enough to share.
 const CHUNK: u64 = 16384;
@@ -34,6 +34,9 @@ pub struct Lower<'a> {
     reuse: Vec<f32>,
     /// Threads the program runs on (work splits only: results do not depend on it).
     pub threads: u64,
+    /// Column panels per call of the GEMM kernel ([`GemmImpl::panels_per_call`]; work splits and
+    /// packing layouts only).
+    pub call_panels: u64,
 }
 
 /// A weight's values for packing (see [`Lower::weight_to_pack`]).
@@ -56,6 +59,7 @@ impl<'a> Lower<'a> {
         weights: &'a dyn Params,
         longest: u64,
         threads: usize,
+        gemm: GemmImpl,
     ) -> Lower<'a> {
         let names = |v: &[(String, View)]| v.iter().map(|(n, _)| n.clone()).collect();
         Lower {
@@ -69,6 +73,7 @@ impl<'a> Lower<'a> {
             longest: longest + TILE_N as u64,
             reuse: Vec::new(),
             threads: threads.max(1) as u64,
+            call_panels: gemm.panels_per_call() as u64,
         }
     }
 

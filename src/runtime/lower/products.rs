@@ -164,8 +164,12 @@ impl Lower<'_> {
         }
         shift.resize(rows as usize + TILE_N, 0.0);
         let col_panels = merged.n.div_ceil(TILE_N as u64);
-        let (panels_per_task, row_splits) =
-            split(merged.images, col_panels, (rows, k), self.threads);
+        let (panels_per_task, row_splits) = split(
+            merged.images,
+            col_panels,
+            (rows, k),
+            (self.threads, self.call_panels),
+        );
         merged.m = rows;
         merged.weights = self.own(packed);
         merged.group_weight_stride = 0;
@@ -272,8 +276,12 @@ impl Lower<'_> {
         let runs = self.own(runs);
         let (xa, xs, _) = self.image(step, xv)?;
         let (ya, ys, _) = self.image(step, out)?;
-        let (panels_per_task, row_splits) =
-            split(self.plan.batch * groups, panels, (m, k), self.threads);
+        let (panels_per_task, row_splits) = split(
+            self.plan.batch * groups,
+            panels,
+            (m, k),
+            (self.threads, self.call_panels),
+        );
         Ok(Gemm {
             act: epi.act,
             slope: epi.slope,
@@ -309,6 +317,7 @@ impl Lower<'_> {
             images: self.plan.batch,
             panels_per_task,
             row_splits,
+            call_panels: self.call_panels,
         })
     }
 
@@ -402,7 +411,8 @@ impl Lower<'_> {
             ldc,
             groups: 1,
             images: 1,
-            panels_per_task: even_panels(panels, panels.div_ceil(16).max(1)),
+            panels_per_task: whole_calls(panels, panels.div_ceil(16).max(1), self.call_panels),
+            call_panels: self.call_panels,
             row_splits: dense_row_splits(rows),
         }
     }
@@ -548,12 +558,15 @@ fn pack_conv<T: Copy + Into<f64>>(
 /// Otherwise it aims at 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64
 /// columns) so a task re-reads its block of A from L2 rather than memory. Blocks hold an even number of
 /// panels (see [`even_panels`]). How work is split never changes results.
-fn split(images: u64, panels: u64, (m, k): (u64, u64), threads: u64) -> (u64, u64) {
+fn split(images: u64, panels: u64, (m, k): (u64, u64), (threads, call): (u64, u64)) -> (u64, u64) {
     let row_panels = m.div_ceil(TILE_M as u64);
     if 4 * m * k >= BIG_A {
-        return (even_panels(panels, panels), threads.clamp(1, row_panels));
+        return (
+            whole_calls(panels, panels, call),
+            threads.clamp(1, row_panels),
+        );
     }
-    let per_task = even_panels(panels, (panels * images / 16).clamp(1, 8));
+    let per_task = whole_calls(panels, (panels * images / 16).clamp(1, 8), call);
     let blocks = images * panels.div_ceil(per_task);
     let splits = 16u64
         .div_ceil(blocks)
@@ -574,12 +587,13 @@ pub(crate) fn dense_row_splits(rows: u64) -> u64 {
     rows.div_ceil(DENSE_ROWS).max(1)
 }
 
-/// `per_task` rounded up to an even number of panels when there are several: a wide GEMM kernel (the AVX2
-/// one) takes two panels per call, but only within a task, so an odd block would leave one panel per
-/// block to an 8-column call. Grouping never changes results (each element gets the same operations).
-pub(crate) fn even_panels(panels: u64, per_task: u64) -> u64 {
+/// `per_task` rounded up to a multiple of `call` (the panels a call of the GEMM kernel takes) when there
+/// are several panels: a wide kernel (AVX2: 2 panels, AVX-512: 4) takes several panels per call, but only
+/// within a task, so a block of another size would leave its last panels to a narrower call. Grouping
+/// never changes results (each element gets the same operations).
+pub(crate) fn whole_calls(panels: u64, per_task: u64, call: u64) -> u64 {
     if panels > 1 {
-        per_task.next_multiple_of(2)
+        per_task.next_multiple_of(call.max(1))
     } else {
         per_task
     }

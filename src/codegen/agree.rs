@@ -1,0 +1,127 @@
+//! The Rust GEMM kernels (`avx2.rs`, `avx512.rs`) against the Cranelift one, bit for bit, on every tile
+//! shape, mode and activation, with B's panels apart (a dense layer's packed weights) and side by side
+//! (a convolution's input read in place, or its packed patches).
+
+use super::{ActKind, GemmImpl, KernelId, Kernels, TILE_N};
+use crate::tensor::Rng;
+
+/// B's layout in a call: elements between rows and between panels.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    stride: usize,
+    next: usize,
+}
+
+/// Runs one macro-kernel call of `k` on C (with guards) from column `col0` on (B from `b_at`, the
+/// column shifts from `col0`), returning C.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    k: &Kernels,
+    act: ActKind,
+    a: &[f32],
+    b: &[f32],
+    b_at: usize,
+    l: Layout,
+    (c0, ldc, col0): (&[f32], usize, usize),
+    (rows, cols, kc, mode): (usize, usize, usize, i64),
+    factors: &[Vec<f32>; 3],
+) -> Vec<f32> {
+    let mut c = c0.to_vec();
+    let args = [
+        a.as_ptr() as i64,
+        b[b_at..].as_ptr() as i64,
+        (4 * l.stride) as i64,
+        c[col0..].as_mut_ptr() as i64,
+        (4 * ldc) as i64,
+        rows as i64,
+        cols as i64,
+        kc as i64,
+        mode,
+        factors[0].as_ptr() as i64,
+        factors[1].as_ptr() as i64,
+        factors[2][col0..].as_ptr() as i64,
+        0.125f32.to_bits() as i64,
+        (4 * l.next) as i64,
+    ];
+    k.call(KernelId::Gemm(act), &args);
+    c
+}
+
+/// `gemm`'s calls of 1 to [`super::Table::gemm_cols`] columns give the bits of one Cranelift call per
+/// panel, and write only C's `rows x cols` elements.
+fn agrees_bitwise(gemm: GemmImpl) {
+    if !gemm.available() {
+        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+        return;
+    }
+    let acts = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
+    let ids: Vec<KernelId> = acts.iter().map(|&a| KernelId::Gemm(a)).collect();
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    let wide = Kernels::compile_with(&ids, gemm).unwrap();
+    let width = wide.table().gemm_cols(ActKind::Identity);
+    assert_eq!(width, gemm.panels_per_call() * TILE_N);
+    let mut rng = Rng::new(7);
+    let mut rand =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
+    let ldc = width + 3;
+    // Up to 4 panels of A, then row counts that fill the kernels' 2- to 12-panel tiles with every
+    // remainder.
+    for rows in (1..=13usize).chain([24, 45, 50, 53, 63]) {
+        for cols in 1..=width {
+            for kc in [0, 1, 7, 33] {
+                let mut a = rand(rows.div_ceil(4) * 4 * kc);
+                // Zero padding past the last row, as `PackRows` leaves it.
+                for p in 0..kc {
+                    for r in rows..rows.div_ceil(4) * 4 {
+                        a[(r / 4) * 4 * kc + p * 4 + r % 4] = 0.0;
+                    }
+                }
+                let apart = Layout {
+                    stride: 12,
+                    next: 12 * kc + 8,
+                };
+                let side_by_side = Layout {
+                    stride: width + 4,
+                    next: TILE_N,
+                };
+                let b = rand(4 * (12 * kc + 8) + (width + 4) * kc + width);
+                let factors = [rand(rows + 8), rand(rows + 8), rand(width + 8)];
+                let c0 = rand(rows * ldc + 16);
+                for l in [apart, side_by_side] {
+                    for &act in &acts {
+                        for mode in 0..4 {
+                            let at = (rows, cols, kc, mode);
+                            let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
+                            let mut x = c0.clone();
+                            for j in 0..cols.div_ceil(TILE_N) {
+                                let col0 = j * TILE_N;
+                                let here = (rows, TILE_N.min(cols - col0), kc, mode);
+                                let c = (&x[..], ldc, col0);
+                                x = call(&lift, act, &a, &b, j * l.next, l, c, here, &factors);
+                            }
+                            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+                                let inside = i / ldc < rows && i % ldc < cols;
+                                let (x0, c) = (x.to_bits(), c0[i].to_bits());
+                                assert_eq!(x0, y.to_bits(), "{l:?} {act:?} {at:?}: c[{i}] differs");
+                                assert!(
+                                    inside || y.to_bits() == c,
+                                    "{l:?} {act:?} {at:?}: c[{i}] written"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn avx2_and_cranelift_agree_bitwise() {
+    agrees_bitwise(GemmImpl::Avx2);
+}
+
+#[test]
+fn avx512_and_cranelift_agree_bitwise() {
+    agrees_bitwise(GemmImpl::Avx512);
+}

@@ -1,0 +1,283 @@
+//! The GEMM macro-kernel in 512-bit AVX-512F, written in Rust with `std::arch` and compiled into nnc: the
+//! widest of the three implementations of [`KernelId::Gemm`](super::KernelId::Gemm), chosen at run time
+//! on CPUs that have AVX-512F (Intel Skylake-SP and later server cores, AMD Zen 4 and later).
+//!
+//! Why it exists: a core with two 512-bit FMA pipes (Sapphire Rapids, Emerald Rapids) does twice the
+//! work per cycle of the AVX2 kernel's 256-bit FMAs. Measured on a 2-core Emerald Rapids VM with a
+//! standalone probe (one core, operands in cache): 256-bit FMAs peak at 83 GFLOP/s, 512-bit ones at 182.
+//!
+//! A call takes up to four B panels ([`GEMM_WIDEST_N`](super::GEMM_WIDEST_N) = 32 columns; panel `j`'s
+//! row `p` at `b + p * b_stride_bytes + j * b_next_bytes`). With 17 to 32 columns, each `8 x 32` tile of
+//! C lives in sixteen zmm accumulators: per k, two loads of B's 32 values and eight broadcasts of A (two
+//! 4-row panels, the packing layout of `pack.rs`), each feeding two FMAs (the probe's best tile: 178-180
+//! GFLOP/s, against 131-175 for 12, 16, 24 or 28 rows by 16 columns). With 1 to 16 columns, `16 x 16`
+//! tiles: one load of B, sixteen broadcasts, sixteen FMAs. A leftover panel or three use smaller tiles of
+//! the same width. When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out:
+//! in place in a 1x1 convolution's input, or interleaved in the packing scratch) a row of 16 columns is
+//! one load; otherwise (a dense layer's packed weights) it is two 8-value halves. Every B and C access
+//! is masked to the call's columns, so nothing outside them is read or written (masked-off lanes of
+//! AVX-512 loads and stores do not fault).
+//!
+//! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
+//! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
+//! `fma(v, row_scale, row_shift) + col_shift`, then the activation), so all three give the same bits.
+//! Sigmoid and Tanh epilogues are not implemented here: those kernels stay Cranelift's (see [`entry`]).
+//!
+//! Safety: the entry points are `unsafe extern "C" fn(*const i64)`, entered through `call.rs`'s table
+//! under its contract (every address valid and sized per the kernel's documented arguments). [`entry`]
+//! hands them out only when the CPU has AVX-512F, so the `target_feature` code never runs elsewhere.
+
+use super::avx2::KernelFn;
+use super::ActKind;
+
+/// Whether this CPU runs the AVX-512 kernels.
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The AVX-512 macro-kernel with epilogue `act`, or `None` when this CPU lacks AVX-512F, or for the
+/// activations implemented only by the Cranelift kernel (Sigmoid, Tanh).
+pub fn entry(act: ActKind) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::entry(act)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub fn entry(_: super::ActKind) -> Option<super::KernelFn> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{ActKind, KernelFn};
+
+    const IDENTITY: u8 = 0;
+    const RELU: u8 = 1;
+    const LEAKY: u8 = 2;
+
+    pub fn entry(act: ActKind) -> Option<KernelFn> {
+        match act {
+            ActKind::Identity => Some(gemm::<IDENTITY>),
+            ActKind::Relu => Some(gemm::<RELU>),
+            ActKind::LeakyRelu => Some(gemm::<LEAKY>),
+            ActKind::Sigmoid | ActKind::Tanh => None,
+        }
+    }
+
+    /// The kernel's arguments (`KernelId::Gemm`), decoded.
+    struct Args {
+        a: *const f32,
+        b: *const f32,
+        b_stride: isize,
+        /// Bytes from a row of a B panel to the same row of the next (read only when cols > 8).
+        b_next: isize,
+        c: *mut f32,
+        ldc: isize,
+        rows: usize,
+        cols: usize,
+        kc: usize,
+        add: bool,
+        last: bool,
+        row_scale: *const f32,
+        row_shift: *const f32,
+        col_shift: *const f32,
+        slope: f32,
+        /// The lanes of the call's columns in each 16-column half of the tile.
+        masks: [__mmask16; 2],
+    }
+
+    /// # Safety
+    /// `args` points to the arguments of `KernelId::Gemm` (13, or 14 when cols > 8), and their addresses
+    /// satisfy `call.rs`'s contract; the CPU has AVX-512F (guaranteed by [`super::entry`], the only way
+    /// to get this pointer).
+    unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let cols = v[6].clamp(0, super::super::GEMM_WIDEST_N as i64) as usize;
+        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
+        let b_next = if cols > 8 {
+            unsafe { *args.add(13) }
+        } else {
+            0
+        };
+        let half = |h: usize| -> __mmask16 {
+            let n = cols.saturating_sub(16 * h).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        };
+        let a = Args {
+            a: v[0] as *const f32,
+            b: v[1] as *const f32,
+            b_stride: v[2] as isize,
+            b_next: b_next as isize,
+            c: v[3] as *mut f32,
+            ldc: v[4] as isize,
+            rows: v[5].max(0) as usize,
+            cols,
+            kc: v[7].max(0) as usize,
+            add: v[8] & 1 != 0,
+            last: v[8] & 2 != 0,
+            row_scale: v[9] as *const f32,
+            row_shift: v[10] as *const f32,
+            col_shift: v[11] as *const f32,
+            slope: f32::from_bits(v[12] as u32),
+            masks: [half(0), half(1)],
+        };
+        // Panels follow each other in memory: a row of 16 columns is one (masked) load.
+        let contiguous = cols <= 8 || a.b_next == 32;
+        // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract.
+        unsafe {
+            match (a.cols, contiguous) {
+                (0, _) => {}
+                (1..=16, true) => rows::<1, 4, true, ACT>(&a),
+                (1..=16, false) => rows::<1, 4, false, ACT>(&a),
+                (_, true) => rows::<2, 2, true, ACT>(&a),
+                (_, false) => rows::<2, 2, false, ACT>(&a),
+            }
+        }
+    }
+
+    /// Every row of the block as tiles of `P` 4-row panels by `16 H` columns, then the panels left over
+    /// in one smaller tile.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const H: usize, const P: usize, const CONTIG: bool, const ACT: u8>(a: &Args) {
+        let panels = a.rows.div_ceil(4);
+        let mut p = 0;
+        while p + P <= panels {
+            // SAFETY: panels p .. p + P exist (packed, zero-padded), rows 4p.. are C's rows.
+            unsafe { tile::<H, P, CONTIG, ACT>(a, p) };
+            p += P;
+        }
+        // SAFETY: as above, for the panels left (fewer than P).
+        unsafe {
+            match panels - p {
+                3 => tile::<H, 3, CONTIG, ACT>(a, p),
+                2 => tile::<H, 2, CONTIG, ACT>(a, p),
+                1 => tile::<H, 1, CONTIG, ACT>(a, p),
+                _ => {}
+            }
+        }
+    }
+
+    /// Columns `16 h .. 16 h + 16` of B's row at `bp` (the row's address in the first panel), zero in
+    /// the lanes past the call's columns.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_b<const CONTIG: bool>(a: &Args, bp: *const f32, h: usize) -> __m512 {
+        let mask = a.masks[h];
+        // SAFETY: the lanes of `mask` are columns of existing panels, whose rows have 8 readable values
+        // each (contiguous: panel j's row starts 8 j values after the first's); masked-off lanes are
+        // neither read nor able to fault, so the high half's base may lie before any allocation.
+        unsafe {
+            if CONTIG {
+                _mm512_maskz_loadu_ps(mask, bp.add(16 * h))
+            } else {
+                let lo =
+                    _mm512_maskz_loadu_ps(mask & 0xff, bp.byte_offset(2 * h as isize * a.b_next));
+                let hi = bp
+                    .wrapping_byte_offset((2 * h as isize + 1) * a.b_next)
+                    .wrapping_sub(8);
+                _mm512_mask_loadu_ps(lo, mask & 0xff00, hi)
+            }
+        }
+    }
+
+    /// The `4P x 16H` tile of panels `p0 .. p0 + P`: the k loop, then the store.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const H: usize, const P: usize, const CONTIG: bool, const ACT: u8>(
+        a: &Args,
+        p0: usize,
+    ) {
+        let mut acc = [[[_mm512_setzero_ps(); H]; 4]; P];
+        let panel = a.kc * 4;
+        // SAFETY: panel p0 + q holds kc * 4 values for q < P, and B's kc rows are read within the
+        // call's columns (see `load_b`).
+        unsafe {
+            let ap = a.a.add(p0 * panel);
+            let mut bp = a.b;
+            for k in 0..a.kc {
+                let mut bv = [_mm512_setzero_ps(); H];
+                for (h, bv) in bv.iter_mut().enumerate() {
+                    *bv = load_b::<CONTIG>(a, bp, h);
+                }
+                // Constant indices (the loops unroll) keep the accumulators in registers.
+                #[allow(clippy::needless_range_loop)]
+                for q in 0..P {
+                    let x = ap.add(q * panel + k * 4);
+                    for r in 0..4 {
+                        let s = _mm512_set1_ps(*x.add(r));
+                        for h in 0..H {
+                            acc[q][r][h] = _mm512_fmadd_ps(s, bv[h], acc[q][r][h]);
+                        }
+                    }
+                }
+                bp = bp.byte_offset(a.b_stride);
+            }
+        }
+        let row0 = p0 * 4;
+        let rows = a.rows.min(row0 + 4 * P) - row0;
+        #[allow(clippy::needless_range_loop)]
+        for q in 0..P {
+            for r in 0..4 {
+                if 4 * q + r < rows {
+                    for h in 0..H {
+                        // SAFETY: row row0 + 4q + r < rows of C, masked to the call's columns.
+                        unsafe { store::<ACT>(a, row0 + 4 * q + r, h, acc[q][r][h]) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finishes row `row`, columns `16 h ..` of the tile (accumulate, epilogue) and stores the lanes of
+    /// the call's columns to C.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store<const ACT: u8>(a: &Args, row: usize, h: usize, mut v: __m512) {
+        let mask = a.masks[h];
+        // SAFETY: row < rows and the mask's lanes are columns 16h.. below a.cols, so every access is
+        // inside C's, the row vectors' and the column vector's valid elements.
+        unsafe {
+            let c = a.c.byte_offset(row as isize * a.ldc).add(16 * h);
+            if a.add {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, c));
+            }
+            if a.last {
+                let s = _mm512_set1_ps(*a.row_scale.add(row));
+                let t = _mm512_set1_ps(*a.row_shift.add(row));
+                let cs = _mm512_maskz_loadu_ps(mask, a.col_shift.add(16 * h));
+                v = act::<ACT>(_mm512_add_ps(_mm512_fmadd_ps(v, s, t), cs), a.slope);
+            }
+            _mm512_mask_storeu_ps(c, mask, v);
+        }
+    }
+
+    /// The activation, with the Cranelift kernel's semantics (`math::act`): Relu is `v < 0 ? 0 : v`
+    /// (`max(0, v)` returns its second operand for NaN and for -0), LeakyRelu `v < 0 ? v * slope : v`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn act<const ACT: u8>(v: __m512, slope: f32) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        match ACT {
+            RELU => _mm512_max_ps(zero, v),
+            LEAKY => {
+                let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
+                _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(slope))
+            }
+            _ => v,
+        }
+    }
+}
