@@ -227,8 +227,13 @@ impl Lower<'_> {
         // line (planes of a multiple of 16 pixels: 56x56, 28x28, 8x8). Otherwise every k row of a panel
         // pair spans two lines and the kernel's B stream crowds A out of L1: packing is faster there
         // (2 threads, IRv2's 1088 -> 192 at 17x17: 54 -> 63 GFLOP/s; 1024 -> 256 at 14x14: 60 -> 61-65),
-        // while in place wins on aligned planes (512 -> 128 at 28x28: 72 vs 67).
-        let direct = taps == 1 && stride == [1, 1] && pad == [0; 4] && plane_aligned(h * w);
+        // while in place wins on aligned planes (512 -> 128 at 28x28: 72 vs 67). Those figures are from
+        // the AVX2 kernel on Zen 1. With the AVX-512 kernel (Intel Emerald Rapids, 2 threads, best of 300
+        // runs, alternating binaries) in place is faster on every plane: GoogLeNet's 480 -> 192 at 14x14
+        // 0.14-0.15 ms against 0.18-0.24, 832 -> 384 at 7x7 0.146 against 0.153-0.159; ResNet-50 end to
+        // end 41.6-42.4 ms against 42.2-43.6 (best of 30), Inception v3 61.0-61.6 against 62.5-63.3.
+        let in_place_plane = plane_aligned(h * w) || self.call_panels >= 4;
+        let direct = taps == 1 && stride == [1, 1] && pad == [0; 4] && in_place_plane;
         // Offsets of each tap of each output pixel, column panel by column panel, relative to the
         // panel's smallest offset; panels with equal relative offsets share one pattern.
         let panels = n.div_ceil(TILE_N as u64);
