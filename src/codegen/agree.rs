@@ -1,6 +1,7 @@
 //! The Rust GEMM kernels (`avx2.rs`, `avx512.rs`) against the Cranelift one, bit for bit, on every tile
 //! shape, mode and activation, with B's panels apart (a dense layer's packed weights) and side by side
-//! (a convolution's input read in place, or its packed patches).
+//! (a convolution's input read in place, or its packed patches); and the Rust `PackPatches` (`avx2.rs`)
+//! against the Cranelift one.
 
 use super::{ActKind, GemmImpl, KernelId, Kernels, TILE_N};
 use crate::tensor::Rng;
@@ -124,4 +125,104 @@ fn avx2_and_cranelift_agree_bitwise() {
 #[test]
 fn avx512_and_cranelift_agree_bitwise() {
     agrees_bitwise(GemmImpl::Avx512);
+}
+
+/// A random tap of a patch pattern over a plane of `plane` values: its 8 offsets (-1: padding) and how
+/// `PackPatches` reads them (`[kind, a1, a2, 0, mask1 x 8, mask2 x 8]`), of kind `kind`.
+fn random_tap(rng: &mut Rng, kind: i32, plane: usize) -> ([i32; 8], [i32; super::TAP_READ]) {
+    let mut pick = |n: usize| (rng.uniform_in(0.0, n as f64) as usize).min(n - 1);
+    let mut table = [-1i32; 8];
+    let mut runs = [0i32; super::TAP_READ];
+    runs[0] = kind;
+    match kind {
+        1 => {
+            let first = pick(plane - 7) as i32;
+            for (j, o) in table.iter_mut().enumerate() {
+                *o = first + j as i32;
+            }
+        }
+        2 | 3 => {
+            let step = kind - 1;
+            let span = 8 * step as usize;
+            let (a1, a2) = (pick(plane - span + 1) as i32, pick(plane - span + 1) as i32);
+            runs[1] = a1;
+            runs[2] = a2;
+            for (j, o) in table.iter_mut().enumerate() {
+                match pick(3) {
+                    0 => {
+                        *o = a1 + step * j as i32;
+                        runs[4 + j] = -1;
+                    }
+                    1 => {
+                        *o = a2 + step * j as i32;
+                        runs[12 + j] = -1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            for o in table.iter_mut() {
+                *o = pick(plane + 1) as i32 - 1;
+            }
+        }
+    }
+    (table, runs)
+}
+
+/// The Rust `PackPatches` writes the bits the Cranelift one writes, tap kind by tap kind, with panels
+/// side by side (`ld` of 8, 16 or 32) and nothing else of `out`.
+#[test]
+fn rust_and_cranelift_pack_patches_agree_bitwise() {
+    if !GemmImpl::Avx2.available() {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let ids = [KernelId::PackPatches];
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    let rust = Kernels::compile_with(&ids, GemmImpl::Avx2).unwrap();
+    let mut rng = Rng::new(11);
+    let (plane, channels) = (45usize, 6usize);
+    let x: Vec<f32> = (0..plane * channels)
+        .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
+        .collect();
+    for taps in [1usize, 4, 9] {
+        for ld in [8usize, 16, 32] {
+            for round in 0..20 {
+                let mut table = Vec::new();
+                let mut runs = Vec::new();
+                for t in 0..taps {
+                    let (tt, rr) = random_tap(&mut rng, ((round + t) % 4) as i32, plane);
+                    table.extend(tt);
+                    runs.extend(rr);
+                }
+                for (ci0, ci1) in [(0, channels), (2, 5), (3, 3)] {
+                    let pack = |k: &Kernels| {
+                        let mut out = vec![f32::NAN; channels * taps * ld + 8];
+                        k.call(
+                            KernelId::PackPatches,
+                            &[
+                                x.as_ptr() as i64,
+                                out.as_mut_ptr() as i64,
+                                taps as i64,
+                                table.as_ptr() as i64,
+                                ci0 as i64,
+                                ci1 as i64,
+                                plane as i64,
+                                runs.as_ptr() as i64,
+                                ld as i64,
+                            ],
+                        );
+                        out
+                    };
+                    let (want, got) = (pack(&lift), pack(&rust));
+                    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                        assert_eq!(w.to_bits(), g.to_bits(), "taps {taps} ld {ld}: out[{i}]");
+                        let written = i % ld < 8 && i / (taps * ld) < ci1 - ci0;
+                        assert_eq!(!g.is_nan(), written, "taps {taps} ld {ld}: out[{i}]");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -50,9 +50,22 @@ pub fn entry(act: ActKind) -> Option<KernelFn> {
     imp::entry(act)
 }
 
+/// `KernelId::PackPatches` in AVX2, or `None` when this CPU lacks AVX2 or FMA. The Rust GEMM sets use it
+/// with their kernels (see [`pack_patches`](imp::pack_patches)).
+pub fn patches_entry() -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::patches_entry()
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     pub fn entry(_: super::ActKind) -> Option<super::KernelFn> {
+        None
+    }
+
+    pub fn patches_entry() -> Option<super::KernelFn> {
         None
     }
 }
@@ -76,6 +89,109 @@ mod imp {
             ActKind::Relu => Some(gemm::<RELU>),
             ActKind::LeakyRelu => Some(gemm::<LEAKY>),
             ActKind::Sigmoid | ActKind::Tanh => None,
+        }
+    }
+
+    pub fn patches_entry() -> Option<KernelFn> {
+        Some(pack_patches)
+    }
+
+    /// `KernelId::PackPatches`: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`, the same values as
+    /// the Cranelift kernel (`pack.rs`) writes, which it checks against bit for bit (`codegen::agree`).
+    /// Tap by tap: a tap's kind is the same for every input channel, so each tap runs one loop over the
+    /// channels without branches (the Cranelift kernel tests the kind per channel and tap), and 8 values
+    /// are one ymm load and store.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 9 arguments, whose addresses satisfy `call.rs`'s contract: `runs`
+    /// and `table` describe reads inside each channel's plane (or -1 offsets), as `lower` builds them;
+    /// the CPU has AVX2 (guaranteed by [`super::patches_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pack_patches(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 9 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 9) };
+        let x = v[0] as *const f32;
+        let out = v[1] as *mut f32;
+        let taps = v[2].max(0) as usize;
+        let table = v[3] as *const i32;
+        let (ci0, ci1) = (v[4].max(0) as usize, v[5].max(0) as usize);
+        let plane = v[6].max(0) as usize;
+        let runs = v[7] as *const i32;
+        let ld = v[8].max(0) as usize;
+        // SAFETY: AVX2 is present (see above); the addresses are valid per the contract.
+        unsafe {
+            for t in 0..taps {
+                let r = runs.add(t * super::super::TAP_READ);
+                let to = out.add(t * ld);
+                let row = taps * ld;
+                patches_tap(
+                    (x.add(ci0 * plane), plane),
+                    (to, row),
+                    ci1.saturating_sub(ci0),
+                    r,
+                    table.add(t * 8),
+                );
+            }
+        }
+    }
+
+    /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
+    /// writes 8 values at `out + c * row`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn patches_tap(
+        (x, plane): (*const f32, usize),
+        (out, row): (*mut f32, usize),
+        channels: usize,
+        r: *const i32,
+        table: *const i32,
+    ) {
+        // SAFETY: `r` holds the tap's TAP_READ i32 and `table` its 8 offsets; every read below is one
+        // the kind allows inside the plane (see `KernelId::PackPatches`), every write one of the 8
+        // values of a channel's row of `out`.
+        unsafe {
+            let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
+            let mask = |at: usize| _mm256_castsi256_ps(_mm256_loadu_si256(r.add(at) as *const _));
+            // The even lanes of the 16 values at `p`, in order.
+            let evens = |p: *const f32| {
+                let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
+            };
+            match *r {
+                1 => {
+                    let first = *table as isize;
+                    for c in 0..channels {
+                        let v = _mm256_loadu_ps(x.add(c * plane).offset(first));
+                        _mm256_storeu_ps(out.add(c * row), v);
+                    }
+                }
+                2 => {
+                    let (m1, m2) = (mask(4), mask(12));
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        let v1 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a1)), m1);
+                        let v2 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a2)), m2);
+                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                    }
+                }
+                3 => {
+                    let (m1, m2) = (mask(4), mask(12));
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        let v1 = _mm256_and_ps(evens(xc.offset(a1)), m1);
+                        let v2 = _mm256_and_ps(evens(xc.offset(a2)), m2);
+                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                    }
+                }
+                _ => {
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        for j in 0..8 {
+                            let o = *table.add(j);
+                            *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
+                        }
+                    }
+                }
+            }
         }
     }
 

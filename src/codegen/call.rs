@@ -66,6 +66,13 @@ impl Kernels {
                     continue;
                 }
             }
+            // The Rust GEMM sets pack patches in Rust too.
+            if id == KernelId::PackPatches && gemm != GemmImpl::Cranelift {
+                if let Some(f) = avx2::patches_entry() {
+                    fns.insert(id, f);
+                    continue;
+                }
+            }
             let func = super::build(id, config);
             instructions += func.dfg.num_insts();
             defined.push((id, jit.define(&format!("{id:?}"), func)?));
