@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 
+use nnc::codegen::GemmImpl;
 use nnc::interp::{self, Mode, RunOptions};
 use nnc::ir::{Graph, Op, ParamRole};
 use nnc::runtime::Program;
@@ -392,7 +393,14 @@ fn random_dense_and_recurrent_layers_agree_with_the_interpreter() {
 }
 
 #[test]
-fn results_are_bitwise_identical_on_one_and_two_threads() {
+fn results_are_bitwise_identical_for_any_threads_and_gemm() {
+    // Every GEMM implementation this CPU runs (with its packing and pooling kernels), on one and two
+    // threads, against the Cranelift kernels on one thread.
+    let runs: Vec<(GemmImpl, usize)> = [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512]
+        .into_iter()
+        .filter(|g| g.available())
+        .flat_map(|g| [(g, 1), (g, 2)])
+        .collect();
     for (model, batch) in [
         ("models/resnet18.nn", 2),
         ("models/googlenet.nn", 1),
@@ -402,17 +410,21 @@ fn results_are_bitwise_identical_on_one_and_two_threads() {
         let weights = tensor::initialize(&g, 3);
         let inputs = common::random_inputs(&g, batch, &mut Rng::new(5), 50);
         let plan = nnc::plan::build(&g, batch as u64);
-        let run = |threads: usize| {
-            let mut p = Program::compile(&g, &plan, &weights, threads).expect("compiles");
+        let run = |(gemm, threads): (GemmImpl, usize)| {
+            let mut p =
+                Program::compile_with(&g, &plan, &weights, threads, gemm).expect("compiles");
             p.run(&inputs).expect("runs")
         };
-        let (one, two) = (run(1), run(2));
-        for ((name, a), (_, b)) in one.iter().zip(&two) {
-            let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert!(
-                bits(a) == bits(b),
-                "{model}: output {name} differs between 1 and 2 threads"
-            );
+        let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let want = run(runs[0]);
+        for &at in &runs[1..] {
+            for ((name, a), (_, b)) in want.iter().zip(&run(at)) {
+                assert!(
+                    bits(a) == bits(b),
+                    "{model}: output {name} differs between {:?} and {at:?}",
+                    runs[0]
+                );
+            }
         }
     }
 }

@@ -59,6 +59,15 @@ pub fn patches_entry() -> Option<KernelFn> {
     imp::patches_entry()
 }
 
+/// `KernelId::MaxPool` (`max`) or `KernelId::AvgPool` in AVX2, or `None` when this CPU lacks AVX2 or FMA.
+/// The Rust GEMM sets use them (see [`pool`](imp::pool)).
+pub fn pool_entry(max: bool) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::pool_entry(max)
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     pub fn entry(_: super::ActKind) -> Option<super::KernelFn> {
@@ -66,6 +75,10 @@ mod imp {
     }
 
     pub fn patches_entry() -> Option<super::KernelFn> {
+        None
+    }
+
+    pub fn pool_entry(_: bool) -> Option<super::KernelFn> {
         None
     }
 }
@@ -189,6 +202,182 @@ mod imp {
                             let o = *table.add(j);
                             *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn pool_entry(max: bool) -> Option<KernelFn> {
+        Some(if max { pool::<true> } else { pool::<false> })
+    }
+
+    /// `KernelId::MaxPool` / `AvgPool`'s arguments, decoded.
+    struct Pool {
+        x: *const f32,
+        y: *mut f32,
+        oh: usize,
+        ow: usize,
+        iw: usize,
+        rows: *const i32,
+        cols: *const i32,
+        div: *const f32,
+        planes: usize,
+        in_plane: usize,
+        row: *mut f32,
+        /// `[v_lo, v_hi, v_start, v_count, v_step, v_stride]`.
+        vector: [usize; 6],
+    }
+
+    /// `KernelId::MaxPool` (`MAX`) or `AvgPool`: the Cranelift kernel's two passes (`pool.rs`) with the
+    /// same operations on every output in the same order, so the same bits (`codegen::agree`), eight
+    /// lanes wide: per output row the window's input rows reduced into `row`, then each output column's
+    /// entries of `row`, eight columns at a time where windows are whole and one or two columns apart.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 17 arguments, whose addresses satisfy `call.rs`'s contract with
+    /// window tables as `lower` builds them (every window inside the plane, `row` holding `iw` values);
+    /// the CPU has AVX2 (guaranteed by [`super::pool_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pool<const MAX: bool>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 17 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 17) };
+        let n = |i: usize| v[i].max(0) as usize;
+        let p = Pool {
+            x: v[0] as *const f32,
+            y: v[1] as *mut f32,
+            oh: n(2),
+            ow: n(3),
+            iw: n(4),
+            rows: v[5] as *const i32,
+            cols: v[6] as *const i32,
+            div: v[7] as *const f32,
+            planes: n(8),
+            in_plane: n(9),
+            row: v[10] as *mut f32,
+            vector: [n(11), n(12), n(13), n(14), n(15), n(16)],
+        };
+        // SAFETY: AVX2 is present and the addresses are valid (see above).
+        unsafe { pool_planes::<MAX>(&p) }
+    }
+
+    /// `acc` combined with `v` as `pool.rs`'s `combine`: the maximum (`v` wins when greater or NaN) or
+    /// the sum.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn combine8<const MAX: bool>(acc: __m256, v: __m256) -> __m256 {
+        if MAX {
+            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc);
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+            _mm256_blendv_ps(acc, v, _mm256_or_ps(gt, nan))
+        } else {
+            _mm256_add_ps(acc, v)
+        }
+    }
+
+    /// [`combine8`] on one value.
+    #[inline]
+    fn combine1<const MAX: bool>(acc: f32, v: f32) -> f32 {
+        if MAX {
+            if v > acc || v.is_nan() {
+                v
+            } else {
+                acc
+            }
+        } else {
+            acc + v
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn pool_planes<const MAX: bool>(p: &Pool) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        let [v_lo, v_hi, v_start, v_count, v_step, v_stride] = p.vector;
+        // SAFETY: every read is inside a plane of `x` (whole windows from the tables) or the first
+        // `iw` values of `row`, every write inside `row` or a plane of `y` (see `pool`).
+        unsafe {
+            let triple = |t: *const i32, i: usize| {
+                let e = t.add(3 * i);
+                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
+            };
+            // The reduction of `count` values `at(j)`, ascending `j`.
+            let reduce1 = |count: usize, at: &dyn Fn(usize) -> f32| {
+                (0..count).fold(init, |acc, j| combine1::<MAX>(acc, at(j)))
+            };
+            for q in 0..p.planes {
+                let xq = p.x.add(q * p.in_plane);
+                let yq = p.y.add(q * p.oh * p.ow);
+                for r in 0..p.oh {
+                    let (hs, hc, hstep) = triple(p.rows, r);
+                    // Pass 1: the window's rows reduced into `row`, column by column.
+                    let src = |j: usize, c: usize| xq.add((hs + j * hstep) * p.iw + c);
+                    let mut c = 0;
+                    while c + 8 <= p.iw {
+                        let mut acc = _mm256_set1_ps(init);
+                        for j in 0..hc {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(src(j, c)));
+                        }
+                        _mm256_storeu_ps(p.row.add(c), acc);
+                        c += 8;
+                    }
+                    for c in c..p.iw {
+                        *p.row.add(c) = reduce1(hc, &|j| *src(j, c));
+                    }
+                    // Pass 2: each output column from its entries of `row`.
+                    let yr = yq.add(r * p.ow);
+                    let rdiv = *p.div.add(r);
+                    let finish1 = |c: usize, v: f32| {
+                        *yr.add(c) = if MAX {
+                            v
+                        } else {
+                            v / (rdiv * *p.div.add(p.oh + c))
+                        };
+                    };
+                    let finish8 = |c: usize, v: __m256| {
+                        let v = if MAX {
+                            v
+                        } else {
+                            let d = _mm256_loadu_ps(p.div.add(p.oh + c));
+                            _mm256_div_ps(v, _mm256_mul_ps(_mm256_set1_ps(rdiv), d))
+                        };
+                        _mm256_storeu_ps(yr.add(c), v);
+                    };
+                    let table_column = |c: usize| {
+                        let (ws, wc, wstep) = triple(p.cols, c);
+                        finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
+                    };
+                    (0..v_lo.min(p.ow)).for_each(table_column);
+                    (v_hi.max(v_lo)..p.ow).for_each(table_column);
+                    // Columns v_lo..v_hi: window c starts at v_start + (c - v_lo) * v_stride.
+                    let first = |c: usize| v_start + (c - v_lo) * v_stride;
+                    let mut c = v_lo;
+                    if v_stride == 1 {
+                        while c + 8 <= v_hi {
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                acc = combine8::<MAX>(acc, _mm256_loadu_ps(at));
+                            }
+                            finish8(c, acc);
+                            c += 8;
+                        }
+                    } else if v_stride == 2 {
+                        // Eight columns read 16 positions from their first; whole groups while
+                        // they stay inside the run (c + 8 < v_hi).
+                        while c + 8 < v_hi {
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                let (lo, hi) = (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)));
+                                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                                let e = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e));
+                                acc = combine8::<MAX>(acc, _mm256_castpd_ps(e));
+                            }
+                            finish8(c, acc);
+                            c += 8;
+                        }
+                    }
+                    for c in c..v_hi {
+                        finish1(c, reduce1(v_count, &|j| *p.row.add(first(c) + j * v_step)));
                     }
                 }
             }

@@ -66,12 +66,17 @@ impl Kernels {
                     continue;
                 }
             }
-            // The Rust GEMM sets pack patches in Rust too.
-            if id == KernelId::PackPatches && gemm != GemmImpl::Cranelift {
-                if let Some(f) = avx2::patches_entry() {
-                    fns.insert(id, f);
-                    continue;
-                }
+            // The Rust GEMM sets pack patches and pool in Rust too.
+            let helper = match id {
+                _ if gemm == GemmImpl::Cranelift => None,
+                KernelId::PackPatches => avx2::patches_entry(),
+                KernelId::MaxPool => avx2::pool_entry(true),
+                KernelId::AvgPool => avx2::pool_entry(false),
+                _ => None,
+            };
+            if let Some(f) = helper {
+                fns.insert(id, f);
+                continue;
             }
             let func = super::build(id, config);
             instructions += func.dfg.num_insts();
