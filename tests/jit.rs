@@ -293,6 +293,7 @@ fn same_size_3x3_pools_agree_with_the_interpreter() {
         for (batch, threads) in [(1, 1), (3, 2)] {
             agree(&path, batch, threads);
         }
+        same_bits_everywhere(&common::model(&path), 2, &format!("pool3_{h}x{w}"));
     }
 }
 
@@ -315,6 +316,7 @@ fn stride_two_pools_agree_with_the_interpreter() {
         for (batch, threads) in [(1, 1), (2, 2)] {
             agree(&path, batch, threads);
         }
+        same_bits_everywhere(&common::model(&path), 2, &format!("pool_s2_{h}x{w}"));
     }
 }
 
@@ -394,37 +396,39 @@ fn random_dense_and_recurrent_layers_agree_with_the_interpreter() {
 
 #[test]
 fn results_are_bitwise_identical_for_any_threads_and_gemm() {
-    // Every GEMM implementation this CPU runs (with its packing and pooling kernels), on one and two
-    // threads, against the Cranelift kernels on one thread.
-    let runs: Vec<(GemmImpl, usize)> = [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512]
-        .into_iter()
-        .filter(|g| g.available())
-        .flat_map(|g| [(g, 1), (g, 2)])
-        .collect();
     for (model, batch) in [
         ("models/resnet18.nn", 2),
         ("models/googlenet.nn", 1),
         ("models/lstm.nn", 3),
     ] {
-        let g = common::model(Path::new(model));
-        let weights = tensor::initialize(&g, 3);
-        let inputs = common::random_inputs(&g, batch, &mut Rng::new(5), 50);
-        let plan = nnc::plan::build(&g, batch as u64);
-        let run = |(gemm, threads): (GemmImpl, usize)| {
-            let mut p =
-                Program::compile_with(&g, &plan, &weights, threads, gemm).expect("compiles");
-            p.run(&inputs).expect("runs")
-        };
-        let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let want = run(runs[0]);
-        for &at in &runs[1..] {
-            for ((name, a), (_, b)) in want.iter().zip(&run(at)) {
-                assert!(
-                    bits(a) == bits(b),
-                    "{model}: output {name} differs between {:?} and {at:?}",
-                    runs[0]
-                );
-            }
+        same_bits_everywhere(&common::model(Path::new(model)), batch, model);
+    }
+}
+
+/// Runs `g` with every GEMM implementation this CPU runs (each with its packing and pooling kernels), on
+/// one and two threads, and checks the outputs have the bits of the Cranelift kernels on one thread.
+fn same_bits_everywhere(g: &Graph, batch: usize, model: &str) {
+    let runs: Vec<(GemmImpl, usize)> = [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512]
+        .into_iter()
+        .filter(|g| g.available())
+        .flat_map(|g| [(g, 1), (g, 2)])
+        .collect();
+    let weights = tensor::initialize(g, 3);
+    let inputs = common::random_inputs(g, batch, &mut Rng::new(5), 50);
+    let plan = nnc::plan::build(g, batch as u64);
+    let run = |(gemm, threads): (GemmImpl, usize)| {
+        let mut p = Program::compile_with(g, &plan, &weights, threads, gemm).expect("compiles");
+        p.run(&inputs).expect("runs")
+    };
+    let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let want = run(runs[0]);
+    for &at in &runs[1..] {
+        for ((name, a), (_, b)) in want.iter().zip(&run(at)) {
+            assert!(
+                bits(a) == bits(b),
+                "{model}: output {name} differs between {:?} and {at:?}",
+                runs[0]
+            );
         }
     }
 }

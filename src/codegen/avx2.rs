@@ -68,6 +68,15 @@ pub fn pool_entry(max: bool) -> Option<KernelFn> {
     imp::pool_entry(max)
 }
 
+/// `KernelId::MaxPool3` (`max`) or `KernelId::AvgPool3` in AVX2, or `None` when this CPU lacks AVX2 or
+/// FMA (see [`pool_3x3`](imp::pool_3x3)).
+pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::pool_3x3_entry(max)
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     pub fn entry(_: super::ActKind) -> Option<super::KernelFn> {
@@ -79,6 +88,10 @@ mod imp {
     }
 
     pub fn pool_entry(_: bool) -> Option<super::KernelFn> {
+        None
+    }
+
+    pub fn pool_3x3_entry(_: bool) -> Option<super::KernelFn> {
         None
     }
 }
@@ -210,6 +223,121 @@ mod imp {
 
     pub fn pool_entry(max: bool) -> Option<KernelFn> {
         Some(if max { pool::<true> } else { pool::<false> })
+    }
+
+    pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
+        Some(if max {
+            pool_3x3::<true>
+        } else {
+            pool_3x3::<false>
+        })
+    }
+
+    /// `KernelId::MaxPool3` (`MAX`) or `AvgPool3`: `[x, y, hw, w, planes, edges, div, v]`, the Cranelift
+    /// kernel's two passes (`pool.rs`) with the same operations in the same order, eight lanes wide.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 8 arguments, whose addresses satisfy `call.rs`'s contract (`v`
+    /// scratch for `hw + 8` values, `edges` four i32 arrays of `hw`, `div` `hw` values, `h, w >= 2`); the
+    /// CPU has AVX2 (guaranteed by [`super::pool_3x3_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pool_3x3<const MAX: bool>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 8 arguments (see above).
+        let a = unsafe { std::slice::from_raw_parts(args, 8) };
+        let n = |i: usize| a[i].max(0) as usize;
+        let (x, y) = (a[0] as *const f32, a[1] as *mut f32);
+        let (hw, w, planes) = (n(2), n(3), n(4));
+        let (edges, div) = (a[5] as *const f32, a[6] as *const f32);
+        // SAFETY: AVX2 is present and the addresses are valid (see above); `v` has four values of room
+        // on each side.
+        unsafe {
+            let v = (a[7] as *mut f32).add(4);
+            pool_3x3_planes::<MAX>((x, y), (hw, w, planes), edges, div, v)
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn pool_3x3_planes<const MAX: bool>(
+        (x, y): (*const f32, *mut f32),
+        (hw, w, planes): (usize, usize, usize),
+        edges: *const f32,
+        div: *const f32,
+        v: *mut f32,
+    ) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        // SAFETY: reads stay inside a plane of `x`, `v[-1 ..= hw]`, `edges` and `div`; writes inside
+        // `v[0..hw]` and a plane of `y` (see `pool_3x3`).
+        unsafe {
+            for q in 0..planes {
+                let (xq, yq) = (x.add(q * hw), y.add(q * hw));
+                // Columns: rows y-1, y, y+1 where they exist, in that order.
+                for (from, to, up, down) in [
+                    (0, w, false, true),
+                    (w, hw - w, true, true),
+                    (hw - w, hw, true, false),
+                ] {
+                    let mut i = from;
+                    while i + 8 <= to {
+                        let mut acc = _mm256_set1_ps(init);
+                        if up {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i - w)));
+                        }
+                        acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i)));
+                        if down {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i + w)));
+                        }
+                        _mm256_storeu_ps(v.add(i), acc);
+                        i += 8;
+                    }
+                    for i in i..to {
+                        let mut acc = init;
+                        if up {
+                            acc = combine1::<MAX>(acc, *xq.add(i - w));
+                        }
+                        acc = combine1::<MAX>(acc, *xq.add(i));
+                        if down {
+                            acc = combine1::<MAX>(acc, *xq.add(i + w));
+                        }
+                        *v.add(i) = acc;
+                    }
+                }
+                // Rows: left, centre, right neighbours, masked at row edges: `(t & mask) | fill`.
+                let edge = |k: usize| edges.add(k * hw);
+                let mut i = 0;
+                while i + 8 <= hw {
+                    let mut acc = _mm256_set1_ps(init);
+                    for (d, k) in [(-1isize, Some(0)), (0, None), (1, Some(2))] {
+                        let mut t = _mm256_loadu_ps(v.offset(i as isize + d));
+                        if let Some(k) = k {
+                            let m = _mm256_loadu_ps(edge(k).add(i));
+                            let f = _mm256_loadu_ps(edge(k + 1).add(i));
+                            t = _mm256_or_ps(_mm256_and_ps(t, m), f);
+                        }
+                        acc = combine8::<MAX>(acc, t);
+                    }
+                    if !MAX {
+                        acc = _mm256_div_ps(acc, _mm256_loadu_ps(div.add(i)));
+                    }
+                    _mm256_storeu_ps(yq.add(i), acc);
+                    i += 8;
+                }
+                for i in i..hw {
+                    let mut acc = init;
+                    for (d, k) in [(-1isize, Some(0)), (0, None), (1, Some(2))] {
+                        let mut t = *v.offset(i as isize + d);
+                        if let Some(k) = k {
+                            let m = (*edge(k).add(i)).to_bits();
+                            let f = (*edge(k + 1).add(i)).to_bits();
+                            t = f32::from_bits((t.to_bits() & m) | f);
+                        }
+                        acc = combine1::<MAX>(acc, t);
+                    }
+                    if !MAX {
+                        acc /= *div.add(i);
+                    }
+                    *yq.add(i) = acc;
+                }
+            }
+        }
     }
 
     /// `KernelId::MaxPool` / `AvgPool`'s arguments, decoded.

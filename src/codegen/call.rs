@@ -72,6 +72,8 @@ impl Kernels {
                 KernelId::PackPatches => avx2::patches_entry(),
                 KernelId::MaxPool => avx2::pool_entry(true),
                 KernelId::AvgPool => avx2::pool_entry(false),
+                KernelId::MaxPool3 => avx2::pool_3x3_entry(true),
+                KernelId::AvgPool3 => avx2::pool_3x3_entry(false),
                 _ => None,
             };
             if let Some(f) = helper {
