@@ -1,6 +1,6 @@
 //! The Rust GEMM kernels (`avx2.rs`, `avx512.rs`) against the Cranelift one, bit for bit, on every tile
 //! shape, mode and activation, with B's panels apart (a dense layer's packed weights) and side by side
-//! (a convolution's input read in place, or its packed patches); and the Rust `PackPatches` (`avx2.rs`)
+//! (a convolution's input read in place, or its packed patches); and the Rust `PackPatches` (`twins.rs`)
 //! against the Cranelift one.
 
 use super::{ActKind, GemmImpl, KernelId, Kernels, TILE_N};

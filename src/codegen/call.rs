@@ -1,5 +1,5 @@
-//! The boundary into generated code: with `avx2.rs` and `avx512.rs` (the Rust GEMM kernels it enters),
-//! the only `unsafe` of the project.
+//! The boundary into generated code: with `avx2.rs`, `avx512.rs` and `twins.rs` (the Rust kernels it
+//! enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -14,6 +14,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
+use super::twins;
 use super::{ActKind, GemmImpl, KernelId, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -69,11 +70,11 @@ impl Kernels {
             // The Rust GEMM sets pack patches and pool in Rust too.
             let helper = match id {
                 _ if gemm == GemmImpl::Cranelift => None,
-                KernelId::PackPatches => avx2::patches_entry(),
-                KernelId::MaxPool => avx2::pool_entry(true),
-                KernelId::AvgPool => avx2::pool_entry(false),
-                KernelId::MaxPool3 => avx2::pool_3x3_entry(true),
-                KernelId::AvgPool3 => avx2::pool_3x3_entry(false),
+                KernelId::PackPatches => twins::patches_entry(),
+                KernelId::MaxPool => twins::pool_entry(true),
+                KernelId::AvgPool => twins::pool_entry(false),
+                KernelId::MaxPool3 => twins::pool_3x3_entry(true),
+                KernelId::AvgPool3 => twins::pool_3x3_entry(false),
                 _ => None,
             };
             if let Some(f) = helper {

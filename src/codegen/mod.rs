@@ -2,9 +2,10 @@
 //! JIT to native code for this CPU. Every kernel has one signature, `fn(args: *const i64)` (`builder.rs`);
 //! each [`KernelId`] documents its arguments. Kernels are generic over sizes, which arrive as arguments,
 //! so a program needs a handful of them, compiled together in milliseconds. Generated code is the only code
-//! that touches tensor memory; `call.rs` is the one place that enters it. One kernel has a second
-//! implementation outside Cranelift: the GEMM macro-kernel, in AVX2 Rust (`avx2.rs`) and in AVX-512 Rust
-//! (`avx512.rs`, see [`GemmImpl`]), entered through the same table.
+//! that touches tensor memory; `call.rs` is the one place that enters it. Some kernels have second
+//! implementations outside Cranelift, in Rust with `std::arch`, entered through the same table: the GEMM
+//! macro-kernel in AVX2 (`avx2.rs`) and AVX-512 (`avx512.rs`, see [`GemmImpl`]), and, with either of those,
+//! the packing and pooling kernels (`twins.rs`).
 
 #[cfg(test)]
 mod agree;
@@ -19,6 +20,7 @@ mod math;
 mod pack;
 mod pool;
 mod rnn;
+mod twins;
 
 pub use call::{Kernels, Table};
 pub use gemm::{KC, TILE_M, TILE_N};

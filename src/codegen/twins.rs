@@ -1,0 +1,451 @@
+//! Rust twins of the Cranelift packing and pooling kernels (`PackPatches`, `MaxPool`, `AvgPool`, `MaxPool3`,
+//! `AvgPool3`), in AVX2 with `std::arch`, which the Rust GEMM kernel sets use (see `call.rs`). Same
+//! arguments as their [`KernelId`](super::KernelId)s and the same operations per output in the same order,
+//! so the same bits (`codegen::agree`, `tests/jit.rs`), eight lanes wide where the Cranelift kernels have
+//! four. Safety: as `avx2.rs` (entered through `call.rs`'s table under its contract; handed out only when
+//! the CPU has AVX2).
+
+use super::avx2::{supported, KernelFn};
+
+/// `KernelId::PackPatches` in AVX2, or `None` when this CPU lacks AVX2 or FMA. The Rust GEMM sets use it
+/// with their kernels (see [`pack_patches`](imp::pack_patches)).
+pub fn patches_entry() -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::patches_entry()
+}
+
+/// `KernelId::MaxPool` (`max`) or `KernelId::AvgPool` in AVX2, or `None` when this CPU lacks AVX2 or FMA.
+/// The Rust GEMM sets use them (see [`pool`](imp::pool)).
+pub fn pool_entry(max: bool) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::pool_entry(max)
+}
+
+/// `KernelId::MaxPool3` (`max`) or `KernelId::AvgPool3` in AVX2, or `None` when this CPU lacks AVX2 or
+/// FMA (see [`pool_3x3`](imp::pool_3x3)).
+pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
+    if !supported() {
+        return None;
+    }
+    imp::pool_3x3_entry(max)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub fn patches_entry() -> Option<super::KernelFn> {
+        None
+    }
+
+    pub fn pool_entry(_: bool) -> Option<super::KernelFn> {
+        None
+    }
+
+    pub fn pool_3x3_entry(_: bool) -> Option<super::KernelFn> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::KernelFn;
+
+    pub fn patches_entry() -> Option<KernelFn> {
+        Some(pack_patches)
+    }
+
+    /// `KernelId::PackPatches`: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`, the same values as
+    /// the Cranelift kernel (`pack.rs`) writes, which it checks against bit for bit (`codegen::agree`).
+    /// Tap by tap: a tap's kind is the same for every input channel, so each tap runs one loop over the
+    /// channels without branches (the Cranelift kernel tests the kind per channel and tap), and 8 values
+    /// are one ymm load and store.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 9 arguments, whose addresses satisfy `call.rs`'s contract: `runs`
+    /// and `table` describe reads inside each channel's plane (or -1 offsets), as `lower` builds them;
+    /// the CPU has AVX2 (guaranteed by [`super::patches_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pack_patches(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 9 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 9) };
+        let x = v[0] as *const f32;
+        let out = v[1] as *mut f32;
+        let taps = v[2].max(0) as usize;
+        let table = v[3] as *const i32;
+        let (ci0, ci1) = (v[4].max(0) as usize, v[5].max(0) as usize);
+        let plane = v[6].max(0) as usize;
+        let runs = v[7] as *const i32;
+        let ld = v[8].max(0) as usize;
+        // SAFETY: AVX2 is present (see above); the addresses are valid per the contract.
+        unsafe {
+            for t in 0..taps {
+                let r = runs.add(t * super::super::TAP_READ);
+                let to = out.add(t * ld);
+                let row = taps * ld;
+                patches_tap(
+                    (x.add(ci0 * plane), plane),
+                    (to, row),
+                    ci1.saturating_sub(ci0),
+                    r,
+                    table.add(t * 8),
+                );
+            }
+        }
+    }
+
+    /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
+    /// writes 8 values at `out + c * row`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn patches_tap(
+        (x, plane): (*const f32, usize),
+        (out, row): (*mut f32, usize),
+        channels: usize,
+        r: *const i32,
+        table: *const i32,
+    ) {
+        // SAFETY: `r` holds the tap's TAP_READ i32 and `table` its 8 offsets; every read below is one
+        // the kind allows inside the plane (see `KernelId::PackPatches`), every write one of the 8
+        // values of a channel's row of `out`.
+        unsafe {
+            let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
+            let mask = |at: usize| _mm256_castsi256_ps(_mm256_loadu_si256(r.add(at) as *const _));
+            // The even lanes of the 16 values at `p`, in order.
+            let evens = |p: *const f32| {
+                let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
+            };
+            match *r {
+                1 => {
+                    let first = *table as isize;
+                    for c in 0..channels {
+                        let v = _mm256_loadu_ps(x.add(c * plane).offset(first));
+                        _mm256_storeu_ps(out.add(c * row), v);
+                    }
+                }
+                2 => {
+                    let (m1, m2) = (mask(4), mask(12));
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        let v1 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a1)), m1);
+                        let v2 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a2)), m2);
+                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                    }
+                }
+                3 => {
+                    let (m1, m2) = (mask(4), mask(12));
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        let v1 = _mm256_and_ps(evens(xc.offset(a1)), m1);
+                        let v2 = _mm256_and_ps(evens(xc.offset(a2)), m2);
+                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                    }
+                }
+                _ => {
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        for j in 0..8 {
+                            let o = *table.add(j);
+                            *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn pool_entry(max: bool) -> Option<KernelFn> {
+        Some(if max { pool::<true> } else { pool::<false> })
+    }
+
+    pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
+        Some(if max {
+            pool_3x3::<true>
+        } else {
+            pool_3x3::<false>
+        })
+    }
+
+    /// `KernelId::MaxPool3` (`MAX`) or `AvgPool3`: `[x, y, hw, w, planes, edges, div, v]`, the Cranelift
+    /// kernel's two passes (`pool.rs`) with the same operations in the same order, eight lanes wide.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 8 arguments, whose addresses satisfy `call.rs`'s contract (`v`
+    /// scratch for `hw + 8` values, `edges` four i32 arrays of `hw`, `div` `hw` values, `h, w >= 2`); the
+    /// CPU has AVX2 (guaranteed by [`super::pool_3x3_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pool_3x3<const MAX: bool>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 8 arguments (see above).
+        let a = unsafe { std::slice::from_raw_parts(args, 8) };
+        let n = |i: usize| a[i].max(0) as usize;
+        let (x, y) = (a[0] as *const f32, a[1] as *mut f32);
+        let (hw, w, planes) = (n(2), n(3), n(4));
+        let (edges, div) = (a[5] as *const f32, a[6] as *const f32);
+        // SAFETY: AVX2 is present and the addresses are valid (see above); `v` has four values of room
+        // on each side.
+        unsafe {
+            let v = (a[7] as *mut f32).add(4);
+            pool_3x3_planes::<MAX>((x, y), (hw, w, planes), edges, div, v)
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn pool_3x3_planes<const MAX: bool>(
+        (x, y): (*const f32, *mut f32),
+        (hw, w, planes): (usize, usize, usize),
+        edges: *const f32,
+        div: *const f32,
+        v: *mut f32,
+    ) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        // SAFETY: reads stay inside a plane of `x`, `v[-1 ..= hw]`, `edges` and `div`; writes inside
+        // `v[0..hw]` and a plane of `y` (see `pool_3x3`).
+        unsafe {
+            for q in 0..planes {
+                let (xq, yq) = (x.add(q * hw), y.add(q * hw));
+                // Columns: rows y-1, y, y+1 where they exist, in that order.
+                for (from, to, up, down) in [
+                    (0, w, false, true),
+                    (w, hw - w, true, true),
+                    (hw - w, hw, true, false),
+                ] {
+                    let mut i = from;
+                    while i + 8 <= to {
+                        let mut acc = _mm256_set1_ps(init);
+                        if up {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i - w)));
+                        }
+                        acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i)));
+                        if down {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(xq.add(i + w)));
+                        }
+                        _mm256_storeu_ps(v.add(i), acc);
+                        i += 8;
+                    }
+                    for i in i..to {
+                        let mut acc = init;
+                        if up {
+                            acc = combine1::<MAX>(acc, *xq.add(i - w));
+                        }
+                        acc = combine1::<MAX>(acc, *xq.add(i));
+                        if down {
+                            acc = combine1::<MAX>(acc, *xq.add(i + w));
+                        }
+                        *v.add(i) = acc;
+                    }
+                }
+                // Rows: left, centre, right neighbours, masked at row edges: `(t & mask) | fill`.
+                let edge = |k: usize| edges.add(k * hw);
+                let mut i = 0;
+                while i + 8 <= hw {
+                    let mut acc = _mm256_set1_ps(init);
+                    for (d, k) in [(-1isize, Some(0)), (0, None), (1, Some(2))] {
+                        let mut t = _mm256_loadu_ps(v.offset(i as isize + d));
+                        if let Some(k) = k {
+                            let m = _mm256_loadu_ps(edge(k).add(i));
+                            let f = _mm256_loadu_ps(edge(k + 1).add(i));
+                            t = _mm256_or_ps(_mm256_and_ps(t, m), f);
+                        }
+                        acc = combine8::<MAX>(acc, t);
+                    }
+                    if !MAX {
+                        acc = _mm256_div_ps(acc, _mm256_loadu_ps(div.add(i)));
+                    }
+                    _mm256_storeu_ps(yq.add(i), acc);
+                    i += 8;
+                }
+                for i in i..hw {
+                    let mut acc = init;
+                    for (d, k) in [(-1isize, Some(0)), (0, None), (1, Some(2))] {
+                        let mut t = *v.offset(i as isize + d);
+                        if let Some(k) = k {
+                            let m = (*edge(k).add(i)).to_bits();
+                            let f = (*edge(k + 1).add(i)).to_bits();
+                            t = f32::from_bits((t.to_bits() & m) | f);
+                        }
+                        acc = combine1::<MAX>(acc, t);
+                    }
+                    if !MAX {
+                        acc /= *div.add(i);
+                    }
+                    *yq.add(i) = acc;
+                }
+            }
+        }
+    }
+
+    /// `KernelId::MaxPool` / `AvgPool`'s arguments, decoded.
+    struct Pool {
+        x: *const f32,
+        y: *mut f32,
+        oh: usize,
+        ow: usize,
+        iw: usize,
+        rows: *const i32,
+        cols: *const i32,
+        div: *const f32,
+        planes: usize,
+        in_plane: usize,
+        row: *mut f32,
+        /// `[v_lo, v_hi, v_start, v_count, v_step, v_stride]`.
+        vector: [usize; 6],
+    }
+
+    /// `KernelId::MaxPool` (`MAX`) or `AvgPool`: the Cranelift kernel's two passes (`pool.rs`) with the
+    /// same operations on every output in the same order, so the same bits (`codegen::agree`), eight
+    /// lanes wide: per output row the window's input rows reduced into `row`, then each output column's
+    /// entries of `row`, eight columns at a time where windows are whole and one or two columns apart.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 17 arguments, whose addresses satisfy `call.rs`'s contract with
+    /// window tables as `lower` builds them (every window inside the plane, `row` holding `iw` values);
+    /// the CPU has AVX2 (guaranteed by [`super::pool_entry`], the only way to get this pointer).
+    unsafe extern "C" fn pool<const MAX: bool>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 17 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 17) };
+        let n = |i: usize| v[i].max(0) as usize;
+        let p = Pool {
+            x: v[0] as *const f32,
+            y: v[1] as *mut f32,
+            oh: n(2),
+            ow: n(3),
+            iw: n(4),
+            rows: v[5] as *const i32,
+            cols: v[6] as *const i32,
+            div: v[7] as *const f32,
+            planes: n(8),
+            in_plane: n(9),
+            row: v[10] as *mut f32,
+            vector: [n(11), n(12), n(13), n(14), n(15), n(16)],
+        };
+        // SAFETY: AVX2 is present and the addresses are valid (see above).
+        unsafe { pool_planes::<MAX>(&p) }
+    }
+
+    /// `acc` combined with `v` as `pool.rs`'s `combine`: the maximum (`v` wins when greater or NaN) or
+    /// the sum.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn combine8<const MAX: bool>(acc: __m256, v: __m256) -> __m256 {
+        if MAX {
+            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc);
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+            _mm256_blendv_ps(acc, v, _mm256_or_ps(gt, nan))
+        } else {
+            _mm256_add_ps(acc, v)
+        }
+    }
+
+    /// [`combine8`] on one value.
+    #[inline]
+    fn combine1<const MAX: bool>(acc: f32, v: f32) -> f32 {
+        if MAX {
+            if v > acc || v.is_nan() {
+                v
+            } else {
+                acc
+            }
+        } else {
+            acc + v
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn pool_planes<const MAX: bool>(p: &Pool) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        let [v_lo, v_hi, v_start, v_count, v_step, v_stride] = p.vector;
+        // SAFETY: every read is inside a plane of `x` (whole windows from the tables) or the first
+        // `iw` values of `row`, every write inside `row` or a plane of `y` (see `pool`).
+        unsafe {
+            let triple = |t: *const i32, i: usize| {
+                let e = t.add(3 * i);
+                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
+            };
+            // The reduction of `count` values `at(j)`, ascending `j`.
+            let reduce1 = |count: usize, at: &dyn Fn(usize) -> f32| {
+                (0..count).fold(init, |acc, j| combine1::<MAX>(acc, at(j)))
+            };
+            for q in 0..p.planes {
+                let xq = p.x.add(q * p.in_plane);
+                let yq = p.y.add(q * p.oh * p.ow);
+                for r in 0..p.oh {
+                    let (hs, hc, hstep) = triple(p.rows, r);
+                    // Pass 1: the window's rows reduced into `row`, column by column.
+                    let src = |j: usize, c: usize| xq.add((hs + j * hstep) * p.iw + c);
+                    let mut c = 0;
+                    while c + 8 <= p.iw {
+                        let mut acc = _mm256_set1_ps(init);
+                        for j in 0..hc {
+                            acc = combine8::<MAX>(acc, _mm256_loadu_ps(src(j, c)));
+                        }
+                        _mm256_storeu_ps(p.row.add(c), acc);
+                        c += 8;
+                    }
+                    for c in c..p.iw {
+                        *p.row.add(c) = reduce1(hc, &|j| *src(j, c));
+                    }
+                    // Pass 2: each output column from its entries of `row`.
+                    let yr = yq.add(r * p.ow);
+                    let rdiv = *p.div.add(r);
+                    let finish1 = |c: usize, v: f32| {
+                        *yr.add(c) = if MAX {
+                            v
+                        } else {
+                            v / (rdiv * *p.div.add(p.oh + c))
+                        };
+                    };
+                    let finish8 = |c: usize, v: __m256| {
+                        let v = if MAX {
+                            v
+                        } else {
+                            let d = _mm256_loadu_ps(p.div.add(p.oh + c));
+                            _mm256_div_ps(v, _mm256_mul_ps(_mm256_set1_ps(rdiv), d))
+                        };
+                        _mm256_storeu_ps(yr.add(c), v);
+                    };
+                    let table_column = |c: usize| {
+                        let (ws, wc, wstep) = triple(p.cols, c);
+                        finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
+                    };
+                    (0..v_lo.min(p.ow)).for_each(table_column);
+                    (v_hi.max(v_lo)..p.ow).for_each(table_column);
+                    // Columns v_lo..v_hi: window c starts at v_start + (c - v_lo) * v_stride.
+                    let first = |c: usize| v_start + (c - v_lo) * v_stride;
+                    let mut c = v_lo;
+                    if v_stride == 1 {
+                        while c + 8 <= v_hi {
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                acc = combine8::<MAX>(acc, _mm256_loadu_ps(at));
+                            }
+                            finish8(c, acc);
+                            c += 8;
+                        }
+                    } else if v_stride == 2 {
+                        // Eight columns read 16 positions from their first; whole groups while
+                        // they stay inside the run (c + 8 < v_hi).
+                        while c + 8 < v_hi {
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                let (lo, hi) = (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)));
+                                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                                let e = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e));
+                                acc = combine8::<MAX>(acc, _mm256_castpd_ps(e));
+                            }
+                            finish8(c, acc);
+                            c += 8;
+                        }
+                    }
+                    for c in c..v_hi {
+                        finish1(c, reduce1(v_count, &|j| *p.row.add(first(c) + j * v_step)));
+                    }
+                }
+            }
+        }
+    }
+}
