@@ -156,7 +156,8 @@ struct Optimize {
     /// Compile the layers as written: no fusion or other graph optimization.
     #[arg(long)]
     no_fuse: bool,
-    /// Skip one optimization (repeatable): cse, fold-bn, fuse-residual or fuse-activation.
+    /// Skip one optimization (repeatable): cse, fold-bn, fuse-residual, fuse-activation, merge-siblings
+    /// or fuse-elementwise.
     #[arg(long, value_name = "PASS")]
     disable_pass: Vec<String>,
 }

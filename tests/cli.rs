@@ -308,8 +308,13 @@ fn fusion_is_reported_and_can_be_switched_off() {
     );
     assert!(report(&["--no-fuse"]).contains("fusion: 0 decisions\n"));
     let some = report(&["--disable-pass", "fuse-residual", "--disable-pass", "cse"]);
+    // Without fuse-residual, each residual add and the ReLU after it become one elementwise chain.
     assert!(
-        some.contains("fusion: 29 decisions (fold-bn 20, fuse-activation 9)"),
+        some.contains("fusion: 37 decisions (fold-bn 20, fuse-activation 9, fuse-elementwise 8)"),
+        "{some}"
+    );
+    assert!(
+        some.contains("  fuse-elementwise layer1.0.add + layer1.0.relu -> chain of add+relu"),
         "{some}"
     );
     let dump = |after: &str| {

@@ -142,7 +142,8 @@ model odd(x: f32[N, 6, 13, 31]) -> y: f32[N, 7] {
 
 /// Every fusion rule and the cases where it must not fire: a residual that is also the convolution\'s input
 /// (it cannot be overwritten in place), a scale and a leaky ReLU after a residual, an affine-free batch
-/// norm, a product whose value is read twice, dense layers with batch norm and a residual.
+/// norm, a product whose value is read twice (its `relu` then joins the add after it as an elementwise
+/// chain), dense layers with batch norm and a residual.
 const FUSION_CASES: &str = r#"
 model fusion(x: f32[N, 6, 9, 7]) -> y: f32[N, 5] {
     a = x |> c1: conv2d(6, 3, padding=1) |> b1: batchnorm
@@ -185,6 +186,7 @@ fn fused_layers_agree_with_the_interpreter() {
             "fuse-activation c3+d",
             "fuse-activation dn+f",
             "fuse-activation dn2+relu_1",
+            "fuse-elementwise relu+u",
         ]
     );
     for batch in [1, 3] {
@@ -260,6 +262,79 @@ fn merged_siblings_agree_with_the_interpreter() {
         for threads in [1, 2] {
             agree(&path, batch as usize, threads);
         }
+    }
+}
+
+/// Elementwise runs (`fuse-elementwise`): activations after a pool and after each other, a product and a
+/// sum of gates, a three-input sum, a scale; values read twice or returned stay apart.
+const CHAINS: &str = "model chains(x: f32[N, 4, 7, 13], z: f32[N, 4, 7, 13]) -> (a: f32[N, 4, 7, 13], b: f32[N, 4, 7, 13], c: f32[N, 4, 7, 13]) {
+    p = x |> maxpool(3, stride=1, padding=1) |> tanh |> leaky_relu(slope=0.1)
+    g = (p * z + x) |> sigmoid
+    s = add(g, p, z) |> scale(factor=0.5) |> relu
+    return g, (g * p) |> relu, s
+}
+";
+
+/// Chains compute what the layers compute one by one: the interpreter's values (within 1e-4), and the
+/// unfused kernels' bits.
+#[test]
+fn elementwise_chains_agree_with_the_interpreter_and_the_unfused_kernels() {
+    let path = write_model("chains.nn", CHAINS);
+    let c = optimized(&path);
+    let chains: Vec<String> = c
+        .decisions
+        .iter()
+        .filter(|d| d.rule == "fuse-elementwise")
+        .map(|d| format!("{} -> {}", d.nodes.join("+"), d.result))
+        .collect();
+    assert_eq!(
+        chains,
+        [
+            "tanh+p -> chain of tanh+leaky_relu",
+            "mul+add -> chain of mul+add",
+            "add+g -> chain of mul+add+sigmoid",
+            "add_1+scale -> chain of add+add+scale",
+            "scale+s -> chain of add+add+scale+relu",
+            "mul_1+relu -> chain of mul+relu",
+        ]
+    );
+    let g = c.graph.as_ref().expect("compiles");
+    let kinds: Vec<String> = g
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| match &g.node(id).op {
+            Op::Chain(ch) => Some(ch.kind()),
+            _ => None,
+        })
+        .collect();
+    let mut kinds = kinds;
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "add+add+scale+relu",
+            "mul+add+sigmoid",
+            "mul+relu",
+            "tanh+leaky_relu"
+        ]
+    );
+    for (batch, threads) in [(1, 1), (3, 2)] {
+        agree(&path, batch, threads);
+    }
+    let written = common::model(&path);
+    let inputs = common::random_inputs(&written, 2, &mut Rng::new(9), 1);
+    let weights = tensor::initialize(&written, 1);
+    let run = |g: &Graph| {
+        let plan = nnc::plan::build(g, 2);
+        let mut p = Program::compile(g, &plan, &weights, 1).expect("compiles");
+        p.run(&inputs).expect("runs")
+    };
+    let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for ((name, a), (_, b)) in run(&written).iter().zip(&run(g)) {
+        assert!(
+            bits(a) == bits(b),
+            "output {name}: fused and unfused differ"
+        );
     }
 }
 

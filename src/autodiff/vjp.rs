@@ -55,6 +55,8 @@ pub(super) fn rule(
             unreachable!("leaves have no inputs to differentiate")
         }
         Op::Grad { .. } => unreachable!("backward graphs are not differentiated again"),
-        Op::Fused(_) => unreachable!("fusion runs on inference graphs, never before autodiff"),
+        Op::Fused(_) | Op::Chain(_) => {
+            unreachable!("fusion runs on inference graphs, never before autodiff")
+        }
     }
 }

@@ -8,13 +8,14 @@ use cranelift_codegen::ir::{Function, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetFrontendConfig;
 
 use super::builder::{Draft, Kb, Lanes};
-use super::{math, ActKind, KernelId};
+use super::{math, ActKind, ChainCode, ChainOp, KernelId};
 
 /// Generates elementwise kernel `id` (see [`KernelId`] for the arguments of each).
 pub fn build(id: KernelId, config: TargetFrontendConfig) -> Function {
     Draft::new(config).build(config, |kb| match id {
         KernelId::Unary(act) => unary(kb, act),
         KernelId::Add | KernelId::Mul => binary(kb, id == KernelId::Add),
+        KernelId::Chain(code) => chain(kb, code),
         KernelId::Affine(act) => affine(kb, act),
         KernelId::Softmax => softmax(kb),
         KernelId::Lrn => lrn(kb),
@@ -74,6 +75,39 @@ fn binary(kb: &mut Kb, add: bool) {
             kb.b.ins().fmul(u, v)
         };
         kb.store(r, y, i);
+    });
+}
+
+/// `[x_0 .. x_{k-1}, y, n, c_0 .. c_{len-1}]`: a fused elementwise chain (see [`KernelId::Chain`]).
+fn chain(kb: &mut Kb, code: ChainCode) {
+    let inputs = code.inputs as usize;
+    let links = &code.links[..code.len as usize];
+    let xs: Vec<Value> = (0..inputs).map(|i| kb.arg(i)).collect();
+    let (y, n) = (kb.arg(inputs), kb.arg(inputs + 1));
+    let consts: Vec<Both> = (0..links.len())
+        .map(|l| {
+            let c = f32_arg(kb, inputs + 2 + l);
+            Both::new(kb, c)
+        })
+        .collect();
+    kb.for_lanes(n, |kb, lanes, i| {
+        let mut regs: Vec<Value> = xs.iter().map(|&x| kb.load(lanes, x, i)).collect();
+        for (l, &(op, a, b)) in links.iter().enumerate() {
+            let (a, b) = (regs[a as usize], regs[b as usize]);
+            let c = consts[l].pick(lanes);
+            let v = match op {
+                ChainOp::Act(act) => math::act(kb, lanes, act, a, c),
+                ChainOp::Add => kb.b.ins().fadd(a, b),
+                ChainOp::Mul => kb.b.ins().fmul(a, b),
+                ChainOp::Scale => {
+                    let zero = kb.fconst(lanes, 0.0);
+                    kb.b.ins().fma(a, c, zero)
+                }
+            };
+            regs.push(v);
+        }
+        let v = *regs.last().expect("a chain has links");
+        kb.store(v, y, i);
     });
 }
 

@@ -86,6 +86,30 @@ impl GemmImpl {
     }
 }
 
+/// Most links and inputs of a fused elementwise chain ([`KernelId::Chain`]): the IR's limits.
+pub const CHAIN_LINKS: usize = crate::ir::op::Chain::MAX_LINKS;
+pub const CHAIN_INPUTS: usize = crate::ir::op::Chain::MAX_INPUTS;
+
+/// One op of a [`ChainCode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChainOp {
+    /// The activation of register `a` (LeakyRelu's slope is the link's constant).
+    Act(ActKind),
+    Add,
+    Mul,
+    /// `fma(a, constant, 0)`, as the unfused scale (`Affine`) computes it.
+    Scale,
+}
+
+/// A fused elementwise chain as a kernel's identity: `len` links `(op, a, b)` over registers (inputs
+/// `0..inputs`, then one per link); the last link's register is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainCode {
+    pub inputs: u8,
+    pub len: u8,
+    pub links: [(ChainOp, u8, u8); CHAIN_LINKS],
+}
+
 /// An activation applied by a kernel's epilogue or by an elementwise kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ActKind {
@@ -135,6 +159,11 @@ pub enum KernelId {
     Add,
     /// `[a, b, y, n]`: `y[i] = a[i] * b[i]`.
     Mul,
+    /// A fused elementwise chain: `[x_0 .. x_{inputs-1}, y, n, c_0 .. c_{len-1}]` (`c_l` the f32 constant
+    /// of link `l`: LeakyRelu's slope, Scale's factor, else 0): per element, the links computed in order
+    /// on registers with the operations the unfused kernels use (`Unary`, `Add`, `Mul`, `Affine`), so the
+    /// same bits. `y` may equal `x_0` (every input of an element is read before it is written).
+    Chain(ChainCode),
     /// `[x, y, scale, shift, channels, plane, slope]`: `y[c * plane + i] = act(x[..] * scale[c] + shift[c])`.
     Affine(ActKind),
     /// `[x, y, outer, len, inner]`: softmax over the middle axis of `[outer, len, inner]`.
@@ -194,6 +223,7 @@ fn build(
         KernelId::Unary(_)
         | KernelId::Add
         | KernelId::Mul
+        | KernelId::Chain(_)
         | KernelId::Affine(_)
         | KernelId::Softmax
         | KernelId::Lrn

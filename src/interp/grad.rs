@@ -161,7 +161,7 @@ impl Context<'_> {
             Op::Penalty { reg } => loss::penalty(reg, x()).1 * dy.first().copied().unwrap_or(1.0),
             Op::Input { .. } | Op::Param(_) | Op::Constant { .. } => no_grad("a leaf"),
             Op::Grad { .. } => no_grad("a gradient (no second-order derivatives)"),
-            Op::Fused(_) => no_grad("a fused op (fusion is for inference)"),
+            Op::Fused(_) | Op::Chain(_) => no_grad("a fused op (fusion is for inference)"),
         })
     }
 }

@@ -381,6 +381,7 @@ impl Context<'_> {
             }
             Op::Penalty { reg } => ArrayD::from_elem(IxDyn(&[]), loss::penalty(reg, x()).0),
             Op::Fused(fused) => self.fused(id, fused, args)?,
+            Op::Chain(c) => chain(c, args),
             Op::Grad { forward, slot } => {
                 let k = args.len() - 2;
                 let fwd = self.g.inputs(id)[k];
@@ -430,4 +431,20 @@ impl Context<'_> {
             .map(|&d| d as usize)
             .collect()
     }
+}
+
+/// A fused elementwise chain: each link as its own layer would compute it, on registers.
+fn chain(c: &crate::ir::op::Chain, args: &[&Tensor]) -> ArrayD<f64> {
+    use crate::ir::op::Link;
+    let mut regs: Vec<ArrayD<f64>> = args.iter().map(|a| f(a).clone()).collect();
+    for link in &c.links {
+        let v = match *link {
+            Link::Act(a, r) => elementwise::activation(a, &regs[r]),
+            Link::Add(a, b) => elementwise::sum(&[&regs[a], &regs[b]]),
+            Link::Mul(a, b) => elementwise::product(&[&regs[a], &regs[b]]),
+            Link::Scale(factor, r) => &regs[r] * factor,
+        };
+        regs.push(v);
+    }
+    regs.pop().expect("a chain has links")
 }

@@ -217,6 +217,21 @@ impl Graph {
         self.g.add_edge(src.0, id.0, slot);
     }
 
+    /// Makes `inputs` the node's inputs, in slots `0..`.
+    pub fn set_inputs(&mut self, id: NodeId, inputs: &[NodeId]) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (slot, src) in inputs.iter().enumerate() {
+            self.g.add_edge(src.0, id.0, slot);
+        }
+    }
+
     pub fn remove(&mut self, id: NodeId) {
         self.g.remove_node(id.0);
     }

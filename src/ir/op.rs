@@ -209,6 +209,84 @@ pub enum Op {
     /// A convolution or dense layer with the layers after it computed in its epilogue, made by the fusion
     /// passes for inference (see [`Fused`]).
     Fused(Box<Fused>),
+    /// Elementwise layers computed as one pass over memory, made by `fuse-elementwise` for inference
+    /// (see [`Chain`]).
+    Chain(Box<Chain>),
+}
+
+/// Elementwise ops on tensors of one shape, computed element by element in one kernel: the node's inputs
+/// are registers `0..n`, link `i` writes register `n + i`, and the last link's register is the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    /// The node's input count.
+    pub inputs: usize,
+    pub links: Vec<Link>,
+}
+
+/// One elementwise op of a [`Chain`], on registers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Link {
+    Act(Act, usize),
+    Add(usize, usize),
+    Mul(usize, usize),
+    Scale(f64, usize),
+}
+
+impl Link {
+    /// The elementwise op this link computes.
+    pub fn op(&self) -> Op {
+        match *self {
+            Link::Act(a, _) => Op::Activation(a),
+            Link::Add(..) => Op::Add,
+            Link::Mul(..) => Op::Mul,
+            Link::Scale(factor, _) => Op::Scale { factor },
+        }
+    }
+
+    /// The registers it reads.
+    pub fn reads(&self) -> Vec<usize> {
+        match *self {
+            Link::Act(_, r) | Link::Scale(_, r) => vec![r],
+            Link::Add(a, b) | Link::Mul(a, b) => vec![a, b],
+        }
+    }
+}
+
+impl Chain {
+    /// Most links and inputs of a chain (the kernel's identity holds them inline).
+    pub const MAX_LINKS: usize = 8;
+    pub const MAX_INPUTS: usize = 8;
+
+    /// The ops in order, `relu+add+sigmoid`, for reports.
+    pub fn kind(&self) -> String {
+        let names: Vec<&str> = self.links.iter().map(|l| l.op().name()).collect();
+        names.join("+")
+    }
+
+    /// The links as text, `%2 = relu(%0); %3 = add(%2, %1)`, for dumps.
+    pub fn text(&self) -> String {
+        let inputs = self.inputs;
+        let links: Vec<String> = self
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let args: Vec<String> = l.reads().iter().map(|r| format!("r{r}")).collect();
+                let extra = match l {
+                    Link::Act(Act::LeakyRelu { slope }, _) => format!(", slope={slope}"),
+                    Link::Scale(f, _) => format!(", factor={f}"),
+                    _ => String::new(),
+                };
+                format!(
+                    "%{} = {}({}{extra})",
+                    inputs + i,
+                    l.op().name(),
+                    args.join(", ")
+                )
+            })
+            .collect();
+        links.join("; ")
+    }
 }
 
 /// A product (convolution or dense layer) and its epilogue: `y = act((bn(core(x)) * scale) + residual)`,
@@ -335,6 +413,7 @@ impl Op {
             Op::Penalty { .. } => "penalty",
             Op::Grad { .. } => "grad",
             Op::Fused(_) => "fused",
+            Op::Chain(_) => "chain",
         }
     }
 
@@ -467,6 +546,7 @@ impl Op {
                 }
                 v
             }
+            Op::Chain(c) => vec![("of", c.kind()), ("links", format!("[{}]", c.text()))],
             Op::Fused(f) => {
                 let mut v = vec![("of", f.kind())];
                 v.extend(f.core.attrs());
@@ -557,7 +637,8 @@ impl Op {
                     | Op::Loss { .. }
                     | Op::Penalty { .. }
                     | Op::Grad { .. }
-                    | Op::Fused(_) => 0,
+                    | Op::Fused(_)
+                    | Op::Chain(_) => 0,
                 }
             }
             Op::Fused(f) => f.core.macs(inputs, output, batch),
@@ -582,7 +663,8 @@ impl Op {
             | Op::Mul
             | Op::Scale { .. }
             | Op::Concat { .. }
-            | Op::Embedding { .. } => 0,
+            | Op::Embedding { .. }
+            | Op::Chain(_) => 0,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Shape inference: the output type of every op from its input types. Used when a node is added and again
 //! by the verifier, so the two can never disagree.
 
-use super::op::{Cell, Op};
+use super::op::{Cell, Chain, Op};
 use super::train::Loss;
 use super::types::{DType, Dim, TensorType, MAX_ELEMENTS};
 
@@ -103,6 +103,38 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
         }
         Op::Grad { forward, slot } => grad_type(forward, *slot, inputs),
         Op::Fused(f) => fused_type(f, inputs),
+        Op::Chain(c) => {
+            // Links read registers that exist, and every input has the first's type.
+            let regs = inputs.len() + c.links.len();
+            let ok = inputs.len() == c.inputs
+                && c.inputs <= Chain::MAX_INPUTS
+                && c.links.len() <= Chain::MAX_LINKS
+                && !inputs.is_empty()
+                && !c.links.is_empty()
+                && c.links
+                    .iter()
+                    .enumerate()
+                    .all(|(i, l)| l.reads().iter().all(|&r| r < inputs.len() + i));
+            if !ok {
+                return Err(ShapeError::Arity {
+                    op: name,
+                    expected: format!("links reading earlier registers of {regs}"),
+                    found: inputs.len(),
+                });
+            }
+            let x = float(name, inputs[0])?;
+            for (i, other) in inputs.iter().enumerate().skip(1) {
+                if *other != x {
+                    return Err(ShapeError::Mismatch {
+                        op: name,
+                        index: i,
+                        first: x.clone(),
+                        other: (*other).clone(),
+                    });
+                }
+            }
+            Ok(x.clone())
+        }
         Op::Dense { units, bias } => {
             arity(name, inputs, 2 + *bias as usize)?;
             let x = float(name, inputs[0])?;

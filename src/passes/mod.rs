@@ -10,6 +10,7 @@ mod cse;
 mod dce;
 mod fold_bn;
 mod fuse_activation;
+mod fuse_elementwise;
 mod fuse_residual;
 mod merge_siblings;
 mod rewrite;
@@ -72,6 +73,11 @@ pub const OPTIMIZATIONS: &[Pass] = &[
         name: "merge-siblings",
         doc: "compute 1x1 convolutions of one input as one product",
         run: merge_siblings::merge_siblings,
+    },
+    Pass {
+        name: "fuse-elementwise",
+        doc: "compute a run of elementwise layers as one kernel",
+        run: fuse_elementwise::fuse_elementwise,
     },
 ];
 

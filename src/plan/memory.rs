@@ -314,6 +314,8 @@ fn elementwise(op: &Op) -> bool {
         ) => true,
         // Batch norm (inference: a per-channel affine map) reads each element where it writes it.
         Op::Scale { .. } | Op::Add | Op::Mul | Op::Dropout { .. } | Op::BatchNorm { .. } => true,
+        // A chain's kernel reads every input of an element before it writes the element.
+        Op::Chain(_) => true,
         // Softmax and LRN read neighbours of the element they write.
         Op::Input { .. }
         | Op::Param(_)

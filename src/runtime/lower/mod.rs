@@ -5,7 +5,7 @@
 
 mod products;
 
-use crate::codegen::{ActKind, GemmImpl, KernelId, TILE_N};
+use crate::codegen::{ActKind, ChainCode, ChainOp, GemmImpl, KernelId, CHAIN_LINKS, TILE_N};
 use crate::ir::{Act, Op};
 use crate::plan::{KernelPlan, Step, Storage, View};
 use crate::tensor::Params;
@@ -267,6 +267,12 @@ impl<'a> Lower<'a> {
                 let (kind, slope) = act_kind(*a);
                 let xv = x.expect("arity");
                 vec![self.elementwise(step, unary(kind), &[xv, out], &[slope.to_bits() as i64])?]
+            }
+            Op::Chain(c) => {
+                let (code, consts) = chain_code(c);
+                let mut views: Vec<&View> = step.inputs.iter().collect();
+                views.push(out);
+                vec![self.elementwise(step, KernelId::Chain(code), &views, &consts)?]
             }
             Op::Add | Op::Mul => {
                 let k = if step.op == Op::Add {
@@ -725,4 +731,31 @@ fn act_kind(a: Act) -> (ActKind, f32) {
         Act::Identity => (ActKind::Identity, 0.0),
         Act::LeakyRelu { slope } => (ActKind::LeakyRelu, slope as f32),
     }
+}
+
+/// A fused chain's kernel identity and its links' constants (f32 bits). The pass keeps chains within
+/// [`CHAIN_LINKS`] links and [`crate::codegen::CHAIN_INPUTS`] inputs.
+fn chain_code(c: &crate::ir::op::Chain) -> (ChainCode, Vec<i64>) {
+    use crate::ir::op::Link;
+    let mut links = [(ChainOp::Add, 0u8, 0u8); CHAIN_LINKS];
+    let mut consts = Vec::with_capacity(c.links.len());
+    for (slot, link) in links.iter_mut().zip(&c.links) {
+        let (op, a, b, k) = match *link {
+            Link::Act(a, r) => {
+                let (kind, slope) = act_kind(a);
+                (ChainOp::Act(kind), r, r, slope)
+            }
+            Link::Add(a, b) => (ChainOp::Add, a, b, 0.0),
+            Link::Mul(a, b) => (ChainOp::Mul, a, b, 0.0),
+            Link::Scale(f, r) => (ChainOp::Scale, r, r, f as f32),
+        };
+        *slot = (op, a as u8, b as u8);
+        consts.push(k.to_bits() as i64);
+    }
+    let code = ChainCode {
+        inputs: c.inputs as u8,
+        len: c.links.len() as u8,
+        links,
+    };
+    (code, consts)
 }
