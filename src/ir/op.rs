@@ -263,7 +263,8 @@ impl Chain {
         names.join("+")
     }
 
-    /// The links as text, `%2 = relu(%0); %3 = add(%2, %1)`, for dumps.
+    /// The links as text, `r2 = relu(r0); r3 = add(r2, r1)` (registers `r0..` are the inputs in slot
+    /// order), for dumps.
     pub fn text(&self) -> String {
         let inputs = self.inputs;
         let links: Vec<String> = self
@@ -278,7 +279,7 @@ impl Chain {
                     _ => String::new(),
                 };
                 format!(
-                    "%{} = {}({}{extra})",
+                    "r{} = {}({}{extra})",
                     inputs + i,
                     l.op().name(),
                     args.join(", ")
