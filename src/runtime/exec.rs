@@ -343,6 +343,109 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
     }
 }
 
+/// Runs `execs` in order with every thread of `pool` (or the calling thread alone), in one pool job: the
+/// threads stay inside it from the first exec to the last, take each exec's tasks from a shared counter,
+/// and wait for each other between execs at a spinning barrier. Handing every exec to the pool instead
+/// (`run`) puts the pool's threads to sleep between execs and wakes them for the next: three wake-ups per
+/// exec, each one a host scheduling decision on a virtual machine. Small execs run on one thread while the
+/// others wait. `times[i]` receives exec `i`'s time (from the barrier before it to the one after it).
+pub fn run_all(
+    execs: &[&Exec],
+    k: &Table,
+    bases: &Bases,
+    pool: Option<&rayon::ThreadPool>,
+    times: &mut [std::time::Duration],
+) {
+    let Some(pool) = pool.filter(|p| p.current_num_threads() > 1) else {
+        for (i, e) in execs.iter().enumerate() {
+            let t = std::time::Instant::now();
+            run(e, k, bases, None);
+            times[i] = t.elapsed();
+        }
+        return;
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(0)).collect();
+    let barrier = SpinBarrier::new(pool.current_num_threads());
+    let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
+    pool.broadcast(|ctx| {
+        let me = ctx.index();
+        let slot = bases.scratch[me];
+        let mut mine = Vec::with_capacity(if me == 0 { execs.len() } else { 0 });
+        let mut t0 = std::time::Instant::now();
+        for (i, e) in execs.iter().enumerate() {
+            let tasks = e.tasks();
+            let body = |t: u64| match e {
+                Exec::Simple(x) => simple(x, k, bases, slot, t),
+                Exec::Gemm(g) => gemm_task(g, k, bases, slot, t),
+                Exec::Recurrent(r) => recurrent(r, k, bases, slot),
+            };
+            if tasks > 1 && e.work() >= INLINE_WORK {
+                loop {
+                    let t = next[i].fetch_add(1, Ordering::Relaxed);
+                    if t >= tasks {
+                        break;
+                    }
+                    body(t);
+                }
+            } else if me == 0 {
+                (0..tasks).for_each(body);
+            }
+            barrier.wait();
+            if me == 0 {
+                let now = std::time::Instant::now();
+                mine.push(now - t0);
+                t0 = now;
+            }
+        }
+        if me == 0 {
+            *timed.lock().expect("not poisoned") = mine;
+        }
+    });
+    times.copy_from_slice(&timed.into_inner().expect("not poisoned"));
+}
+
+/// A barrier whose waiters spin (then yield): between execs a thread waits microseconds, far less than a
+/// sleep and a wake-up cost.
+struct SpinBarrier {
+    threads: usize,
+    arrived: std::sync::atomic::AtomicUsize,
+    generation: std::sync::atomic::AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(threads: usize) -> SpinBarrier {
+        SpinBarrier {
+            threads,
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+            generation: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns when every thread has called `wait` as often as this one. Release/acquire on the counters
+    /// order every write before the barrier (the kernels' too) before every read after it.
+    fn wait(&self) {
+        use std::sync::atomic::Ordering;
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            // After about a millisecond of spinning, let another thread have the core (an oversubscribed
+            // machine, or more threads than cores).
+            if spins < 1 << 16 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let (image, chunk) = (t / x.chunks, t % x.chunks);
     // The longest argument list of a simple kernel (pooling) has 17 entries.

@@ -375,10 +375,12 @@ impl Program {
     /// Runs every kernel once on the current inputs; `each` sees each kernel's index and time.
     pub fn execute(&mut self, mut each: impl FnMut(usize, Duration)) {
         let bases = self.bases();
-        for (i, s) in self.steps.iter().enumerate() {
-            let t = Instant::now();
-            exec::run(&s.exec, self.kernels.table(), &bases, self.pool.as_ref());
-            each(i, t.elapsed());
+        let execs: Vec<&exec::Exec> = self.steps.iter().map(|s| &s.exec).collect();
+        let mut times = vec![Duration::ZERO; execs.len()];
+        let table = self.kernels.table();
+        exec::run_all(&execs, table, &bases, self.pool.as_ref(), &mut times);
+        for (i, d) in times.into_iter().enumerate() {
+            each(i, d);
         }
     }
 
