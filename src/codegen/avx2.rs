@@ -29,6 +29,65 @@ use super::ActKind;
 /// A kernel entry point, as `call.rs` stores it.
 pub type KernelFn = unsafe extern "C" fn(*const i64);
 
+/// The arguments of [`KernelId::Gemm`](super::KernelId::Gemm), decoded: what the Rust kernels (`avx2.rs`,
+/// `avx512.rs`) read.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) struct GemmArgs {
+    pub a: *const f32,
+    pub b: *const f32,
+    pub b_stride: isize,
+    /// Bytes from a row of a B panel to the same row of the next (read only when cols > 8).
+    pub b_next: isize,
+    pub c: *mut f32,
+    pub ldc: isize,
+    pub rows: usize,
+    /// At most the kernel's widest call.
+    pub cols: usize,
+    pub kc: usize,
+    pub add: bool,
+    pub last: bool,
+    pub row_scale: *const f32,
+    pub row_shift: *const f32,
+    pub col_shift: *const f32,
+    pub slope: f32,
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl GemmArgs {
+    /// Decodes the arguments at `args`, columns clamped to `widest`.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 13 arguments, and to a 14th when the call has more than 8 columns.
+    pub(super) unsafe fn decode(args: *const i64, widest: usize) -> GemmArgs {
+        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let cols = v[6].clamp(0, widest as i64) as usize;
+        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
+        let b_next = if cols > 8 {
+            unsafe { *args.add(13) }
+        } else {
+            0
+        };
+        GemmArgs {
+            a: v[0] as *const f32,
+            b: v[1] as *const f32,
+            b_stride: v[2] as isize,
+            b_next: b_next as isize,
+            c: v[3] as *mut f32,
+            ldc: v[4] as isize,
+            rows: v[5].max(0) as usize,
+            cols,
+            kc: v[7].max(0) as usize,
+            add: v[8] & 1 != 0,
+            last: v[8] & 2 != 0,
+            row_scale: v[9] as *const f32,
+            row_shift: v[10] as *const f32,
+            col_shift: v[11] as *const f32,
+            slope: f32::from_bits(v[12] as u32),
+        }
+    }
+}
+
 /// Whether this CPU runs the AVX2 + FMA kernels.
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -79,57 +138,16 @@ mod imp {
         }
     }
 
-    /// The kernel's arguments (`KernelId::Gemm`), decoded.
-    struct Args {
-        a: *const f32,
-        b: *const f32,
-        b_stride: isize,
-        /// Bytes from a row of B's first panel to the same row of its second (read only when cols > 8).
-        b_next: isize,
-        c: *mut f32,
-        ldc: isize,
-        rows: usize,
-        cols: usize,
-        kc: usize,
-        add: bool,
-        last: bool,
-        row_scale: *const f32,
-        row_shift: *const f32,
-        col_shift: *const f32,
-        slope: f32,
-    }
+    /// The kernel's arguments, decoded (shared with `avx512.rs`).
+    type Args = super::GemmArgs;
 
     /// # Safety
     /// `args` points to the arguments of `KernelId::Gemm` (13, or 14 when cols > 8), and their addresses
     /// satisfy `call.rs`'s contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
-        let v = unsafe { std::slice::from_raw_parts(args, 13) };
-        let cols = v[6].clamp(0, super::super::GEMM_WIDE_N as i64) as usize;
-        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
-        let b_next = if cols > 8 {
-            unsafe { *args.add(13) }
-        } else {
-            0
-        };
-        let a = Args {
-            a: v[0] as *const f32,
-            b: v[1] as *const f32,
-            b_stride: v[2] as isize,
-            b_next: b_next as isize,
-            c: v[3] as *mut f32,
-            ldc: v[4] as isize,
-            rows: v[5].max(0) as usize,
-            cols,
-            kc: v[7].max(0) as usize,
-            add: v[8] & 1 != 0,
-            last: v[8] & 2 != 0,
-            row_scale: v[9] as *const f32,
-            row_shift: v[10] as *const f32,
-            col_shift: v[11] as *const f32,
-            slope: f32::from_bits(v[12] as u32),
-        };
+        // SAFETY: the caller passes the kernel's arguments (see above).
+        let a = unsafe { Args::decode(args, super::super::GEMM_WIDE_N) };
         // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
         unsafe {
             match a.cols {

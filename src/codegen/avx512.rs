@@ -62,6 +62,7 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::avx2::GemmArgs;
     use super::{ActKind, KernelFn};
 
     const IDENTITY: u8 = 0;
@@ -77,26 +78,19 @@ mod imp {
         }
     }
 
-    /// The kernel's arguments (`KernelId::Gemm`), decoded.
+    /// The kernel's arguments (`KernelId::Gemm`, decoded as by `avx2.rs`), and the lanes of the call's
+    /// columns in each 16-column half of the tile.
     struct Args {
-        a: *const f32,
-        b: *const f32,
-        b_stride: isize,
-        /// Bytes from a row of a B panel to the same row of the next (read only when cols > 8).
-        b_next: isize,
-        c: *mut f32,
-        ldc: isize,
-        rows: usize,
-        cols: usize,
-        kc: usize,
-        add: bool,
-        last: bool,
-        row_scale: *const f32,
-        row_shift: *const f32,
-        col_shift: *const f32,
-        slope: f32,
-        /// The lanes of the call's columns in each 16-column half of the tile.
+        g: GemmArgs,
         masks: [__mmask16; 2],
+    }
+
+    impl std::ops::Deref for Args {
+        type Target = GemmArgs;
+
+        fn deref(&self) -> &GemmArgs {
+            &self.g
+        }
     }
 
     /// # Safety
@@ -104,39 +98,18 @@ mod imp {
     /// satisfy `call.rs`'s contract; the CPU has AVX-512F (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
-        let v = unsafe { std::slice::from_raw_parts(args, 13) };
-        let cols = v[6].clamp(0, super::super::GEMM_WIDEST_N as i64) as usize;
-        // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
-        let b_next = if cols > 8 {
-            unsafe { *args.add(13) }
-        } else {
-            0
-        };
+        // SAFETY: the caller passes the kernel's arguments (see above).
+        let g = unsafe { GemmArgs::decode(args, super::super::GEMM_WIDEST_N) };
         let half = |h: usize| -> __mmask16 {
-            let n = cols.saturating_sub(16 * h).min(16);
+            let n = g.cols.saturating_sub(16 * h).min(16);
             ((1u32 << n) - 1) as __mmask16
         };
         let a = Args {
-            a: v[0] as *const f32,
-            b: v[1] as *const f32,
-            b_stride: v[2] as isize,
-            b_next: b_next as isize,
-            c: v[3] as *mut f32,
-            ldc: v[4] as isize,
-            rows: v[5].max(0) as usize,
-            cols,
-            kc: v[7].max(0) as usize,
-            add: v[8] & 1 != 0,
-            last: v[8] & 2 != 0,
-            row_scale: v[9] as *const f32,
-            row_shift: v[10] as *const f32,
-            col_shift: v[11] as *const f32,
-            slope: f32::from_bits(v[12] as u32),
             masks: [half(0), half(1)],
+            g,
         };
         // Panels follow each other in memory: a row of 16 columns is one (masked) load.
-        let contiguous = cols <= 8 || a.b_next == 32;
+        let contiguous = a.cols <= 8 || a.b_next == 32;
         // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract.
         unsafe {
             match (a.cols, contiguous) {

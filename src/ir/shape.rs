@@ -122,18 +122,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                     found: inputs.len(),
                 });
             }
-            let x = float(name, inputs[0])?;
-            for (i, other) in inputs.iter().enumerate().skip(1) {
-                if *other != x {
-                    return Err(ShapeError::Mismatch {
-                        op: name,
-                        index: i,
-                        first: x.clone(),
-                        other: (*other).clone(),
-                    });
-                }
-            }
-            Ok(x.clone())
+            Ok(same_type(name, inputs)?.clone())
         }
         Op::Dense { units, bias } => {
             arity(name, inputs, 2 + *bias as usize)?;
@@ -315,18 +304,7 @@ fn infer_unbounded(op: &Op, inputs: &[&TensorType]) -> R<TensorType> {
                 });
             }
             // Gradients add up parameter-shaped and scalar tensors too, so any one float type is accepted.
-            let x = float(name, inputs[0])?;
-            for (i, other) in inputs.iter().enumerate().skip(1) {
-                if *other != x {
-                    return Err(ShapeError::Mismatch {
-                        op: name,
-                        index: i,
-                        first: x.clone(),
-                        other: (*other).clone(),
-                    });
-                }
-            }
-            Ok(x.clone())
+            Ok(same_type(name, inputs)?.clone())
         }
         Op::Concat { axis } => {
             if inputs.is_empty() {
@@ -518,6 +496,22 @@ fn rank_err(op: &'static str, expected: &str, found: &TensorType) -> ShapeError 
         expected: expected.to_string(),
         found: found.clone(),
     }
+}
+
+/// The type of every input (the first's, a float type), or which input differs.
+fn same_type<'a>(op: &'static str, inputs: &[&'a TensorType]) -> R<&'a TensorType> {
+    let x = float(op, inputs[0])?;
+    for (i, other) in inputs.iter().enumerate().skip(1) {
+        if *other != x {
+            return Err(ShapeError::Mismatch {
+                op,
+                index: i,
+                first: x.clone(),
+                other: (*other).clone(),
+            });
+        }
+    }
+    Ok(x)
 }
 
 fn float<'a>(op: &'static str, x: &'a TensorType) -> R<&'a TensorType> {
