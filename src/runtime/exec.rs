@@ -369,6 +369,8 @@ pub fn run_all(
     let barrier = SpinBarrier::new(pool.current_num_threads());
     let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
     pool.broadcast(|ctx| {
+        // A thread that panics leaves the barrier broken, so the others stop waiting and panic too.
+        let _guard = barrier.guard();
         let me = ctx.index();
         let slot = bases.scratch[me];
         let mut mine = Vec::with_capacity(if me == 0 { execs.len() } else { 0 });
@@ -411,6 +413,21 @@ struct SpinBarrier {
     threads: usize,
     arrived: std::sync::atomic::AtomicUsize,
     generation: std::sync::atomic::AtomicUsize,
+    /// Set when a thread panicked between barriers: it will not arrive.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+/// Breaks its barrier if dropped while its thread panics.
+struct BreakOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .broken
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 impl SpinBarrier {
@@ -419,7 +436,12 @@ impl SpinBarrier {
             threads,
             arrived: std::sync::atomic::AtomicUsize::new(0),
             generation: std::sync::atomic::AtomicUsize::new(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn guard(&self) -> BreakOnPanic<'_> {
+        BreakOnPanic(self)
     }
 
     /// Returns when every thread has called `wait` as often as this one. Release/acquire on the counters
@@ -434,6 +456,10 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.broken.load(Ordering::Acquire),
+                "another thread of the program panicked"
+            );
             // After about a millisecond of spinning, let another thread have the core (an oversubscribed
             // machine, or more threads than cores).
             if spins < 1 << 16 {
