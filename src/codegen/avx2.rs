@@ -32,6 +32,7 @@ pub type KernelFn = unsafe extern "C" fn(*const i64);
 /// The arguments of [`KernelId::Gemm`](super::KernelId::Gemm), decoded: what the Rust kernels (`avx2.rs`,
 /// `avx512.rs`) read.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[derive(Clone, Copy)]
 pub(super) struct GemmArgs {
     pub a: *const f32,
     pub b: *const f32,
@@ -117,7 +118,7 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod imp {
+pub(super) mod imp {
     use std::arch::x86_64::*;
 
     use super::{ActKind, KernelFn};
@@ -292,6 +293,24 @@ mod imp {
         if p < panels {
             // SAFETY: as above, for panel p.
             unsafe { narrow_tile::<C, 1, ACT>(a, p) };
+        }
+    }
+
+    /// A call of 1 to 4 columns (`a.cols`) by [`narrow`]: what the AVX-512 kernel runs for its column
+    /// tails, with the same activation codes (0 identity, 1 ReLU, 2 leaky ReLU).
+    ///
+    /// # Safety
+    /// As the kernel's (`a` decoded from valid arguments); the CPU has AVX2 and FMA.
+    pub(in crate::codegen) unsafe fn narrow_tail<const ACT: u8>(a: &Args) {
+        // SAFETY: as the caller guarantees (see above).
+        unsafe {
+            match a.cols {
+                1 => narrow::<1, 12, ACT>(a),
+                2 => narrow::<2, 6, ACT>(a),
+                3 => narrow::<3, 4, ACT>(a),
+                4 => narrow::<4, 3, ACT>(a),
+                _ => {}
+            }
         }
     }
 
