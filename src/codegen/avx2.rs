@@ -153,10 +153,7 @@ pub(super) mod imp {
         unsafe {
             match a.cols {
                 0 => {}
-                1 => narrow::<1, 12, ACT>(&a),
-                2 => narrow::<2, 6, ACT>(&a),
-                3 => narrow::<3, 4, ACT>(&a),
-                4 => narrow::<4, 3, ACT>(&a),
+                1..=4 => narrow_tail::<ACT>(&a),
                 5..=8 => panels::<ACT>(&a),
                 _ => wide::<ACT>(&a),
             }
@@ -296,8 +293,8 @@ pub(super) mod imp {
         }
     }
 
-    /// A call of 1 to 4 columns (`a.cols`) by [`narrow`]: what the AVX-512 kernel runs for its column
-    /// tails, with the same activation codes (0 identity, 1 ReLU, 2 leaky ReLU).
+    /// A call of 1 to 4 columns (`a.cols`) by [`narrow`]: this kernel's narrow calls, and the AVX-512
+    /// kernel's column tails (with the same activation codes: 0 identity, 1 ReLU, 2 leaky ReLU).
     ///
     /// # Safety
     /// As the kernel's (`a` decoded from valid arguments); the CPU has AVX2 and FMA.

@@ -97,6 +97,19 @@ mod imp {
         }
     }
 
+    /// The even lanes of the 16 values at `p`, in order.
+    ///
+    /// # Safety
+    /// `p` has 16 readable values; the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn evens(p: *const f32) -> __m256 {
+        // SAFETY: `p .. p + 16` is readable (see above).
+        let (lo, hi) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+        let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
+    }
+
     /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
     /// writes 8 values at `out + c * row`.
     #[target_feature(enable = "avx2")]
@@ -113,12 +126,28 @@ mod imp {
         unsafe {
             let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
             let mask = |at: usize| _mm256_castsi256_ps(_mm256_loadu_si256(r.add(at) as *const _));
-            // The even lanes of the 16 values at `p`, in order.
-            let evens = |p: *const f32| {
-                let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
-                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
-            };
+            // Kinds 2 and 3: two runs, read with stride 1 or 2, each kept under its lane mask (a generic
+            // function, so each kind's read is inlined into its loop).
+            #[target_feature(enable = "avx2")]
+            #[inline]
+            unsafe fn runs(
+                read: impl Fn(*const f32) -> __m256,
+                (x, plane, a1, a2): (*const f32, usize, isize, isize),
+                (out, row, channels): (*mut f32, usize, usize),
+                (m1, m2): (__m256, __m256),
+            ) {
+                for c in 0..channels {
+                    // SAFETY: as `patches_tap`'s reads and writes.
+                    unsafe {
+                        let xc = x.add(c * plane);
+                        let v1 = _mm256_and_ps(read(xc.offset(a1)), m1);
+                        let v2 = _mm256_and_ps(read(xc.offset(a2)), m2);
+                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                    }
+                }
+            }
+            let at = (x, plane, a1, a2);
+            let to = (out, row, channels);
             match *r {
                 1 => {
                     let first = *table as isize;
@@ -127,24 +156,8 @@ mod imp {
                         _mm256_storeu_ps(out.add(c * row), v);
                     }
                 }
-                2 => {
-                    let (m1, m2) = (mask(4), mask(12));
-                    for c in 0..channels {
-                        let xc = x.add(c * plane);
-                        let v1 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a1)), m1);
-                        let v2 = _mm256_and_ps(_mm256_loadu_ps(xc.offset(a2)), m2);
-                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
-                    }
-                }
-                3 => {
-                    let (m1, m2) = (mask(4), mask(12));
-                    for c in 0..channels {
-                        let xc = x.add(c * plane);
-                        let v1 = _mm256_and_ps(evens(xc.offset(a1)), m1);
-                        let v2 = _mm256_and_ps(evens(xc.offset(a2)), m2);
-                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
-                    }
-                }
+                2 => runs(|p| _mm256_loadu_ps(p), at, to, (mask(4), mask(12))),
+                3 => runs(|p| evens(p), at, to, (mask(4), mask(12))),
                 _ => {
                     for c in 0..channels {
                         let xc = x.add(c * plane);
@@ -432,10 +445,7 @@ mod imp {
                             let mut acc = _mm256_set1_ps(init);
                             for j in 0..v_count {
                                 let at = p.row.add(first(c) + j * v_step);
-                                let (lo, hi) = (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)));
-                                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
-                                let e = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e));
-                                acc = combine8::<MAX>(acc, _mm256_castpd_ps(e));
+                                acc = combine8::<MAX>(acc, evens(at));
                             }
                             finish8(c, acc);
                             c += 8;
