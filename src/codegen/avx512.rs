@@ -115,23 +115,18 @@ mod imp {
             masks: [half(0), half(1)],
             g,
         };
-        // Panels follow each other in memory: a row of 16 columns is one (masked) load.
+        // Panels follow each other in memory: a row of 16 columns is one load.
         let contiguous = a.cols <= 8 || a.b_next == 32;
         // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract.
         unsafe {
-            match (a.cols, contiguous) {
-                (0, _) => {}
-                (1..=4, _) => narrow_tail::<ACT>(&a.g),
-                (5..=16, true) => rows::<1, 4, true, ACT>(&a),
-                (5..=16, false) => rows::<1, 4, false, ACT>(&a),
-                (17..=20, c) => {
+            match a.cols {
+                0 => {}
+                1..=4 => narrow_tail::<ACT>(&a.g),
+                5..=16 => rows_by::<1, 4, ACT>(&a, contiguous),
+                17..=20 => {
                     // Columns 0..16 as 16 x 16 tiles (the masks of the first half are whole), then
                     // the 1 to 4 left from panel 2 on by the narrow path.
-                    if c {
-                        rows::<1, 4, true, ACT>(&a);
-                    } else {
-                        rows::<1, 4, false, ACT>(&a);
-                    }
+                    rows_by::<1, 4, ACT>(&a, contiguous);
                     let tail = GemmArgs {
                         b: a.b.byte_offset(2 * a.b_next),
                         c: a.c.add(16),
@@ -141,8 +136,32 @@ mod imp {
                     };
                     narrow_tail::<ACT>(&tail);
                 }
-                (_, true) => rows::<2, 2, true, ACT>(&a),
-                (_, false) => rows::<2, 2, false, ACT>(&a),
+                _ => rows_by::<2, 2, ACT>(&a, contiguous),
+            }
+        }
+    }
+
+    /// How a tile reads a row of B's 16 columns: from panels that follow each other in memory
+    /// (`b_next` 32 bytes), or from two 8-column panels apart; all 16 lanes, or masked to the call's
+    /// columns. A masked load costs one more micro-op than a plain one, on a port the FMAs use (on
+    /// Golden Cove cores: `macro_kernel_rate`'s 32-column calls went from 140-160 to 169-183 GFLOP/s
+    /// with plain loads), so whole rows of columns use plain loads.
+    const WHOLE: u8 = 0;
+    const MASKED: u8 = 1;
+    const APART_WHOLE: u8 = 2;
+    const APART_MASKED: u8 = 3;
+
+    /// [`rows`] with B read by plain loads when the tile's `16 H` columns are all the call's.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows_by<const H: usize, const P: usize, const ACT: u8>(a: &Args, contiguous: bool) {
+        let whole = a.masks[..H].iter().all(|&m| m == 0xffff);
+        // SAFETY: the caller's contract (see `gemm`).
+        unsafe {
+            match (contiguous, whole) {
+                (true, true) => rows::<H, P, WHOLE, ACT>(a),
+                (true, false) => rows::<H, P, MASKED, ACT>(a),
+                (false, true) => rows::<H, P, APART_WHOLE, ACT>(a),
+                (false, false) => rows::<H, P, APART_MASKED, ACT>(a),
             }
         }
     }
@@ -150,20 +169,20 @@ mod imp {
     /// Every row of the block as tiles of `P` 4-row panels by `16 H` columns, then the panels left over
     /// in one smaller tile.
     #[target_feature(enable = "avx512f")]
-    unsafe fn rows<const H: usize, const P: usize, const CONTIG: bool, const ACT: u8>(a: &Args) {
+    unsafe fn rows<const H: usize, const P: usize, const LOAD: u8, const ACT: u8>(a: &Args) {
         let panels = a.rows.div_ceil(4);
         let mut p = 0;
         while p + P <= panels {
             // SAFETY: panels p .. p + P exist (packed, zero-padded), rows 4p.. are C's rows.
-            unsafe { tile::<H, P, CONTIG, ACT>(a, p) };
+            unsafe { tile::<H, P, LOAD, ACT>(a, p) };
             p += P;
         }
         // SAFETY: as above, for the panels left (fewer than P).
         unsafe {
             match panels - p {
-                3 => tile::<H, 3, CONTIG, ACT>(a, p),
-                2 => tile::<H, 2, CONTIG, ACT>(a, p),
-                1 => tile::<H, 1, CONTIG, ACT>(a, p),
+                3 => tile::<H, 3, LOAD, ACT>(a, p),
+                2 => tile::<H, 2, LOAD, ACT>(a, p),
+                1 => tile::<H, 1, LOAD, ACT>(a, p),
                 _ => {}
             }
         }
@@ -173,21 +192,32 @@ mod imp {
     /// the lanes past the call's columns.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn load_b<const CONTIG: bool>(a: &Args, bp: *const f32, h: usize) -> __m512 {
+    unsafe fn load_b<const LOAD: u8>(a: &Args, bp: *const f32, h: usize) -> __m512 {
         let mask = a.masks[h];
         // SAFETY: the lanes of `mask` are columns of existing panels, whose rows have 8 readable values
         // each (contiguous: panel j's row starts 8 j values after the first's); masked-off lanes are
-        // neither read nor able to fault, so the high half's base may lie before any allocation.
+        // neither read nor able to fault, so the high half's base may lie before any allocation. The
+        // whole loads read only when every lane is a column of the call (see `rows_by`).
         unsafe {
-            if CONTIG {
-                _mm512_maskz_loadu_ps(mask, bp.add(16 * h))
-            } else {
-                let lo =
-                    _mm512_maskz_loadu_ps(mask & 0xff, bp.byte_offset(2 * h as isize * a.b_next));
-                let hi = bp
-                    .wrapping_byte_offset((2 * h as isize + 1) * a.b_next)
-                    .wrapping_sub(8);
-                _mm512_mask_loadu_ps(lo, mask & 0xff00, hi)
+            match LOAD {
+                WHOLE => _mm512_loadu_ps(bp.add(16 * h)),
+                MASKED => _mm512_maskz_loadu_ps(mask, bp.add(16 * h)),
+                APART_WHOLE => {
+                    let lo = _mm256_loadu_ps(bp.byte_offset(2 * h as isize * a.b_next));
+                    let hi = _mm256_loadu_ps(bp.byte_offset((2 * h as isize + 1) * a.b_next));
+                    let v = _mm512_castpd256_pd512(_mm256_castps_pd(lo));
+                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(v, _mm256_castps_pd(hi)))
+                }
+                _ => {
+                    let lo = _mm512_maskz_loadu_ps(
+                        mask & 0xff,
+                        bp.byte_offset(2 * h as isize * a.b_next),
+                    );
+                    let hi = bp
+                        .wrapping_byte_offset((2 * h as isize + 1) * a.b_next)
+                        .wrapping_sub(8);
+                    _mm512_mask_loadu_ps(lo, mask & 0xff00, hi)
+                }
             }
         }
     }
@@ -195,7 +225,7 @@ mod imp {
     /// The `4P x 16H` tile of panels `p0 .. p0 + P`: the k loop, then the store.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const H: usize, const P: usize, const CONTIG: bool, const ACT: u8>(
+    unsafe fn tile<const H: usize, const P: usize, const LOAD: u8, const ACT: u8>(
         a: &Args,
         p0: usize,
     ) {
@@ -209,7 +239,7 @@ mod imp {
             for k in 0..a.kc {
                 let mut bv = [_mm512_setzero_ps(); H];
                 for (h, bv) in bv.iter_mut().enumerate() {
-                    *bv = load_b::<CONTIG>(a, bp, h);
+                    *bv = load_b::<LOAD>(a, bp, h);
                 }
                 // Constant indices (the loops unroll) keep the accumulators in registers.
                 #[allow(clippy::needless_range_loop)]
