@@ -253,6 +253,15 @@ mod imp {
                     }
                 }
                 bp = bp.byte_offset(a.b_stride);
+                if k % 2 == 0 {
+                    // The next tile's A (the P panels after these, 16 P bytes per k step) into L2:
+                    // the weights of a layer come from L3 or memory once, and the hardware
+                    // prefetchers restart at each 4 KiB page. ResNet-50 on one thread: best of 10
+                    // 63.3-64.3 -> 61.6-62.2 ms. A prefetch never faults, so the last tile's may
+                    // point past A.
+                    let next = ap.wrapping_add(P * panel + k * 2 * P);
+                    _mm_prefetch::<_MM_HINT_T1>(next as *const i8);
+                }
             }
         }
         let row0 = p0 * 4;
