@@ -365,7 +365,15 @@ pub fn run_all(
         return;
     };
     use std::sync::atomic::{AtomicU64, Ordering};
-    let next: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(0)).collect();
+    let threads = pool.current_num_threads() as u64;
+    // Per exec, one cursor per thread: thread `t` owns tasks `t n / T .. (t + 1) n / T`.
+    let next: Vec<Vec<AtomicU64>> = execs
+        .iter()
+        .map(|e| {
+            let n = e.tasks();
+            (0..threads).map(|t| AtomicU64::new(t * n / threads)).collect()
+        })
+        .collect();
     let barrier = SpinBarrier::new(pool.current_num_threads());
     let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
     pool.broadcast(|ctx| {
@@ -383,12 +391,20 @@ pub fn run_all(
                 Exec::Recurrent(r) => recurrent(r, k, bases, slot),
             };
             if tasks > 1 && e.work() >= INLINE_WORK {
-                loop {
-                    let t = next[i].fetch_add(1, Ordering::Relaxed);
-                    if t >= tasks {
-                        break;
+                // Its own range first, then what is left of the others' (in turn from the next).
+                // Tasks are numbered along the output's columns (pixels), so a thread's range covers
+                // the same pixels layer after layer: what it reads, it mostly wrote itself, and
+                // finds in its own L2 rather than the other core's.
+                for o in 0..threads {
+                    let owner = (me as u64 + o) % threads;
+                    let end = (owner + 1) * tasks / threads;
+                    loop {
+                        let t = next[i][owner as usize].fetch_add(1, Ordering::Relaxed);
+                        if t >= end {
+                            break;
+                        }
+                        body(t);
                     }
-                    body(t);
                 }
             } else if me == 0 {
                 (0..tasks).for_each(body);
