@@ -272,7 +272,15 @@ mod imp {
                 if 4 * q + r < rows {
                     for h in 0..H {
                         // SAFETY: row row0 + 4q + r < rows of C, masked to the call's columns.
-                        unsafe { store::<ACT>(a, row0 + 4 * q + r, h, acc[q][r][h]) };
+                        unsafe {
+                            store::<ACT>(
+                                a,
+                                row0 + 4 * q + r,
+                                h,
+                                acc[q][r][h],
+                                LOAD == WHOLE || LOAD == APART_WHOLE,
+                            )
+                        };
                     }
                 }
             }
@@ -280,25 +288,37 @@ mod imp {
     }
 
     /// Finishes row `row`, columns `16 h ..` of the tile (accumulate, epilogue) and stores the lanes of
-    /// the call's columns to C.
+    /// the call's columns to C; `whole` when all 16 lanes are (plain loads and store, see [`WHOLE`]).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn store<const ACT: u8>(a: &Args, row: usize, h: usize, mut v: __m512) {
+    unsafe fn store<const ACT: u8>(a: &Args, row: usize, h: usize, mut v: __m512, whole: bool) {
         let mask = a.masks[h];
-        // SAFETY: row < rows and the mask's lanes are columns 16h.. below a.cols, so every access is
-        // inside C's, the row vectors' and the column vector's valid elements.
+        // SAFETY: row < rows and the mask's lanes are columns 16h.. below a.cols (all 16 when
+        // `whole`), so every access is inside C's, the row vectors' and the column vector's valid
+        // elements.
         unsafe {
+            let load = |p: *const f32| {
+                if whole {
+                    _mm512_loadu_ps(p)
+                } else {
+                    _mm512_maskz_loadu_ps(mask, p)
+                }
+            };
             let c = a.c.byte_offset(row as isize * a.ldc).add(16 * h);
             if a.add {
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, c));
+                v = _mm512_add_ps(v, load(c));
             }
             if a.last {
                 let s = _mm512_set1_ps(*a.row_scale.add(row));
                 let t = _mm512_set1_ps(*a.row_shift.add(row));
-                let cs = _mm512_maskz_loadu_ps(mask, a.col_shift.add(16 * h));
+                let cs = load(a.col_shift.add(16 * h));
                 v = act::<ACT>(_mm512_add_ps(_mm512_fmadd_ps(v, s, t), cs), a.slope);
             }
-            _mm512_mask_storeu_ps(c, mask, v);
+            if whole {
+                _mm512_storeu_ps(c, v);
+            } else {
+                _mm512_mask_storeu_ps(c, mask, v);
+            }
         }
     }
 

@@ -371,7 +371,9 @@ pub fn run_all(
         .iter()
         .map(|e| {
             let n = e.tasks();
-            (0..threads).map(|t| AtomicU64::new(t * n / threads)).collect()
+            (0..threads)
+                .map(|t| AtomicU64::new(t * n / threads))
+                .collect()
         })
         .collect();
     let barrier = SpinBarrier::new(pool.current_num_threads());
