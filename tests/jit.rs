@@ -372,12 +372,12 @@ fn same_size_3x3_pools_agree_with_the_interpreter() {
     }
 }
 
-/// Stride-2 pools (windows two columns apart, reduced four output columns at a time): 3x3 and 2x2 max and
-/// average windows, with padding and ceil mode, on rows of 9 to 23 outputs (whole groups of four and
-/// remainders), from planes whose sizes are off the vector width.
+/// Stride-2 pools (windows two columns apart, reduced several output columns at a time): 3x3 and 2x2 max
+/// and average windows, with padding and ceil mode, on rows of 3 to 23 outputs (whole vectors and masked
+/// remainders, rows shorter than one vector), from planes whose sizes are off the vector width.
 #[test]
 fn stride_two_pools_agree_with_the_interpreter() {
-    for (h, w) in [(11u64, 17u64), (19, 46), (8, 33)] {
+    for (h, w) in [(11u64, 17u64), (19, 46), (8, 33), (9, 14), (15, 7)] {
         let text = format!(
             "model pools(x: f32[N, 3, {h}, {w}]) -> (a: f32[N, 3, {oh3}, {ow3}], b: f32[N, 3, {oh3}, {ow3}], c: f32[N, 3, {oh2}, {ow2}], d: f32[N, 3, {ohp}, {owp}]) {{\n    return maxpool(x, 3, stride=2, ceil_mode=true), avgpool(x, 3, stride=2, ceil_mode=true), maxpool(x, 2, stride=2), avgpool(x, 3, stride=2, padding=1, count_include_pad=false)\n}}\n",
             oh3 = (h - 3).div_ceil(2) + 1,

@@ -105,9 +105,24 @@ mod imp {
     #[inline]
     unsafe fn evens(p: *const f32) -> __m256 {
         // SAFETY: `p .. p + 16` is readable (see above).
-        let (lo, hi) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+        evens_of(unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) })
+    }
+
+    /// The even lanes of `lo` then `hi`, in order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn evens_of((lo, hi): (__m256, __m256)) -> __m256 {
         let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
+    }
+
+    /// A mask of lanes `0 .. n` (`n <= 8`) for AVX's masked loads and stores, which neither read nor
+    /// write (nor fault on) the other lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(n: usize) -> __m256i {
+        let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), index)
     }
 
     /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
@@ -397,8 +412,13 @@ mod imp {
                         _mm256_storeu_ps(p.row.add(c), acc);
                         c += 8;
                     }
-                    for c in c..p.iw {
-                        *p.row.add(c) = reduce1(hc, &|j| *src(j, c));
+                    if c < p.iw {
+                        let m = lanes(p.iw - c);
+                        let mut acc = _mm256_set1_ps(init);
+                        for j in 0..hc {
+                            acc = combine8::<MAX>(acc, _mm256_maskload_ps(src(j, c), m));
+                        }
+                        _mm256_maskstore_ps(p.row.add(c), m, acc);
                     }
                     // Pass 2: each output column from its entries of `row`.
                     let yr = yq.add(r * p.ow);
@@ -410,15 +430,17 @@ mod imp {
                             v / (rdiv * *p.div.add(p.oh + c))
                         };
                     };
-                    let finish8 = |c: usize, v: __m256| {
+                    // Output columns c.. of the lanes of `m`.
+                    let finish8 = |c: usize, v: __m256, m: __m256i| {
                         let v = if MAX {
                             v
                         } else {
-                            let d = _mm256_loadu_ps(p.div.add(p.oh + c));
+                            let d = _mm256_maskload_ps(p.div.add(p.oh + c), m);
                             _mm256_div_ps(v, _mm256_mul_ps(_mm256_set1_ps(rdiv), d))
                         };
-                        _mm256_storeu_ps(yr.add(c), v);
+                        _mm256_maskstore_ps(yr.add(c), m, v);
                     };
+                    let all = lanes(8);
                     let table_column = |c: usize| {
                         let (ws, wc, wstep) = triple(p.cols, c);
                         finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
@@ -435,8 +457,19 @@ mod imp {
                                 let at = p.row.add(first(c) + j * v_step);
                                 acc = combine8::<MAX>(acc, _mm256_loadu_ps(at));
                             }
-                            finish8(c, acc);
+                            finish8(c, acc, all);
                             c += 8;
+                        }
+                        if c < v_hi {
+                            // The last 1 to 7 columns, masked.
+                            let m = lanes(v_hi - c);
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                acc = combine8::<MAX>(acc, _mm256_maskload_ps(at, m));
+                            }
+                            finish8(c, acc, m);
+                            c = v_hi;
                         }
                     } else if v_stride == 2 {
                         // Eight columns read 16 positions from their first; whole groups while
@@ -447,8 +480,28 @@ mod imp {
                                 let at = p.row.add(first(c) + j * v_step);
                                 acc = combine8::<MAX>(acc, evens(at));
                             }
-                            finish8(c, acc);
+                            finish8(c, acc, all);
                             c += 8;
+                        }
+                        if c < v_hi {
+                            // The last 1 to 8 columns: their windows read the first 2n - 1 of the
+                            // 16 positions from their first.
+                            let n = v_hi - c;
+                            let (lo, hi) = (
+                                lanes((2 * n - 1).min(8)),
+                                lanes((2 * n - 1).saturating_sub(8)),
+                            );
+                            let mut acc = _mm256_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                let v = (
+                                    _mm256_maskload_ps(at, lo),
+                                    _mm256_maskload_ps(at.add(8), hi),
+                                );
+                                acc = combine8::<MAX>(acc, evens_of(v));
+                            }
+                            finish8(c, acc, lanes(n));
+                            c = v_hi;
                         }
                     }
                     for c in c..v_hi {
