@@ -144,11 +144,18 @@ fn random_tap(rng: &mut Rng, kind: i32, plane: usize) -> ([i32; 8], [i32; super:
         2 | 3 => {
             let step = kind - 1;
             let span = 8 * step as usize;
-            let (a1, a2) = (pick(plane - span + 1) as i32, pick(plane - span + 1) as i32);
+            // Two starts, or one (a1 == a2) with some or all columns present.
+            let shape = pick(3);
+            let a1 = pick(plane - span + 1) as i32;
+            let a2 = if shape == 0 {
+                pick(plane - span + 1) as i32
+            } else {
+                a1
+            };
             runs[1] = a1;
             runs[2] = a2;
             for (j, o) in table.iter_mut().enumerate() {
-                match pick(3) {
+                match if shape == 2 { 0 } else { pick(3) } {
                     0 => {
                         *o = a1 + step * j as i32;
                         runs[4 + j] = -1;

@@ -151,13 +151,40 @@ mod imp {
                 (out, row, channels): (*mut f32, usize, usize),
                 (m1, m2): (__m256, __m256),
             ) {
-                for c in 0..channels {
-                    // SAFETY: as `patches_tap`'s reads and writes.
-                    unsafe {
-                        let xc = x.add(c * plane);
-                        let v1 = _mm256_and_ps(read(xc.offset(a1)), m1);
-                        let v2 = _mm256_and_ps(read(xc.offset(a2)), m2);
-                        _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                // One run (`a1 == a2`, as `lower` writes a tap whose columns continue one start) is
+                // one read under both masks, `(v & m1) | (v & m2)`, and no mask when they keep every
+                // lane (a stride-2 panel inside the plane).
+                let m1 = _mm256_or_ps(m1, if a1 == a2 { m2 } else { _mm256_setzero_ps() });
+                let whole = _mm256_movemask_ps(m1) == 0xff;
+                match (a1 == a2, whole) {
+                    (true, true) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let v = read(x.add(c * plane).offset(a1));
+                                _mm256_storeu_ps(out.add(c * row), v);
+                            }
+                        }
+                    }
+                    (true, false) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let v = _mm256_and_ps(read(x.add(c * plane).offset(a1)), m1);
+                                _mm256_storeu_ps(out.add(c * row), v);
+                            }
+                        }
+                    }
+                    (false, _) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let xc = x.add(c * plane);
+                                let v1 = _mm256_and_ps(read(xc.offset(a1)), m1);
+                                let v2 = _mm256_and_ps(read(xc.offset(a2)), m2);
+                                _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                            }
+                        }
                     }
                 }
             }
