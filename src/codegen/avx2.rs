@@ -352,7 +352,7 @@ pub(super) mod imp {
     /// epilogue, as [`store`] does per element) and stores them to C.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn store_rows<const ACT: u8>(
+    pub(in crate::codegen) unsafe fn store_rows<const ACT: u8>(
         a: &Args,
         row0: usize,
         rows: usize,

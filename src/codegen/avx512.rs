@@ -68,7 +68,7 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::avx2::imp::narrow_tail;
+    use super::super::avx2::imp::{narrow_tail, store_rows};
     use super::super::avx2::GemmArgs;
     use super::{ActKind, KernelFn};
 
@@ -121,7 +121,7 @@ mod imp {
         unsafe {
             match a.cols {
                 0 => {}
-                1..=4 => narrow_tail::<ACT>(&a.g),
+                1..=4 => narrow16::<ACT>(&a.g),
                 5..=16 => rows_by::<1, 4, ACT>(&a, contiguous),
                 17..=20 => {
                     // Columns 0..16 as 16 x 16 tiles (the masks of the first half are whole), then
@@ -134,9 +134,121 @@ mod imp {
                         cols: a.cols - 16,
                         ..a.g
                     };
-                    narrow_tail::<ACT>(&tail);
+                    narrow16::<ACT>(&tail);
                 }
                 _ => rows_by::<2, 2, ACT>(&a, contiguous),
+            }
+        }
+    }
+
+    /// A call, or a column tail, of 1 to 4 columns. Two to four: sixteen rows per zmm, from four 4-row
+    /// panels of A (one load and three inserts per k), one FMA per column. The AVX2 kernel's `narrow`
+    /// path (one xmm FMA per four rows and column) spends four FMAs where this spends one, plus three
+    /// inserts on the shuffle port (an FMA port too): two to four columns cost 5-7 of those
+    /// micro-ops per sixteen rows and k, against 8-16. One column stays on `narrow` (4 against 4), as
+    /// do the last 1 to 3 panels of A.
+    ///
+    /// # Safety
+    /// As [`gemm`]'s (`g` decoded from valid arguments, at most 4 columns); the CPU has AVX-512F, AVX2
+    /// and FMA.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn narrow16<const ACT: u8>(g: &GemmArgs) {
+        // SAFETY: the caller's contract (see above).
+        unsafe {
+            match g.cols {
+                2 => narrow16_rows::<2, 4, ACT>(g),
+                3 => narrow16_rows::<3, 3, ACT>(g),
+                4 => narrow16_rows::<4, 2, ACT>(g),
+                _ => narrow_tail::<ACT>(g),
+            }
+        }
+    }
+
+    /// Every row of the call as tiles of `Q` groups of sixteen rows by `C` columns (`Q C` accumulators,
+    /// at least eight, the FMAs in flight for two pipes of latency 4), then single groups, then the
+    /// panels left by `narrow`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn narrow16_rows<const C: usize, const Q: usize, const ACT: u8>(g: &GemmArgs) {
+        let panels = g.rows.div_ceil(4);
+        let mut p = 0;
+        // SAFETY: panels p .. p + 4 Q (or p + 4) exist (packed, zero-padded), rows 4p.. are C's rows;
+        // the rest is a call of the rows from 4p on, with A, C and the row vectors from there.
+        unsafe {
+            while p + 4 * Q <= panels {
+                narrow16_tile::<C, Q, ACT>(g, p);
+                p += 4 * Q;
+            }
+            while p + 4 <= panels {
+                narrow16_tile::<C, 1, ACT>(g, p);
+                p += 4;
+            }
+            if p < panels {
+                let row = 4 * p;
+                let rest = GemmArgs {
+                    a: g.a.add(p * g.kc * 4),
+                    c: g.c.byte_offset(row as isize * g.ldc),
+                    rows: g.rows - row,
+                    row_scale: g.row_scale.wrapping_add(row),
+                    row_shift: g.row_shift.wrapping_add(row),
+                    ..*g
+                };
+                narrow_tail::<ACT>(&rest);
+            }
+        }
+    }
+
+    /// Rows `16 p0 / 4 ..` (panels `p0 .. p0 + 4 Q`) by the call's `C` columns: the k loop, then per
+    /// four rows and column the accumulate, epilogue and store of `narrow` (the same operations).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn narrow16_tile<const C: usize, const Q: usize, const ACT: u8>(
+        g: &GemmArgs,
+        p0: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); C]; Q];
+        let panel = g.kc * 4;
+        // SAFETY: panels p0 .. p0 + 4Q hold kc * 4 values each; B's kc rows have C <= cols readable
+        // values.
+        unsafe {
+            let ap = g.a.add(p0 * panel);
+            let mut bp = g.b;
+            for k in 0..g.kc {
+                let mut bv = [_mm512_setzero_ps(); C];
+                for (c, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm512_set1_ps(*bp.add(c));
+                }
+                #[allow(clippy::needless_range_loop)]
+                for q in 0..Q {
+                    let x = ap.add(4 * q * panel + k * 4);
+                    let mut v = _mm512_castps128_ps512(_mm_loadu_ps(x));
+                    v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(x.add(panel)));
+                    v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(x.add(2 * panel)));
+                    v = _mm512_insertf32x4::<3>(v, _mm_loadu_ps(x.add(3 * panel)));
+                    for c in 0..C {
+                        acc[q][c] = _mm512_fmadd_ps(v, bv[c], acc[q][c]);
+                    }
+                }
+                bp = bp.byte_offset(g.b_stride);
+            }
+        }
+        #[allow(clippy::needless_range_loop)]
+        for q in 0..Q {
+            for i in 0..4 {
+                let row0 = (p0 + 4 * q + i) * 4;
+                if row0 >= g.rows {
+                    break;
+                }
+                let rows = (g.rows - row0).min(4);
+                for c in 0..C {
+                    let v = match i {
+                        0 => _mm512_extractf32x4_ps::<0>(acc[q][c]),
+                        1 => _mm512_extractf32x4_ps::<1>(acc[q][c]),
+                        2 => _mm512_extractf32x4_ps::<2>(acc[q][c]),
+                        _ => _mm512_extractf32x4_ps::<3>(acc[q][c]),
+                    };
+                    // SAFETY: rows row0 .. row0 + rows are C's, and column c < cols.
+                    unsafe { store_rows::<ACT>(g, row0, rows, c, v) };
+                }
             }
         }
     }
