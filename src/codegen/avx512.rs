@@ -10,16 +10,17 @@
 //! row `p` at `b + p * b_stride_bytes + j * b_next_bytes`). With 17 to 32 columns, each `8 x 32` tile of
 //! C lives in sixteen zmm accumulators: per k, two loads of B's 32 values and eight broadcasts of A (two
 //! 4-row panels, the packing layout of `pack.rs`), each feeding two FMAs (the probe's best tile: 178-180
-//! GFLOP/s, against 131-175 for 12, 16, 24 or 28 rows by 16 columns). With 1 to 16 columns, `16 x 16`
+//! GFLOP/s, against 131-175 for 12, 16, 24 or 28 rows by 16 columns). With 5 to 16 columns, `16 x 16`
 //! tiles: one load of B, sixteen broadcasts, sixteen FMAs. A leftover panel or three use smaller tiles of
-//! the same width. A call of 1 to 4 columns, and the last 1 to 4 of a call of 17 to 20 (a 7x7 plane's 49
-//! = 32 + 17), run the AVX2 kernel's `narrow` path (lanes along rows: one xmm FMA per 4 rows and column),
-//! which spends a quarter of the FMA slots of a 16-wide tile on one column: ResNet-50's 512 -> 2048 1x1 at
-//! 7x7 went from a best of 1.40-1.54 to 1.15-1.25 ms on one thread. When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out:
-//! in place in a 1x1 convolution's input, or interleaved in the packing scratch) a row of 16 columns is
-//! one load; otherwise (a dense layer's packed weights) it is two 8-value halves. Every B and C access
-//! is masked to the call's columns, so nothing outside them is read or written (masked-off lanes of
-//! AVX-512 loads and stores do not fault).
+//! the same width. Calls (and column tails) of 2 to 4 columns run `narrow16` (sixteen rows per zmm
+//! from four A panels), of one column the AVX2 kernel's `narrow` path (lanes along rows: one xmm FMA per 4
+//! rows and column). When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out:
+//! in place in a 1x1 convolution's input, or side by side in the packing scratch) a row of 16 columns is
+//! one load; otherwise (a dense layer's packed weights) it is two 8-value halves. A tile whose columns are
+//! all the call's reads and writes with plain loads and stores; an edge tile masks every B and C access to
+//! the call's columns, so nothing outside them is read or written (masked-off lanes of AVX-512 loads and
+//! stores do not fault). Masks only where needed: a masked load costs an FMA-port micro-op on Golden Cove
+//! cores (see `WHOLE`). Each tile prefetches the next tile's A into L2.
 //!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
