@@ -147,10 +147,13 @@ fn dump_dot_is_a_digraph() {
     assert!(dot.contains("->"));
 }
 
+thread_local! {
+    /// This test's files: a directory per test thread, removed when the test ends.
+    static DIR: tempfile::TempDir = tempfile::Builder::new().prefix("nnc-cli-").tempdir().expect("temp dir");
+}
+
 fn temp(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("nnc-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name).display().to_string()
+    DIR.with(|d| d.path().join(name).display().to_string())
 }
 
 /// A float32 .npy file of the given shape (values 0, 0.01, 0.02, ...).

@@ -338,10 +338,13 @@ fn elementwise_chains_agree_with_the_interpreter_and_the_unfused_kernels() {
     }
 }
 
+thread_local! {
+    /// This test's files: a directory per test thread, removed when the test ends.
+    static DIR: tempfile::TempDir = tempfile::Builder::new().prefix("nnc-jit-").tempdir().expect("temp dir");
+}
+
 fn write_model(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nnc-jit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+    let path = DIR.with(|d| d.path().join(name));
     std::fs::write(&path, text).expect("writable");
     path
 }

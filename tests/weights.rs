@@ -10,10 +10,13 @@ use ndarray::ArrayD;
 use nnc::tensor::{self, FileError, LoadOptions, Tensor};
 use safetensors::Dtype;
 
+thread_local! {
+    /// This test's files: a directory per test thread, removed when the test ends.
+    static DIR: tempfile::TempDir = tempfile::Builder::new().prefix("nnc-test-").tempdir().expect("temp dir");
+}
+
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nnc-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
+    DIR.with(|d| d.path().join(name))
 }
 
 fn lenet() -> nnc::ir::Graph {
