@@ -25,7 +25,10 @@ mod twins;
 pub use call::{Kernels, Table};
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
-pub use pack::{pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset, TAP_READ};
+pub use pack::{
+    b_panel_offset, pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset, B_GROUP,
+    TAP_READ,
+};
 
 /// The columns the AVX2 GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;

@@ -3,8 +3,10 @@
 //! `build_rows`), so that no full im2col matrix is ever materialized.
 //!
 //! Layouts: A (the left operand, `m x k`) in blocks of [`KC`] along k, each block in panels of [`TILE_M`]
-//! rows, `[kblock][panel][p][r]`; B (the right operand, `k x n`) likewise in panels of [`TILE_N`] columns,
-//! `[kblock][panel][p][c]`. ([`KC`]: super::KC) Missing rows and columns are zeros.
+//! rows, `[kblock][panel][p][r]`; B (the right operand, `k x n`, a dense layer's weights) likewise in
+//! groups of [`B_GROUP`] columns, `[kblock][group][p][c]`: the [`TILE_N`]-column panels of a group side by
+//! side, so that the widest kernel reads a row of its 32 columns contiguously ([`b_panel_offset`]).
+//! ([`KC`]: super::KC) Missing rows and columns are zeros.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I32, I64, I8X16};
@@ -18,6 +20,19 @@ use super::gemm::{TILE_M, TILE_N};
 /// `tile` lanes, depth `k` and k blocks of `kb` (elements).
 pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, i: usize) -> usize {
     k0 * panels * tile + i * kb.min(k - k0) * tile
+}
+
+/// Columns of a group of packed B: the widest kernel's call (four panels), whose rows are then one run.
+/// The AVX-512 kernel reads a row of 16 columns with one load there, and with two 8-value loads and an
+/// insert (a micro-op on an FMA port) from panels apart.
+pub const B_GROUP: usize = super::GEMM_WIDEST_N;
+
+/// Where panel `p` (of [`TILE_N`] columns) of the k block starting at `k0` begins in packed B (`n`
+/// columns, depth `k`, k blocks of `kb`); its rows are [`B_GROUP`] values apart, and panel `p + 1` starts
+/// [`TILE_N`] values after it when both are in one group.
+pub fn b_panel_offset(n: usize, k: usize, kb: usize, k0: usize, p: usize) -> usize {
+    let per = B_GROUP / TILE_N;
+    panel_offset(n.div_ceil(B_GROUP), B_GROUP, k, kb, k0, p / per) + (p % per) * TILE_N
 }
 
 /// The length of `a [m x k]` in the packed A layout.
@@ -86,9 +101,9 @@ pub fn pack_b_transposed<T: Copy + Into<f64>>(
     kb: usize,
     scale: Option<&[f64]>,
 ) -> Vec<f32> {
-    let panels = n.div_ceil(TILE_N);
-    let mut out = vec![0.0; panels * TILE_N * k];
-    pack_panels(bt, n, k, kb, TILE_N, scale, &mut out);
+    let groups = n.div_ceil(B_GROUP);
+    let mut out = vec![0.0; groups * B_GROUP * k];
+    pack_panels(bt, n, k, kb, B_GROUP, scale, &mut out);
     out
 }
 

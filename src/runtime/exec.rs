@@ -647,11 +647,9 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         ],
                     );
                 }
-                let b_panels = g.col_panels() as usize;
                 let b_off = |p: u64| {
-                    let off = crate::codegen::panel_offset(
-                        b_panels,
-                        TILE_N,
+                    let off = crate::codegen::b_panel_offset(
+                        g.n as usize,
                         g.k as usize,
                         g.kblock as usize,
                         k0 as usize,
@@ -672,7 +670,8 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
                     let at = (image, 0, r0, r1, col0, cols, kc, mode);
-                    call_gemm(g, k, &res, &a_at, (b, (TILE_N * 4) as i64, b_next), at);
+                    let b_stride = (crate::codegen::B_GROUP * 4) as i64;
+                    call_gemm(g, k, &res, &a_at, (b, b_stride, b_next), at);
                     p += step;
                 }
             }
