@@ -15,8 +15,9 @@
 //! the same width. Calls (and column tails) of 2 to 4 columns run `narrow16` (sixteen rows per zmm
 //! from four A panels), of one column the AVX2 kernel's `narrow` path (lanes along rows: one xmm FMA per 4
 //! rows and column). When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out:
-//! in place in a 1x1 convolution's input, or side by side in the packing scratch) a row of 16 columns is
-//! one load; otherwise (a dense layer's packed weights) it is two 8-value halves. A tile whose columns are
+//! in place in a 1x1 convolution's input, side by side in the packing scratch or in a dense layer's packed
+//! weights) a row of 16 columns is
+//! one load; otherwise it is two 8-value halves. A tile whose columns are
 //! all the call's reads and writes with plain loads and stores; an edge tile masks every B and C access to
 //! the call's columns, so nothing outside them is read or written (masked-off lanes of AVX-512 loads and
 //! stores do not fault). Masks only where needed: a masked load costs an FMA-port micro-op on Golden Cove
