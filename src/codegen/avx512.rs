@@ -12,16 +12,15 @@
 //! 4-row panels, the packing layout of `pack.rs`), each feeding two FMAs (the probe's best tile: 178-180
 //! GFLOP/s, against 131-175 for 12, 16, 24 or 28 rows by 16 columns). With 5 to 16 columns, `16 x 16`
 //! tiles: one load of B, sixteen broadcasts, sixteen FMAs. A leftover panel or three use smaller tiles of
-//! the same width. Calls (and column tails) of 2 to 4 columns run `narrow16` (sixteen rows per zmm
-//! from four A panels), of one column the AVX2 kernel's `narrow` path (lanes along rows: one xmm FMA per 4
-//! rows and column). When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out:
-//! in place in a 1x1 convolution's input, side by side in the packing scratch or in a dense layer's packed
-//! weights) a row of 16 columns is
-//! one load; otherwise it is two 8-value halves. A tile whose columns are
-//! all the call's reads and writes with plain loads and stores; an edge tile masks every B and C access to
-//! the call's columns, so nothing outside them is read or written (masked-off lanes of AVX-512 loads and
-//! stores do not fault). Masks only where needed: a masked load costs an FMA-port micro-op on Golden Cove
-//! cores (see `WHOLE`). Each tile prefetches the next tile's A into L2.
+//! the same width. Calls (and column tails) of 2 to 4 columns run `narrow16` (sixteen rows per zmm from
+//! four A panels), of one column the AVX2 kernel's `narrow` path (lanes along rows: one xmm FMA per 4 rows
+//! and column). When the panels are contiguous (`b_next_bytes` is 32, as the runtime lays them out: in
+//! place in a 1x1 convolution's input, side by side in the packing scratch or in a dense layer's packed
+//! weights) a row of 16 columns is one load; otherwise it is two 8-value halves. A tile whose columns are
+//! all the call's reads and writes with plain loads and stores; an edge tile masks every B and C access
+//! to the call's columns, so nothing outside them is read or written (masked-off lanes of AVX-512 loads
+//! and stores do not fault). Masks only where needed: a masked load costs an FMA-port micro-op on Golden
+//! Cove cores (see `WHOLE`). Each tile prefetches the next tile's A into L2.
 //!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
@@ -127,7 +126,7 @@ mod imp {
                 5..=16 => rows_by::<1, 4, ACT>(&a, contiguous),
                 17..=20 => {
                     // Columns 0..16 as 16 x 16 tiles (the masks of the first half are whole), then
-                    // the 1 to 4 left from panel 2 on by the narrow path.
+                    // the 1 to 4 left from panel 2 on as a narrow call.
                     rows_by::<1, 4, ACT>(&a, contiguous);
                     let tail = GemmArgs {
                         b: a.b.byte_offset(2 * a.b_next),
@@ -199,8 +198,8 @@ mod imp {
         }
     }
 
-    /// Rows `16 p0 / 4 ..` (panels `p0 .. p0 + 4 Q`) by the call's `C` columns: the k loop, then per
-    /// four rows and column the accumulate, epilogue and store of `narrow` (the same operations).
+    /// Rows `4 p0 .. 4 p0 + 16 Q` (panels `p0 .. p0 + 4 Q`) by the call's `C` columns: the k loop, then
+    /// per four rows and column the accumulate, epilogue and store of `narrow` (the same operations).
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
     unsafe fn narrow16_tile<const C: usize, const Q: usize, const ACT: u8>(

@@ -366,15 +366,11 @@ pub fn run_all(
     };
     use std::sync::atomic::{AtomicU64, Ordering};
     let threads = pool.current_num_threads() as u64;
-    // Per exec, one cursor per thread: thread `t` owns tasks `t n / T .. (t + 1) n / T`.
-    let next: Vec<Vec<AtomicU64>> = execs
+    // Per exec, one cursor per thread (exec `i`'s at `i T + t`): thread `t` owns tasks
+    // `t n / T .. (t + 1) n / T`.
+    let next: Vec<AtomicU64> = execs
         .iter()
-        .map(|e| {
-            let n = e.tasks();
-            (0..threads)
-                .map(|t| AtomicU64::new(t * n / threads))
-                .collect()
-        })
+        .flat_map(|e| (0..threads).map(move |t| AtomicU64::new(t * e.tasks() / threads)))
         .collect();
     let barrier = SpinBarrier::new(pool.current_num_threads());
     let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
@@ -401,7 +397,8 @@ pub fn run_all(
                     let owner = (me as u64 + o) % threads;
                     let end = (owner + 1) * tasks / threads;
                     loop {
-                        let t = next[i][owner as usize].fetch_add(1, Ordering::Relaxed);
+                        let t = next[i * threads as usize + owner as usize]
+                            .fetch_add(1, Ordering::Relaxed);
                         if t >= end {
                             break;
                         }
