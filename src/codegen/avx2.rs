@@ -47,6 +47,8 @@ pub(super) struct GemmArgs {
     pub kc: usize,
     pub add: bool,
     pub last: bool,
+    /// B is read once, from memory (`mode` bit 2): a kernel may prefetch it ahead.
+    pub stream: bool,
     pub row_scale: *const f32,
     pub row_shift: *const f32,
     pub col_shift: *const f32,
@@ -81,6 +83,7 @@ impl GemmArgs {
             kc: v[7].max(0) as usize,
             add: v[8] & 1 != 0,
             last: v[8] & 2 != 0,
+            stream: v[8] & 4 != 0,
             row_scale: v[9] as *const f32,
             row_shift: v[10] as *const f32,
             col_shift: v[11] as *const f32,

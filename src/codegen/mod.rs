@@ -133,7 +133,8 @@ pub enum KernelId {
     /// `a` is packed in panels of 4 rows (`pack::PackRows` layout, panel stride `kc * 4`), `b` has row `p`
     /// at `b + p * b_stride_bytes` with 8 readable values. `mode` bit 0: add to C's values; bit 1: last
     /// block, so apply the epilogue `act(v * row_scale[r] + row_shift[r] + col_shift[c])` (pointers to the
-    /// entries of the first row and column).
+    /// entries of the first row and column); bit 2: a hint that B is read once, from memory (the AVX-512
+    /// kernel then prefetches it ahead; it changes no value).
     ///
     /// Wide kernels (the AVX2 one, [`GEMM_WIDE_N`] columns, and the AVX-512 one, [`GEMM_WIDEST_N`]: see
     /// [`Table::gemm_cols`]) also take several column panels at once, 8 < cols, with a 14th argument

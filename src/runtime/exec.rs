@@ -666,7 +666,9 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     let step = per_call.min(p1 - p);
                     let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    let at = (image, 0, r0, r1, col0, cols, kc, mode);
+                    // One tile of rows reads the packed weights once, from memory: prefetch them.
+                    let stream = if r1 - r0 <= 2 * TILE_M as u64 { 4 } else { 0 };
+                    let at = (image, 0, r0, r1, col0, cols, kc, mode | stream);
                     let b_stride = (crate::codegen::B_GROUP * 4) as i64;
                     call_gemm(g, k, &res, &a_at, (b, b_stride, b_next), at);
                     p += step;
