@@ -398,6 +398,70 @@ fn stride_two_pools_agree_with_the_interpreter() {
     }
 }
 
+/// Max pools propagate NaN as PyTorch does, and every implementation keeps the same bits: a NaN in a
+/// window wins (the last one in the window's order when there are several), and of equal zeros the first
+/// stays. Inputs hold NaNs of two payloads, zeros of both signs and infinities among random values, for
+/// the general kernel (strides 1 and 2, padding, row tails) and the whole-plane 3x3 one.
+#[test]
+fn max_pools_keep_nans_and_zero_signs_the_same_everywhere() {
+    let text = "model pools(x: f32[N, 3, 13, 21]) -> (a: f32[N, 3, 7, 11], b: f32[N, 3, 13, 21], c: f32[N, 3, 6, 10], d: f32[N, 3, 12, 20]) {\n    return maxpool(x, 3, stride=2, padding=1), maxpool(x, 3, stride=1, padding=1), maxpool(x, 2, stride=2), maxpool(x, 2, stride=1)\n}\n";
+    let path = write_model("pool_nan.nn", text);
+    let g = common::model(&path);
+    let mut inputs = common::random_inputs(&g, 2, &mut Rng::new(9), 50);
+    let mut rng = Rng::new(10);
+    // f64 NaNs whose f32 conversions have distinct payloads.
+    let nan = |p: u64| f64::from_bits(0x7ff8_0000_0000_0000 | (p << 29));
+    let specials = [
+        nan(1),
+        nan(2),
+        0.0,
+        -0.0,
+        -0.0,
+        0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    let Tensor::F(x) = &mut inputs[0].1 else {
+        panic!("a float input")
+    };
+    for v in x.iter_mut() {
+        let r = rng.uniform_in(0.0, 1.0);
+        if r < 0.3 {
+            *v = specials[(r / 0.3 * specials.len() as f64) as usize % specials.len()];
+        }
+    }
+    let plan = nnc::plan::build(&g, 2);
+    let weights = tensor::initialize(&g, 3);
+    let bits = |t: &Tensor| {
+        t.to_f64()
+            .iter()
+            .map(|v| (v.is_nan(), v.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let mut want = None;
+    for gemm in [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512] {
+        if !gemm.available() {
+            continue;
+        }
+        for threads in [1, 2] {
+            let mut p =
+                Program::compile_with(&g, &plan, &weights, threads, gemm).expect("compiles");
+            let got: Vec<_> = p
+                .run(&inputs)
+                .expect("runs")
+                .iter()
+                .map(|(_, t)| bits(t))
+                .collect();
+            let nans: usize = got.iter().flatten().filter(|(n, _)| *n).count();
+            assert!(nans > 0, "the inputs put NaNs in some windows");
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert!(w == &got, "{gemm:?} on {threads} threads differs"),
+            }
+        }
+    }
+}
+
 /// Random layer geometries, each as a small model run at a random batch on one or two threads.
 #[test]
 fn random_layers_agree_with_the_interpreter() {

@@ -71,8 +71,8 @@ impl Kernels {
             let helper = match id {
                 _ if gemm == GemmImpl::Cranelift => None,
                 KernelId::PackPatches => twins::patches_entry(),
-                KernelId::MaxPool => twins::pool_entry(true),
-                KernelId::AvgPool => twins::pool_entry(false),
+                KernelId::MaxPool => twins::pool_entry(true, gemm == GemmImpl::Avx512),
+                KernelId::AvgPool => twins::pool_entry(false, gemm == GemmImpl::Avx512),
                 KernelId::MaxPool3 => twins::pool_3x3_entry(true),
                 KernelId::AvgPool3 => twins::pool_3x3_entry(false),
                 _ => None,

@@ -16,13 +16,14 @@ pub fn patches_entry() -> Option<KernelFn> {
     imp::patches_entry()
 }
 
-/// `KernelId::MaxPool` (`max`) or `KernelId::AvgPool` in AVX2, or `None` when this CPU lacks AVX2 or FMA.
-/// The Rust GEMM sets use them (see [`pool`](imp::pool)).
-pub fn pool_entry(max: bool) -> Option<KernelFn> {
-    if !supported() {
+/// `KernelId::MaxPool` (`max`) or `KernelId::AvgPool` in AVX2, or with `wide` in AVX-512, or `None` when
+/// this CPU lacks AVX2 or FMA (or AVX-512F, for `wide`). The Rust GEMM sets use them (see
+/// [`pool`](imp::pool)).
+pub fn pool_entry(max: bool, wide: bool) -> Option<KernelFn> {
+    if !supported() || (wide && !super::avx512::supported()) {
         return None;
     }
-    imp::pool_entry(max)
+    imp::pool_entry(max, wide)
 }
 
 /// `KernelId::MaxPool3` (`max`) or `KernelId::AvgPool3` in AVX2, or `None` when this CPU lacks AVX2 or
@@ -40,7 +41,7 @@ mod imp {
         None
     }
 
-    pub fn pool_entry(_: bool) -> Option<super::KernelFn> {
+    pub fn pool_entry(_: bool, _: bool) -> Option<super::KernelFn> {
         None
     }
 
@@ -213,8 +214,13 @@ mod imp {
         }
     }
 
-    pub fn pool_entry(max: bool) -> Option<KernelFn> {
-        Some(if max { pool::<true> } else { pool::<false> })
+    pub fn pool_entry(max: bool, wide: bool) -> Option<KernelFn> {
+        Some(match (max, wide) {
+            (true, false) => pool::<true, false>,
+            (false, false) => pool::<false, false>,
+            (true, true) => pool::<true, true>,
+            (false, true) => pool::<false, true>,
+        })
     }
 
     pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
@@ -351,14 +357,16 @@ mod imp {
 
     /// `KernelId::MaxPool` (`MAX`) or `AvgPool`: the Cranelift kernel's two passes (`pool.rs`) with the
     /// same operations on every output in the same order, so the same bits (`codegen::agree`), eight
-    /// lanes wide: per output row the window's input rows reduced into `row`, then each output column's
-    /// entries of `row`, eight columns at a time where windows are whole and one or two columns apart.
+    /// lanes wide, or sixteen (`WIDE`, AVX-512): per output row the window's input rows reduced into
+    /// `row`, then each output column's entries of `row`, a vector of columns at a time where windows
+    /// are whole and one or two columns apart.
     ///
     /// # Safety
     /// `args` points to the kernel's 17 arguments, whose addresses satisfy `call.rs`'s contract with
     /// window tables as `lower` builds them (every window inside the plane, `row` holding `iw` values);
-    /// the CPU has AVX2 (guaranteed by [`super::pool_entry`], the only way to get this pointer).
-    unsafe extern "C" fn pool<const MAX: bool>(args: *const i64) {
+    /// the CPU has AVX2, and AVX-512F when `WIDE` (guaranteed by [`super::pool_entry`], the only way to
+    /// get this pointer).
+    unsafe extern "C" fn pool<const MAX: bool, const WIDE: bool>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 17 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 17) };
         let n = |i: usize| v[i].max(0) as usize;
@@ -376,8 +384,14 @@ mod imp {
             row: v[10] as *mut f32,
             vector: [n(11), n(12), n(13), n(14), n(15), n(16)],
         };
-        // SAFETY: AVX2 is present and the addresses are valid (see above).
-        unsafe { pool_planes::<MAX>(&p) }
+        // SAFETY: AVX2 (and AVX-512F when WIDE) is present and the addresses are valid (see above).
+        unsafe {
+            if WIDE {
+                pool_planes16::<MAX>(&p)
+            } else {
+                pool_planes::<MAX>(&p)
+            }
+        }
     }
 
     /// `acc` combined with `v` as `pool.rs`'s `combine`: the maximum (`v` wins when greater or NaN) or
@@ -386,12 +400,39 @@ mod imp {
     #[inline]
     fn combine8<const MAX: bool>(acc: __m256, v: __m256) -> __m256 {
         if MAX {
-            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, acc);
+            // `vmaxps(v, acc)` is `v > acc ? v : acc` (`acc` when either is NaN): then a NaN `v` wins.
+            // Three micro-ops where compare, compare, or and blend took four.
             let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
-            _mm256_blendv_ps(acc, v, _mm256_or_ps(gt, nan))
+            _mm256_blendv_ps(_mm256_max_ps(v, acc), v, nan)
         } else {
             _mm256_add_ps(acc, v)
         }
+    }
+
+    /// [`combine8`], sixteen lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn combine16<const MAX: bool>(acc: __m512, v: __m512) -> __m512 {
+        if MAX {
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            _mm512_mask_mov_ps(_mm512_max_ps(v, acc), nan, v)
+        } else {
+            _mm512_add_ps(acc, v)
+        }
+    }
+
+    /// The even lanes of `lo` then `hi`, in order.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn evens16((lo, hi): (__m512, __m512)) -> __m512 {
+        let index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        _mm512_permutex2var_ps(lo, index, hi)
+    }
+
+    /// Lanes `0 .. n` (`n <= 16`).
+    #[inline]
+    fn lanes16(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
     }
 
     /// [`combine8`] on one value.
@@ -405,6 +446,108 @@ mod imp {
             }
         } else {
             acc + v
+        }
+    }
+
+    /// [`pool_planes`] sixteen lanes wide: the same reads and operations per output, in the same order.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pool_planes16<const MAX: bool>(p: &Pool) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        let [v_lo, v_hi, v_start, v_count, v_step, v_stride] = p.vector;
+        // SAFETY: as `pool_planes`: every read is inside a plane of `x` or the first `iw` values of
+        // `row` (masked-off lanes are neither read nor written), every write inside `row` or a plane
+        // of `y`.
+        unsafe {
+            let triple = |t: *const i32, i: usize| {
+                let e = t.add(3 * i);
+                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
+            };
+            let reduce1 = |count: usize, at: &dyn Fn(usize) -> f32| {
+                (0..count).fold(init, |acc, j| combine1::<MAX>(acc, at(j)))
+            };
+            for q in 0..p.planes {
+                let xq = p.x.add(q * p.in_plane);
+                let yq = p.y.add(q * p.oh * p.ow);
+                for r in 0..p.oh {
+                    let (hs, hc, hstep) = triple(p.rows, r);
+                    // Pass 1: the window's rows reduced into `row`, sixteen columns at a time.
+                    let src = |j: usize, c: usize| xq.add((hs + j * hstep) * p.iw + c);
+                    let mut c = 0;
+                    while c < p.iw {
+                        let m = lanes16(p.iw - c);
+                        let mut acc = _mm512_set1_ps(init);
+                        for j in 0..hc {
+                            acc = combine16::<MAX>(acc, _mm512_maskz_loadu_ps(m, src(j, c)));
+                        }
+                        _mm512_mask_storeu_ps(p.row.add(c), m, acc);
+                        c += 16;
+                    }
+                    // Pass 2: each output column from its entries of `row`.
+                    let yr = yq.add(r * p.ow);
+                    let rdiv = *p.div.add(r);
+                    let finish1 = |c: usize, v: f32| {
+                        *yr.add(c) = if MAX {
+                            v
+                        } else {
+                            v / (rdiv * *p.div.add(p.oh + c))
+                        };
+                    };
+                    let finish16 = |c: usize, v: __m512, m: __mmask16| {
+                        let v = if MAX {
+                            v
+                        } else {
+                            let d = _mm512_maskz_loadu_ps(m, p.div.add(p.oh + c));
+                            _mm512_div_ps(v, _mm512_mul_ps(_mm512_set1_ps(rdiv), d))
+                        };
+                        _mm512_mask_storeu_ps(yr.add(c), m, v);
+                    };
+                    let table_column = |c: usize| {
+                        let (ws, wc, wstep) = triple(p.cols, c);
+                        finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
+                    };
+                    (0..v_lo.min(p.ow)).for_each(table_column);
+                    (v_hi.max(v_lo)..p.ow).for_each(table_column);
+                    let first = |c: usize| v_start + (c - v_lo) * v_stride;
+                    let mut c = v_lo;
+                    if v_stride == 1 {
+                        while c < v_hi {
+                            let m = lanes16(v_hi - c);
+                            let mut acc = _mm512_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                acc = combine16::<MAX>(acc, _mm512_maskz_loadu_ps(m, at));
+                            }
+                            finish16(c, acc, m);
+                            c += 16;
+                        }
+                    } else if v_stride == 2 {
+                        // Sixteen columns read 32 positions from their first: all while they stay
+                        // inside the run (c + 16 < v_hi), then the first 2n - 1 for the last n.
+                        while c < v_hi {
+                            let n = (v_hi - c).min(16);
+                            let (lo, hi) = if c + 16 < v_hi {
+                                (0xffff, 0xffff)
+                            } else {
+                                (lanes16(2 * n - 1), lanes16((2 * n - 1).saturating_sub(16)))
+                            };
+                            let mut acc = _mm512_set1_ps(init);
+                            for j in 0..v_count {
+                                let at = p.row.add(first(c) + j * v_step);
+                                let v = (
+                                    _mm512_maskz_loadu_ps(lo, at),
+                                    _mm512_maskz_loadu_ps(hi, at.add(16)),
+                                );
+                                acc = combine16::<MAX>(acc, evens16(v));
+                            }
+                            finish16(c, acc, lanes16(n));
+                            c += n;
+                        }
+                    }
+                    for c in c..v_hi {
+                        finish1(c, reduce1(v_count, &|j| *p.row.add(first(c) + j * v_step)));
+                    }
+                }
+            }
         }
     }
 
