@@ -73,8 +73,8 @@ impl Kernels {
                 KernelId::PackPatches => twins::patches_entry(),
                 KernelId::MaxPool => twins::pool_entry(true, gemm == GemmImpl::Avx512),
                 KernelId::AvgPool => twins::pool_entry(false, gemm == GemmImpl::Avx512),
-                KernelId::MaxPool3 => twins::pool_3x3_entry(true),
-                KernelId::AvgPool3 => twins::pool_3x3_entry(false),
+                KernelId::MaxPool3 => twins::pool_3x3_entry(true, gemm == GemmImpl::Avx512),
+                KernelId::AvgPool3 => twins::pool_3x3_entry(false, gemm == GemmImpl::Avx512),
                 _ => None,
             };
             if let Some(f) = helper {

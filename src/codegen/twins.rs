@@ -26,13 +26,13 @@ pub fn pool_entry(max: bool, wide: bool) -> Option<KernelFn> {
     imp::pool_entry(max, wide)
 }
 
-/// `KernelId::MaxPool3` (`max`) or `KernelId::AvgPool3` in AVX2, or `None` when this CPU lacks AVX2 or
-/// FMA (see [`pool_3x3`](imp::pool_3x3)).
-pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
-    if !supported() {
+/// `KernelId::MaxPool3` (`max`) or `KernelId::AvgPool3` in AVX2, or with `wide` in AVX-512, or `None`
+/// when this CPU lacks AVX2 or FMA (or AVX-512F, for `wide`; see [`pool_3x3`](imp::pool_3x3)).
+pub fn pool_3x3_entry(max: bool, wide: bool) -> Option<KernelFn> {
+    if !supported() || (wide && !super::avx512::supported()) {
         return None;
     }
-    imp::pool_3x3_entry(max)
+    imp::pool_3x3_entry(max, wide)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -45,7 +45,7 @@ mod imp {
         None
     }
 
-    pub fn pool_3x3_entry(_: bool) -> Option<super::KernelFn> {
+    pub fn pool_3x3_entry(_: bool, _: bool) -> Option<super::KernelFn> {
         None
     }
 }
@@ -223,22 +223,25 @@ mod imp {
         })
     }
 
-    pub fn pool_3x3_entry(max: bool) -> Option<KernelFn> {
-        Some(if max {
-            pool_3x3::<true>
-        } else {
-            pool_3x3::<false>
+    pub fn pool_3x3_entry(max: bool, wide: bool) -> Option<KernelFn> {
+        Some(match (max, wide) {
+            (true, false) => pool_3x3::<true, false>,
+            (false, false) => pool_3x3::<false, false>,
+            (true, true) => pool_3x3::<true, true>,
+            (false, true) => pool_3x3::<false, true>,
         })
     }
 
     /// `KernelId::MaxPool3` (`MAX`) or `AvgPool3`: `[x, y, hw, w, planes, edges, div, v]`, the Cranelift
-    /// kernel's two passes (`pool.rs`) with the same operations in the same order, eight lanes wide.
+    /// kernel's two passes (`pool.rs`) with the same operations in the same order, eight lanes wide, or
+    /// sixteen (`WIDE`, AVX-512).
     ///
     /// # Safety
     /// `args` points to the kernel's 8 arguments, whose addresses satisfy `call.rs`'s contract (`v`
     /// scratch for `hw + 8` values, `edges` four i32 arrays of `hw`, `div` `hw` values, `h, w >= 2`); the
-    /// CPU has AVX2 (guaranteed by [`super::pool_3x3_entry`], the only way to get this pointer).
-    unsafe extern "C" fn pool_3x3<const MAX: bool>(args: *const i64) {
+    /// CPU has AVX2, and AVX-512F when `WIDE` (guaranteed by [`super::pool_3x3_entry`], the only way to
+    /// get this pointer).
+    unsafe extern "C" fn pool_3x3<const MAX: bool, const WIDE: bool>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 8 arguments (see above).
         let a = unsafe { std::slice::from_raw_parts(args, 8) };
         let n = |i: usize| a[i].max(0) as usize;
@@ -249,7 +252,71 @@ mod imp {
         // on each side.
         unsafe {
             let v = (a[7] as *mut f32).add(4);
-            pool_3x3_planes::<MAX>((x, y), (hw, w, planes), edges, div, v)
+            if WIDE {
+                pool_3x3_planes16::<MAX>((x, y), (hw, w, planes), edges, div, v)
+            } else {
+                pool_3x3_planes::<MAX>((x, y), (hw, w, planes), edges, div, v)
+            }
+        }
+    }
+
+    /// [`pool_3x3_planes`] sixteen lanes wide (masked tails): the same reads and operations per output.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pool_3x3_planes16<const MAX: bool>(
+        (x, y): (*const f32, *mut f32),
+        (hw, w, planes): (usize, usize, usize),
+        edges: *const f32,
+        div: *const f32,
+        v: *mut f32,
+    ) {
+        let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+        // SAFETY: as `pool_3x3_planes`: reads inside a plane of `x`, `v[-1 ..= hw]`, `edges` and
+        // `div`, writes inside `v[0..hw]` and a plane of `y` (masked-off lanes touch nothing).
+        unsafe {
+            for q in 0..planes {
+                let (xq, yq) = (x.add(q * hw), y.add(q * hw));
+                for (from, to, up, down) in [
+                    (0, w, false, true),
+                    (w, hw - w, true, true),
+                    (hw - w, hw, true, false),
+                ] {
+                    let mut i = from;
+                    while i < to {
+                        let m = lanes16(to - i);
+                        let mut acc = _mm512_set1_ps(init);
+                        if up {
+                            acc = combine16::<MAX>(acc, _mm512_maskz_loadu_ps(m, xq.add(i - w)));
+                        }
+                        acc = combine16::<MAX>(acc, _mm512_maskz_loadu_ps(m, xq.add(i)));
+                        if down {
+                            acc = combine16::<MAX>(acc, _mm512_maskz_loadu_ps(m, xq.add(i + w)));
+                        }
+                        _mm512_mask_storeu_ps(v.add(i), m, acc);
+                        i += 16;
+                    }
+                }
+                let edge = |k: usize| edges.add(k * hw);
+                let mut i = 0;
+                while i < hw {
+                    let m = lanes16(hw - i);
+                    let mut acc = _mm512_set1_ps(init);
+                    for (d, k) in [(-1isize, Some(0)), (0, None), (1, Some(2))] {
+                        let mut t = _mm512_maskz_loadu_ps(m, v.offset(i as isize + d));
+                        if let Some(k) = k {
+                            let mk = _mm512_maskz_loadu_epi32(m, edge(k).add(i) as *const i32);
+                            let f = _mm512_maskz_loadu_epi32(m, edge(k + 1).add(i) as *const i32);
+                            let bits = _mm512_and_si512(_mm512_castps_si512(t), mk);
+                            t = _mm512_castsi512_ps(_mm512_or_si512(bits, f));
+                        }
+                        acc = combine16::<MAX>(acc, t);
+                    }
+                    if !MAX {
+                        acc = _mm512_div_ps(acc, _mm512_maskz_loadu_ps(m, div.add(i)));
+                    }
+                    _mm512_mask_storeu_ps(yq.add(i), m, acc);
+                    i += 16;
+                }
+            }
         }
     }
 
