@@ -158,10 +158,14 @@ pub(super) mod imp {
                 0 => {}
                 1..=4 => narrow_tail::<ACT>(&a),
                 5..=8 => panels::<ACT>(&a),
-                _ => wide::<ACT>(&a),
+                _ if a.stream => wide::<ACT, true>(&a),
+                _ => wide::<ACT, false>(&a),
             }
         }
     }
+
+    /// How far ahead a streaming B is prefetched (see `avx512.rs`, where it was measured).
+    const STREAM_AHEAD: isize = 2048;
 
     /// Every row of the block: pairs of 4-row panels as `8 x 8` tiles, then a last panel as a `4 x 8` tile.
     #[target_feature(enable = "avx2,fma")]
@@ -231,9 +235,10 @@ pub(super) mod imp {
     }
 
     /// Every row of a block 9 to 16 columns wide, as `4 x 16` tiles: per k, two loads of B (one per
-    /// panel), four broadcasts of A, each feeding two FMAs.
+    /// panel), four broadcasts of A, each feeding two FMAs. With `STREAM` (B read once, from memory: a
+    /// dense layer's weights at batch 1) each k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn wide<const ACT: u8>(a: &Args) {
+    unsafe fn wide<const ACT: u8, const STREAM: bool>(a: &Args) {
         let panel = a.kc * 4;
         let hi = a.cols - 8;
         let mask = lanes(hi);
@@ -245,6 +250,10 @@ pub(super) mod imp {
                 let mut x = a.a.add(p * panel);
                 let mut bp = a.b;
                 for _ in 0..a.kc {
+                    if STREAM {
+                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                    }
                     let b0 = _mm256_loadu_ps(bp);
                     let b1 = _mm256_loadu_ps(bp.byte_offset(a.b_next));
                     for r in 0..4 {
