@@ -422,6 +422,70 @@ mod imp {
         vector: [usize; 6],
     }
 
+    impl Pool {
+        /// Entry `i` of a window table (`rows` or `cols`): first position, count and step.
+        ///
+        /// # Safety
+        /// `t` is one of the pool's tables and `i` one of its rows or columns.
+        unsafe fn window(t: *const i32, i: usize) -> (usize, usize, usize) {
+            // SAFETY: a table holds three i32 per row or column (see above).
+            unsafe {
+                let e = t.add(3 * i);
+                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
+            }
+        }
+
+        /// Output column `c` of row `r` (at `yr`) from its `count` entries of `row`, `step` apart from
+        /// `start`, value by value: the reduction in ascending order, then the average's division.
+        ///
+        /// # Safety
+        /// `row` holds the row pass's values for those entries; `c` is an output column of the row.
+        unsafe fn column1<const MAX: bool>(
+            &self,
+            (yr, r, c): (*mut f32, usize, usize),
+            (start, count, step): (usize, usize, usize),
+        ) {
+            let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+            // SAFETY: the entries lie in `row`, `c` in the output row, `div` holds `oh + ow` values.
+            unsafe {
+                let v = (0..count).fold(init, |acc, j| {
+                    combine1::<MAX>(acc, *self.row.add(start + j * step))
+                });
+                *yr.add(c) = if MAX {
+                    v
+                } else {
+                    v / (*self.div.add(r) * *self.div.add(self.oh + c))
+                };
+            }
+        }
+
+        /// The columns of row `r` outside the vector run (`vector[0]..vector[1]`), each from its entry of
+        /// the column table.
+        ///
+        /// # Safety
+        /// As [`Pool::column1`], for the row pass of output row `r`.
+        unsafe fn edge_columns<const MAX: bool>(&self, yr: *mut f32, r: usize) {
+            let [v_lo, v_hi, ..] = self.vector;
+            for c in (0..v_lo.min(self.ow)).chain(v_hi.max(v_lo)..self.ow) {
+                // SAFETY: `c` is an output column; its window is the table's (see above).
+                unsafe { self.column1::<MAX>((yr, r, c), Pool::window(self.cols, c)) };
+            }
+        }
+
+        /// Columns `from..vector[1]` of the vector run, value by value.
+        ///
+        /// # Safety
+        /// As [`Pool::column1`], for the row pass of output row `r`.
+        unsafe fn run_tail<const MAX: bool>(&self, yr: *mut f32, r: usize, from: usize) {
+            let [v_lo, v_hi, v_start, v_count, v_step, v_stride] = self.vector;
+            for c in from..v_hi {
+                let start = v_start + (c - v_lo) * v_stride;
+                // SAFETY: column c of the run reads `v_count` entries from `start` (see above).
+                unsafe { self.column1::<MAX>((yr, r, c), (start, v_count, v_step)) };
+            }
+        }
+    }
+
     /// `KernelId::MaxPool` (`MAX`) or `AvgPool`: the Cranelift kernel's two passes (`pool.rs`) with the
     /// same operations on every output in the same order, so the same bits (`codegen::agree`), eight
     /// lanes wide, or sixteen (`WIDE`, AVX-512): per output row the window's input rows reduced into
@@ -525,18 +589,11 @@ mod imp {
         // `row` (masked-off lanes are neither read nor written), every write inside `row` or a plane
         // of `y`.
         unsafe {
-            let triple = |t: *const i32, i: usize| {
-                let e = t.add(3 * i);
-                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
-            };
-            let reduce1 = |count: usize, at: &dyn Fn(usize) -> f32| {
-                (0..count).fold(init, |acc, j| combine1::<MAX>(acc, at(j)))
-            };
             for q in 0..p.planes {
                 let xq = p.x.add(q * p.in_plane);
                 let yq = p.y.add(q * p.oh * p.ow);
                 for r in 0..p.oh {
-                    let (hs, hc, hstep) = triple(p.rows, r);
+                    let (hs, hc, hstep) = Pool::window(p.rows, r);
                     // Pass 1: the window's rows reduced into `row`, sixteen columns at a time.
                     let src = |j: usize, c: usize| xq.add((hs + j * hstep) * p.iw + c);
                     let mut c = 0;
@@ -552,13 +609,6 @@ mod imp {
                     // Pass 2: each output column from its entries of `row`.
                     let yr = yq.add(r * p.ow);
                     let rdiv = *p.div.add(r);
-                    let finish1 = |c: usize, v: f32| {
-                        *yr.add(c) = if MAX {
-                            v
-                        } else {
-                            v / (rdiv * *p.div.add(p.oh + c))
-                        };
-                    };
                     let finish16 = |c: usize, v: __m512, m: __mmask16| {
                         let v = if MAX {
                             v
@@ -568,12 +618,7 @@ mod imp {
                         };
                         _mm512_mask_storeu_ps(yr.add(c), m, v);
                     };
-                    let table_column = |c: usize| {
-                        let (ws, wc, wstep) = triple(p.cols, c);
-                        finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
-                    };
-                    (0..v_lo.min(p.ow)).for_each(table_column);
-                    (v_hi.max(v_lo)..p.ow).for_each(table_column);
+                    p.edge_columns::<MAX>(yr, r);
                     let first = |c: usize| v_start + (c - v_lo) * v_stride;
                     let mut c = v_lo;
                     if v_stride == 1 {
@@ -610,9 +655,7 @@ mod imp {
                             c += n;
                         }
                     }
-                    for c in c..v_hi {
-                        finish1(c, reduce1(v_count, &|j| *p.row.add(first(c) + j * v_step)));
-                    }
+                    p.run_tail::<MAX>(yr, r, c);
                 }
             }
         }
@@ -625,19 +668,11 @@ mod imp {
         // SAFETY: every read is inside a plane of `x` (whole windows from the tables) or the first
         // `iw` values of `row`, every write inside `row` or a plane of `y` (see `pool`).
         unsafe {
-            let triple = |t: *const i32, i: usize| {
-                let e = t.add(3 * i);
-                (*e as usize, (*e.add(1)).max(0) as usize, *e.add(2) as usize)
-            };
-            // The reduction of `count` values `at(j)`, ascending `j`.
-            let reduce1 = |count: usize, at: &dyn Fn(usize) -> f32| {
-                (0..count).fold(init, |acc, j| combine1::<MAX>(acc, at(j)))
-            };
             for q in 0..p.planes {
                 let xq = p.x.add(q * p.in_plane);
                 let yq = p.y.add(q * p.oh * p.ow);
                 for r in 0..p.oh {
-                    let (hs, hc, hstep) = triple(p.rows, r);
+                    let (hs, hc, hstep) = Pool::window(p.rows, r);
                     // Pass 1: the window's rows reduced into `row`, column by column.
                     let src = |j: usize, c: usize| xq.add((hs + j * hstep) * p.iw + c);
                     let mut c = 0;
@@ -660,13 +695,6 @@ mod imp {
                     // Pass 2: each output column from its entries of `row`.
                     let yr = yq.add(r * p.ow);
                     let rdiv = *p.div.add(r);
-                    let finish1 = |c: usize, v: f32| {
-                        *yr.add(c) = if MAX {
-                            v
-                        } else {
-                            v / (rdiv * *p.div.add(p.oh + c))
-                        };
-                    };
                     // Output columns c.. of the lanes of `m`.
                     let finish8 = |c: usize, v: __m256, m: __m256i| {
                         let v = if MAX {
@@ -678,12 +706,7 @@ mod imp {
                         _mm256_maskstore_ps(yr.add(c), m, v);
                     };
                     let all = lanes(8);
-                    let table_column = |c: usize| {
-                        let (ws, wc, wstep) = triple(p.cols, c);
-                        finish1(c, reduce1(wc, &|j| *p.row.add(ws + j * wstep)));
-                    };
-                    (0..v_lo.min(p.ow)).for_each(table_column);
-                    (v_hi.max(v_lo)..p.ow).for_each(table_column);
+                    p.edge_columns::<MAX>(yr, r);
                     // Columns v_lo..v_hi: window c starts at v_start + (c - v_lo) * v_stride.
                     let first = |c: usize| v_start + (c - v_lo) * v_stride;
                     let mut c = v_lo;
@@ -741,9 +764,7 @@ mod imp {
                             c = v_hi;
                         }
                     }
-                    for c in c..v_hi {
-                        finish1(c, reduce1(v_count, &|j| *p.row.add(first(c) + j * v_step)));
-                    }
+                    p.run_tail::<MAX>(yr, r, c);
                 }
             }
         }
