@@ -260,6 +260,16 @@ mod imp {
         }
     }
 
+    /// The column pass of a whole-plane 3x3 pool over a plane of `hw` values in rows of `w`: positions
+    /// `from..to`, with the row above (`up`) and below (`down`) where they exist.
+    fn column_passes(w: usize, hw: usize) -> [(usize, usize, bool, bool); 3] {
+        [
+            (0, w, false, true),
+            (w, hw - w, true, true),
+            (hw - w, hw, true, false),
+        ]
+    }
+
     /// [`pool_3x3_planes`] sixteen lanes wide (masked tails): the same reads and operations per output.
     #[target_feature(enable = "avx512f")]
     unsafe fn pool_3x3_planes16<const MAX: bool>(
@@ -275,11 +285,7 @@ mod imp {
         unsafe {
             for q in 0..planes {
                 let (xq, yq) = (x.add(q * hw), y.add(q * hw));
-                for (from, to, up, down) in [
-                    (0, w, false, true),
-                    (w, hw - w, true, true),
-                    (hw - w, hw, true, false),
-                ] {
+                for (from, to, up, down) in column_passes(w, hw) {
                     let mut i = from;
                     while i < to {
                         let m = lanes16(to - i);
@@ -335,11 +341,7 @@ mod imp {
             for q in 0..planes {
                 let (xq, yq) = (x.add(q * hw), y.add(q * hw));
                 // Columns: rows y-1, y, y+1 where they exist, in that order.
-                for (from, to, up, down) in [
-                    (0, w, false, true),
-                    (w, hw - w, true, true),
-                    (hw - w, hw, true, false),
-                ] {
+                for (from, to, up, down) in column_passes(w, hw) {
                     let mut i = from;
                     while i + 8 <= to {
                         let mut acc = _mm256_set1_ps(init);
