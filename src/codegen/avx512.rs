@@ -20,7 +20,8 @@
 //! all the call's reads and writes with plain loads and stores; an edge tile masks every B and C access
 //! to the call's columns, so nothing outside them is read or written (masked-off lanes of AVX-512 loads
 //! and stores do not fault). Masks only where needed: a masked load costs an FMA-port micro-op on Golden
-//! Cove cores (see `WHOLE`). Each tile prefetches the next tile's A into L2.
+//! Cove cores (see `WHOLE`). Each tile prefetches the next tile's A into L2, and a B read once from memory
+//! (a dense layer's weights at batch 1, `mode` bit 2) 2 KiB ahead (see `STREAM`).
 //!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
@@ -376,7 +377,7 @@ mod imp {
                     }
                 }
                 if LOAD == STREAM {
-                    // A row of B is 64 H bytes: H lines (plus one when it is not line-aligned).
+                    // A row of B is 64 H bytes: one prefetch per 64.
                     for h in 0..H {
                         let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * h as isize);
                         _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
