@@ -224,15 +224,16 @@ impl Lower<'_> {
             None => self.zeros(),
         };
         // A 1x1 stride-1 unpadded convolution reads B in place when each row of 16 columns is one cache
-        // line (planes of a multiple of 16 pixels: 56x56, 28x28, 8x8). Otherwise every k row of a panel
-        // pair spans two lines and the kernel's B stream crowds A out of L1: packing is faster there
-        // (2 threads, IRv2's 1088 -> 192 at 17x17: 54 -> 63 GFLOP/s; 1024 -> 256 at 14x14: 60 -> 61-65),
-        // while in place wins on aligned planes (512 -> 128 at 28x28: 72 vs 67). Those figures are from
-        // the AVX2 kernel on Zen 1. With the AVX-512 kernel (Intel Emerald Rapids, 2 threads, best of 300
-        // runs, alternating binaries) in place is faster on every plane: GoogLeNet's 480 -> 192 at 14x14
-        // 0.14-0.15 ms against 0.18-0.24, 832 -> 384 at 7x7 0.146 against 0.153-0.159; ResNet-50 end to
-        // end 41.6-42.4 ms against 42.2-43.6 (best of 30), Inception v3 61.0-61.6 against 62.5-63.3.
-        let in_place_plane = plane_aligned(h * w) || self.call_panels >= 4;
+        // line (planes of a multiple of 16 pixels: 56x56, 28x28, 8x8). Otherwise every k row of a call
+        // spans one more line than it needs and the kernel's B stream crowds A out of L1: packing is
+        // faster there. AVX2 on Zen 1 (2 threads): IRv2's 1088 -> 192 at 17x17 54 -> 63 GFLOP/s, while in
+        // place wins on aligned planes (512 -> 128 at 28x28: 72 vs 67). AVX-512 on Emerald Rapids (session
+        // 9, both variants in one process, alternating, per-layer minimum of 40 runs, one thread):
+        // ResNet-50's 1x1 layers at 14x14 0.70-0.72 -> 0.63-0.66 ms, at 7x7 0.87-0.97 -> 0.80-0.89 (the
+        // model's layer sum -1.7%; two threads -2.7%, Inception v3 -2.8%). Session 6 had measured the
+        // opposite on GoogLeNet (480 -> 192 at 14x14 0.14-0.15 ms in place against 0.18-0.24 packed),
+        // before packing read a panel's consecutive pixels as one load.
+        let in_place_plane = plane_aligned(h * w);
         let direct = taps == 1 && stride == [1, 1] && pad == [0; 4] && in_place_plane;
         // Offsets of each tap of each output pixel, column panel by column panel, relative to the
         // panel's smallest offset; panels with equal relative offsets share one pattern.
