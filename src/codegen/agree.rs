@@ -234,3 +234,124 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
         }
     }
 }
+
+/// A tap that continues `prev` in the next panel: the same step, its run starting where `prev`'s ends,
+/// with random columns kept; `None` when `prev` is not one run or the plane ends first.
+fn following_tap(
+    rng: &mut Rng,
+    prev: &[i32],
+    plane: usize,
+) -> Option<([i32; 8], [i32; super::TAP_READ])> {
+    let (kind, a1, a2) = (prev[TILE_N], prev[TILE_N + 1], prev[TILE_N + 2]);
+    let step = if kind == 3 { 2 } else { 1 };
+    let start = match kind {
+        1 => prev[0] + 8,
+        2 | 3 if a1 == a2 => a1 + 8 * step,
+        _ => return None,
+    };
+    // Sometimes one value off: the panels no longer continue each other.
+    let start = start + i32::from(rng.uniform_in(0.0, 1.0) < 0.2);
+    if start as usize + 8 * step as usize > plane {
+        return None;
+    }
+    let mut table = [-1i32; 8];
+    let mut runs = [0i32; super::TAP_READ];
+    let whole = kind == 1 && rng.uniform_in(0.0, 1.0) < 0.5;
+    runs[0] = if whole { 1 } else { 1 + step };
+    runs[1] = start;
+    runs[2] = start;
+    for (j, o) in table.iter_mut().enumerate() {
+        if whole || rng.uniform_in(0.0, 1.0) < 0.7 {
+            *o = start + step * j as i32;
+            runs[4 + j] = if whole { 0 } else { -1 };
+        }
+    }
+    Some((table, runs))
+}
+
+/// The AVX-512 `PackPatches`, given 1 to 4 panels in one call, writes the bits of one Cranelift call per
+/// panel: panels whose taps continue each other (packed as one run of 16) and panels that do not, every
+/// kind, both strides.
+#[test]
+fn wide_pack_patches_agrees_with_one_call_per_panel() {
+    if !GemmImpl::Avx512.available() {
+        eprintln!("skipped: this CPU has no AVX-512F");
+        return;
+    }
+    let ids = [KernelId::PackPatches];
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    let wide = Kernels::compile_with(&ids, GemmImpl::Avx512).unwrap();
+    assert_eq!(wide.table().pack_panels(), super::PACK_PANELS);
+    let mut rng = Rng::new(13);
+    let (plane, channels, ld) = (150usize, 5usize, 32usize);
+    let x: Vec<f32> = (0..plane * channels)
+        .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
+        .collect();
+    let mut joined = 0;
+    for taps in [1usize, 3, 9] {
+        for n in 1..=4usize {
+            for round in 0..40 {
+                // Per panel, its taps' offsets then reads (TILE_N + TAP_READ i32 each).
+                let mut panels: Vec<Vec<i32>> = Vec::new();
+                for j in 0..n {
+                    let mut p = Vec::new();
+                    for t in 0..taps {
+                        let at = t * (TILE_N + super::TAP_READ);
+                        let follow = match j % 2 == 1 && (round + t) % 3 != 0 {
+                            true => following_tap(&mut rng, &panels[j - 1][at..], plane),
+                            false => None,
+                        };
+                        joined += usize::from(follow.is_some());
+                        let kind = (rng.uniform_in(0.0, 4.0) as i32).min(3);
+                        let (tt, rr) = follow.unwrap_or_else(|| random_tap(&mut rng, kind, plane));
+                        p.extend(tt);
+                        p.extend(rr);
+                    }
+                    panels.push(p);
+                }
+                // Split into each panel's table and runs.
+                let split = |p: &Vec<i32>| {
+                    let (mut table, mut runs) = (Vec::new(), Vec::new());
+                    for t in p.chunks(TILE_N + super::TAP_READ) {
+                        table.extend_from_slice(&t[..TILE_N]);
+                        runs.extend_from_slice(&t[TILE_N..]);
+                    }
+                    (table, runs)
+                };
+                let parts: Vec<(Vec<i32>, Vec<i32>)> = panels.iter().map(split).collect();
+                for (ci0, ci1) in [(0, channels), (1, 4), (2, 2)] {
+                    let args = |j: usize, out: &mut Vec<f32>| {
+                        vec![
+                            x.as_ptr() as i64,
+                            out[8 * j..].as_mut_ptr() as i64,
+                            taps as i64,
+                            parts[j].0.as_ptr() as i64,
+                            ci0 as i64,
+                            ci1 as i64,
+                            plane as i64,
+                            parts[j].1.as_ptr() as i64,
+                            ld as i64,
+                        ]
+                    };
+                    let mut want = vec![f32::NAN; channels * taps * ld + 8];
+                    for j in 0..n {
+                        let a = args(j, &mut want);
+                        lift.call(KernelId::PackPatches, &a);
+                    }
+                    let mut got = vec![f32::NAN; channels * taps * ld + 8];
+                    let mut a = args(0, &mut got);
+                    a.push(n as i64);
+                    for (table, runs) in &parts[1..] {
+                        a.extend([x.as_ptr() as i64, table.as_ptr() as i64]);
+                        a.push(runs.as_ptr() as i64);
+                    }
+                    wide.call(KernelId::PackPatches, &a);
+                    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                        assert_eq!(w.to_bits(), g.to_bits(), "taps {taps} n {n}: out[{i}]");
+                    }
+                }
+            }
+        }
+    }
+    assert!(joined > 100);
+}

@@ -1,4 +1,4 @@
-//! The boundary into generated code: with `avx2.rs`, `avx512.rs` and `twins.rs` (the Rust kernels it
+//! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs` and `patches.rs` (the Rust kernels it
 //! enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
@@ -14,7 +14,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::twins;
+use super::{patches, twins};
 use super::{ActKind, GemmImpl, KernelId, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -68,9 +68,15 @@ impl Kernels {
                 }
             }
             // The Rust GEMM sets pack patches and pool in Rust too.
+            if id == KernelId::PackPatches && gemm != GemmImpl::Cranelift {
+                if let Some((f, panels)) = patches::entry(gemm == GemmImpl::Avx512) {
+                    fns.insert(id, f);
+                    wide.insert(id, panels);
+                    continue;
+                }
+            }
             let helper = match id {
                 _ if gemm == GemmImpl::Cranelift => None,
-                KernelId::PackPatches => twins::patches_entry(),
                 KernelId::MaxPool => twins::pool_entry(true, gemm == GemmImpl::Avx512),
                 KernelId::AvgPool => twins::pool_entry(false, gemm == GemmImpl::Avx512),
                 KernelId::MaxPool3 => twins::pool_3x3_entry(true, gemm == GemmImpl::Avx512),
@@ -121,7 +127,8 @@ impl Kernels {
 /// Entry points of compiled kernels.
 pub struct Table {
     fns: BTreeMap<KernelId, KernelFn>,
-    /// The `Gemm` kernels that take more than [`TILE_N`] columns per call (the Rust ones), and how many.
+    /// The `Gemm` kernels that take more than [`TILE_N`] columns per call (the Rust ones), and how many;
+    /// `PackPatches` when it takes more than one panel per call, and how many.
     wide: BTreeMap<KernelId, usize>,
 }
 
@@ -133,6 +140,12 @@ impl Table {
             .get(&KernelId::Gemm(act))
             .copied()
             .unwrap_or(TILE_N)
+    }
+
+    /// The most panels one call of `KernelId::PackPatches` takes: [`patches::WIDE_PANELS`] for the
+    /// AVX-512 set's, 1 for the others.
+    pub fn pack_panels(&self) -> usize {
+        self.wide.get(&KernelId::PackPatches).copied().unwrap_or(1)
     }
 
     /// Runs kernel `id` on `args`, laid out as its [`KernelId`] documents. The caller guarantees the

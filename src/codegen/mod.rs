@@ -18,6 +18,7 @@ mod gemm;
 mod jit;
 mod math;
 mod pack;
+mod patches;
 mod pool;
 mod rnn;
 mod twins;
@@ -34,6 +35,8 @@ pub use pack::{
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;
 /// The columns the AVX-512 GEMM kernel takes in one call (four B panels), the most any kernel takes.
 pub const GEMM_WIDEST_N: usize = 4 * TILE_N;
+/// The most panels one call of `PackPatches` takes (the AVX-512 set's; see [`KernelId::PackPatches`]).
+pub const PACK_PANELS: usize = patches::WIDE_PANELS;
 
 /// Which implementation of the GEMM macro-kernel ([`KernelId::Gemm`]) a set of kernels uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +156,11 @@ pub enum KernelId {
     /// the plane (four vector loads, masked); kind 3, as kind 2 with `a1 + 2 * j` and `a2 + 2 * j`, both
     /// 16-value reads in the plane (eight vector loads, even lanes picked, masked); kind 0, value by value
     /// from `table`.
+    ///
+    /// A wide implementation (the AVX-512 set's, [`PACK_PANELS`]: see [`Table::pack_panels`]) also packs
+    /// `n` panels in one call, with a 10th argument `n` and three more per panel `j` in `1..n`, `[x_j,
+    /// table_j, runs_j]`; panel `j`'s columns go to `out + 8 j`. The values are those of one call per
+    /// panel.
     PackPatches,
     /// Packs rows of a matrix into panels of 4 rows: `[x, out, rows, k0, k1, ld]`: for row `r < 4` and `p` in
     /// `k0..k1`, `out[(p - k0) * 4 + r] = r < rows ? x[r * ld + p] : 0`.

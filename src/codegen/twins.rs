@@ -1,20 +1,12 @@
-//! Rust twins of the Cranelift packing and pooling kernels (`PackPatches`, `MaxPool`, `AvgPool`, `MaxPool3`,
-//! `AvgPool3`), in AVX2 with `std::arch`, which the Rust GEMM kernel sets use (see `call.rs`). Same
-//! arguments as their [`KernelId`](super::KernelId)s and the same operations per output in the same order,
-//! so the same bits (`codegen::agree`, `tests/jit.rs`), eight lanes wide where the Cranelift kernels have
-//! four. Safety: as `avx2.rs` (entered through `call.rs`'s table under its contract; handed out only when
-//! the CPU has AVX2).
+//! Rust twins of the Cranelift pooling kernels (`MaxPool`, `AvgPool`, `MaxPool3`, `AvgPool3`), in AVX2
+//! and AVX-512 with `std::arch`, which the Rust GEMM kernel sets use (see `call.rs`), and the lane helpers
+//! they share with `patches.rs` (the `PackPatches` twins). Same arguments as their
+//! [`KernelId`](super::KernelId)s and the same operations per output in the same order, so the same bits
+//! (`codegen::agree`, `tests/jit.rs`), eight or sixteen lanes wide where the Cranelift kernels have four.
+//! Safety: as `avx2.rs` (entered through `call.rs`'s table under its contract; handed out only when the
+//! CPU has the instructions).
 
 use super::avx2::{supported, KernelFn};
-
-/// `KernelId::PackPatches` in AVX2, or `None` when this CPU lacks AVX2 or FMA. The Rust GEMM sets use it
-/// with their kernels (see [`pack_patches`](imp::pack_patches)).
-pub fn patches_entry() -> Option<KernelFn> {
-    if !supported() {
-        return None;
-    }
-    imp::patches_entry()
-}
 
 /// `KernelId::MaxPool` (`max`) or `KernelId::AvgPool` in AVX2, or with `wide` in AVX-512, or `None` when
 /// this CPU lacks AVX2 or FMA (or AVX-512F, for `wide`). The Rust GEMM sets use them (see
@@ -37,10 +29,6 @@ pub fn pool_3x3_entry(max: bool, wide: bool) -> Option<KernelFn> {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub fn patches_entry() -> Option<super::KernelFn> {
-        None
-    }
-
     pub fn pool_entry(_: bool, _: bool) -> Option<super::KernelFn> {
         None
     }
@@ -51,52 +39,10 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod imp {
+pub(super) mod imp {
     use std::arch::x86_64::*;
 
     use super::KernelFn;
-
-    pub fn patches_entry() -> Option<KernelFn> {
-        Some(pack_patches)
-    }
-
-    /// `KernelId::PackPatches`: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`, the same values as
-    /// the Cranelift kernel (`pack.rs`) writes, which it checks against bit for bit (`codegen::agree`).
-    /// Tap by tap: a tap's kind is the same for every input channel, so each tap runs one loop over the
-    /// channels without branches (the Cranelift kernel tests the kind per channel and tap), and 8 values
-    /// are one ymm load and store.
-    ///
-    /// # Safety
-    /// `args` points to the kernel's 9 arguments, whose addresses satisfy `call.rs`'s contract: `runs`
-    /// and `table` describe reads inside each channel's plane (or -1 offsets), as `lower` builds them;
-    /// the CPU has AVX2 (guaranteed by [`super::patches_entry`], the only way to get this pointer).
-    unsafe extern "C" fn pack_patches(args: *const i64) {
-        // SAFETY: the caller passes a pointer to the kernel's 9 arguments (see above).
-        let v = unsafe { std::slice::from_raw_parts(args, 9) };
-        let x = v[0] as *const f32;
-        let out = v[1] as *mut f32;
-        let taps = v[2].max(0) as usize;
-        let table = v[3] as *const i32;
-        let (ci0, ci1) = (v[4].max(0) as usize, v[5].max(0) as usize);
-        let plane = v[6].max(0) as usize;
-        let runs = v[7] as *const i32;
-        let ld = v[8].max(0) as usize;
-        // SAFETY: AVX2 is present (see above); the addresses are valid per the contract.
-        unsafe {
-            for t in 0..taps {
-                let r = runs.add(t * super::super::TAP_READ);
-                let to = out.add(t * ld);
-                let row = taps * ld;
-                patches_tap(
-                    (x.add(ci0 * plane), plane),
-                    (to, row),
-                    ci1.saturating_sub(ci0),
-                    r,
-                    table.add(t * 8),
-                );
-            }
-        }
-    }
 
     /// The even lanes of the 16 values at `p`, in order.
     ///
@@ -104,7 +50,7 @@ mod imp {
     /// `p` has 16 readable values; the CPU has AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn evens(p: *const f32) -> __m256 {
+    pub(in crate::codegen) unsafe fn evens(p: *const f32) -> __m256 {
         // SAFETY: `p .. p + 16` is readable (see above).
         evens_of(unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) })
     }
@@ -112,7 +58,7 @@ mod imp {
     /// The even lanes of `lo` then `hi`, in order.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn evens_of((lo, hi): (__m256, __m256)) -> __m256 {
+    pub(in crate::codegen) fn evens_of((lo, hi): (__m256, __m256)) -> __m256 {
         let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
     }
@@ -121,97 +67,9 @@ mod imp {
     /// write (nor fault on) the other lanes.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn lanes(n: usize) -> __m256i {
+    pub(in crate::codegen) fn lanes(n: usize) -> __m256i {
         let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), index)
-    }
-
-    /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
-    /// writes 8 values at `out + c * row`.
-    #[target_feature(enable = "avx2")]
-    unsafe fn patches_tap(
-        (x, plane): (*const f32, usize),
-        (out, row): (*mut f32, usize),
-        channels: usize,
-        r: *const i32,
-        table: *const i32,
-    ) {
-        // SAFETY: `r` holds the tap's TAP_READ i32 and `table` its 8 offsets; every read below is one
-        // the kind allows inside the plane (see `KernelId::PackPatches`), every write one of the 8
-        // values of a channel's row of `out`.
-        unsafe {
-            let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
-            let mask = |at: usize| _mm256_castsi256_ps(_mm256_loadu_si256(r.add(at) as *const _));
-            // Kinds 2 and 3: two runs, read with stride 1 or 2, each kept under its lane mask (a generic
-            // function, so each kind's read is inlined into its loop).
-            #[target_feature(enable = "avx2")]
-            #[inline]
-            unsafe fn runs(
-                read: impl Fn(*const f32) -> __m256,
-                (x, plane, a1, a2): (*const f32, usize, isize, isize),
-                (out, row, channels): (*mut f32, usize, usize),
-                (m1, m2): (__m256, __m256),
-            ) {
-                // One run (`a1 == a2`, as `lower` writes a tap whose columns continue one start) is
-                // one read under both masks, `(v & m1) | (v & m2)`, and no mask when they keep every
-                // lane (a stride-2 panel inside the plane).
-                let m1 = _mm256_or_ps(m1, if a1 == a2 { m2 } else { _mm256_setzero_ps() });
-                let whole = _mm256_movemask_ps(m1) == 0xff;
-                match (a1 == a2, whole) {
-                    (true, true) => {
-                        for c in 0..channels {
-                            // SAFETY: as `patches_tap`'s reads and writes.
-                            unsafe {
-                                let v = read(x.add(c * plane).offset(a1));
-                                _mm256_storeu_ps(out.add(c * row), v);
-                            }
-                        }
-                    }
-                    (true, false) => {
-                        for c in 0..channels {
-                            // SAFETY: as `patches_tap`'s reads and writes.
-                            unsafe {
-                                let v = _mm256_and_ps(read(x.add(c * plane).offset(a1)), m1);
-                                _mm256_storeu_ps(out.add(c * row), v);
-                            }
-                        }
-                    }
-                    (false, _) => {
-                        for c in 0..channels {
-                            // SAFETY: as `patches_tap`'s reads and writes.
-                            unsafe {
-                                let xc = x.add(c * plane);
-                                let v1 = _mm256_and_ps(read(xc.offset(a1)), m1);
-                                let v2 = _mm256_and_ps(read(xc.offset(a2)), m2);
-                                _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
-                            }
-                        }
-                    }
-                }
-            }
-            let at = (x, plane, a1, a2);
-            let to = (out, row, channels);
-            match *r {
-                1 => {
-                    let first = *table as isize;
-                    for c in 0..channels {
-                        let v = _mm256_loadu_ps(x.add(c * plane).offset(first));
-                        _mm256_storeu_ps(out.add(c * row), v);
-                    }
-                }
-                2 => runs(|p| _mm256_loadu_ps(p), at, to, (mask(4), mask(12))),
-                3 => runs(|p| evens(p), at, to, (mask(4), mask(12))),
-                _ => {
-                    for c in 0..channels {
-                        let xc = x.add(c * plane);
-                        for j in 0..8 {
-                            let o = *table.add(j);
-                            *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
-                        }
-                    }
-                }
-            }
-        }
     }
 
     pub fn pool_entry(max: bool, wide: bool) -> Option<KernelFn> {
@@ -557,7 +415,7 @@ mod imp {
     /// The even lanes of `lo` then `hi`, in order.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn evens16((lo, hi): (__m512, __m512)) -> __m512 {
+    pub(in crate::codegen) fn evens16((lo, hi): (__m512, __m512)) -> __m512 {
         let index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         _mm512_permutex2var_ps(lo, index, hi)
     }

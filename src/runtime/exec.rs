@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::codegen::{KernelId, Table, TAP_READ, TILE_M, TILE_N};
+use crate::codegen::{KernelId, Table, PACK_PANELS, TAP_READ, TILE_M, TILE_N};
 
 /// Where memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -573,27 +573,45 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                 // Packed panels sit side by side in scratch, `call_panels` of them per row: panel j of a
                 // call in columns 8j.., so the panels of a call are contiguous as in place.
                 let ld = g.call_panels.max(1) * TILE_N as u64;
-                let pack = |p: u64, j: u64| {
-                    let slot = Addr {
-                        region: Region::Scratch,
-                        offset: j * TILE_N as u64,
-                    };
+                // Panel p's input, offsets and reads.
+                let panel = |p: u64| {
                     let (pattern, base) = panels[p as usize];
                     let pattern = pattern as u64;
-                    k.call(
-                        KernelId::PackPatches,
-                        &[
-                            res(x) + 4 * base as i64,
+                    [
+                        res(x) + 4 * base as i64,
+                        res(table.at(pattern * taps * TILE_N as u64)),
+                        res(runs.at(pattern * taps * TAP_READ as u64)),
+                    ]
+                };
+                // Packs panels p..p + n into the call's slots 0..n: one call of a kernel that takes
+                // them all, else one per panel.
+                let together = k.pack_panels() as u64;
+                let pack = |p: u64, n: u64| {
+                    let each = if n > 1 && together >= n { n } else { 1 };
+                    for j in (0..n).step_by(each as usize) {
+                        let [xp, tab, run] = panel(p + j);
+                        let slot = Addr {
+                            region: Region::Scratch,
+                            offset: j * TILE_N as u64,
+                        };
+                        let mut args = [0i64; 10 + 3 * (PACK_PANELS - 1)];
+                        args[..9].copy_from_slice(&[
+                            xp,
                             res(slot),
                             taps as i64,
-                            res(table.at(pattern * taps * TILE_N as u64)),
+                            tab,
                             ci0 as i64,
                             ci1 as i64,
                             plane as i64,
-                            res(runs.at(pattern * taps * TAP_READ as u64)),
+                            run,
                             ld as i64,
-                        ],
-                    );
+                        ]);
+                        args[9] = each as i64;
+                        for i in 1..each as usize {
+                            args[7 + 3 * i..10 + 3 * i].copy_from_slice(&panel(p + j + i as u64));
+                        }
+                        k.call(KernelId::PackPatches, &args[..10 + 3 * (each as usize - 1)]);
+                    }
                 };
                 let mut p = p0;
                 while p < p1 {
@@ -607,9 +625,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     let (b, bs) = if here {
                         (res(x.at(ci0 * plane + col0)), 4 * plane as i64)
                     } else {
-                        for j in 0..step {
-                            pack(p + j, j);
-                        }
+                        pack(p, step);
                         let slot = Addr {
                             region: Region::Scratch,
                             offset: 0,

@@ -1,0 +1,329 @@
+//! Rust twins of the Cranelift `PackPatches` kernel (`pack.rs`), which the Rust GEMM kernel sets use (see
+//! `call.rs`): in AVX2, one panel per call, eight values per vector; with the AVX-512 set, up to
+//! [`WIDE_PANELS`] panels per call, two neighbouring panels whose reads of a tap continue each other
+//! copied as one run of sixteen values. The same values as the Cranelift kernel, bit for bit
+//! (`codegen::agree`). Safety: as `twins.rs` (entered through `call.rs`'s table under its contract;
+//! handed out only when the CPU has the instructions).
+
+use super::avx2::{supported, KernelFn};
+
+/// The most panels one call of the AVX-512 `PackPatches` takes (see `KernelId::PackPatches`).
+pub const WIDE_PANELS: usize = 4;
+
+/// `KernelId::PackPatches` in AVX2 (one panel per call) or, with `wide`, in AVX-512 (up to
+/// [`WIDE_PANELS`]), with the panels a call takes; `None` when this CPU lacks AVX2 or FMA (or AVX-512F,
+/// for `wide`).
+pub fn entry(wide: bool) -> Option<(KernelFn, usize)> {
+    if !supported() || (wide && !super::avx512::supported()) {
+        return None;
+    }
+    imp::entry(wide)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub fn entry(_: bool) -> Option<(super::KernelFn, usize)> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::super::twins::imp::{evens, evens16};
+    use super::super::TAP_READ;
+    use super::{KernelFn, WIDE_PANELS};
+
+    pub fn entry(wide: bool) -> Option<(KernelFn, usize)> {
+        Some(if wide {
+            (pack_patches16, WIDE_PANELS)
+        } else {
+            (pack_patches, 1)
+        })
+    }
+
+    /// `KernelId::PackPatches`: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`, the same values as
+    /// the Cranelift kernel (`pack.rs`) writes, which it checks against bit for bit (`codegen::agree`).
+    /// Tap by tap: a tap's kind is the same for every input channel, so each tap runs one loop over the
+    /// channels without branches (the Cranelift kernel tests the kind per channel and tap), and 8 values
+    /// are one ymm load and store.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 9 arguments, whose addresses satisfy `call.rs`'s contract: `runs`
+    /// and `table` describe reads inside each channel's plane (or -1 offsets), as `lower` builds them;
+    /// the CPU has AVX2 (guaranteed by [`super::entry`], the only way to get this pointer).
+    unsafe extern "C" fn pack_patches(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 9 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 9) };
+        let x = v[0] as *const f32;
+        let out = v[1] as *mut f32;
+        let taps = v[2].max(0) as usize;
+        let table = v[3] as *const i32;
+        let (ci0, ci1) = (v[4].max(0) as usize, v[5].max(0) as usize);
+        let plane = v[6].max(0) as usize;
+        let runs = v[7] as *const i32;
+        let ld = v[8].max(0) as usize;
+        // SAFETY: AVX2 is present (see above); the addresses are valid per the contract.
+        unsafe {
+            for t in 0..taps {
+                let r = runs.add(t * TAP_READ);
+                let to = out.add(t * ld);
+                let row = taps * ld;
+                patches_tap(
+                    (x.add(ci0 * plane), plane),
+                    (to, row),
+                    ci1.saturating_sub(ci0),
+                    r,
+                    table.add(t * 8),
+                );
+            }
+        }
+    }
+
+    /// One tap of `PackPatches` for `channels` channels: channel `c` reads from `x + c * plane` and
+    /// writes 8 values at `out + c * row`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn patches_tap(
+        (x, plane): (*const f32, usize),
+        (out, row): (*mut f32, usize),
+        channels: usize,
+        r: *const i32,
+        table: *const i32,
+    ) {
+        // SAFETY: `r` holds the tap's TAP_READ i32 and `table` its 8 offsets; every read below is one
+        // the kind allows inside the plane (see `KernelId::PackPatches`), every write one of the 8
+        // values of a channel's row of `out`.
+        unsafe {
+            let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
+            let mask = |at: usize| _mm256_castsi256_ps(_mm256_loadu_si256(r.add(at) as *const _));
+            // Kinds 2 and 3: two runs, read with stride 1 or 2, each kept under its lane mask (a generic
+            // function, so each kind's read is inlined into its loop).
+            #[target_feature(enable = "avx2")]
+            #[inline]
+            unsafe fn runs(
+                read: impl Fn(*const f32) -> __m256,
+                (x, plane, a1, a2): (*const f32, usize, isize, isize),
+                (out, row, channels): (*mut f32, usize, usize),
+                (m1, m2): (__m256, __m256),
+            ) {
+                // One run (`a1 == a2`, as `lower` writes a tap whose columns continue one start) is
+                // one read under both masks, `(v & m1) | (v & m2)`, and no mask when they keep every
+                // lane (a stride-2 panel inside the plane).
+                let m1 = _mm256_or_ps(m1, if a1 == a2 { m2 } else { _mm256_setzero_ps() });
+                let whole = _mm256_movemask_ps(m1) == 0xff;
+                match (a1 == a2, whole) {
+                    (true, true) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let v = read(x.add(c * plane).offset(a1));
+                                _mm256_storeu_ps(out.add(c * row), v);
+                            }
+                        }
+                    }
+                    (true, false) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let v = _mm256_and_ps(read(x.add(c * plane).offset(a1)), m1);
+                                _mm256_storeu_ps(out.add(c * row), v);
+                            }
+                        }
+                    }
+                    (false, _) => {
+                        for c in 0..channels {
+                            // SAFETY: as `patches_tap`'s reads and writes.
+                            unsafe {
+                                let xc = x.add(c * plane);
+                                let v1 = _mm256_and_ps(read(xc.offset(a1)), m1);
+                                let v2 = _mm256_and_ps(read(xc.offset(a2)), m2);
+                                _mm256_storeu_ps(out.add(c * row), _mm256_or_ps(v1, v2));
+                            }
+                        }
+                    }
+                }
+            }
+            let at = (x, plane, a1, a2);
+            let to = (out, row, channels);
+            match *r {
+                1 => {
+                    let first = *table as isize;
+                    for c in 0..channels {
+                        let v = _mm256_loadu_ps(x.add(c * plane).offset(first));
+                        _mm256_storeu_ps(out.add(c * row), v);
+                    }
+                }
+                2 => runs(|p| _mm256_loadu_ps(p), at, to, (mask(4), mask(12))),
+                3 => runs(|p| evens(p), at, to, (mask(4), mask(12))),
+                _ => {
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        for j in 0..8 {
+                            let o = *table.add(j);
+                            *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `KernelId::PackPatches` with up to [`WIDE_PANELS`] panels per call: `[x, out, taps, table, ci0,
+    /// ci1, plane, runs, ld, n]`, then `[x, table, runs]` for each panel `1 .. n`; panel `j`'s columns go
+    /// to `out + 8 j`. Tap by tap, panels `j` and `j + 1` (`j` even) whose reads are one run each (kind 1,
+    /// or kinds 2 and 3 with `a1 == a2`) with the same step, the second starting where the first ends,
+    /// are one run of 16 values per channel: one zmm load (two for stride 2, then one `vpermt2ps`) and
+    /// one store, its lanes kept under the panels' masks. The other panels go as in [`pack_patches`].
+    /// Each value is the one a call per panel writes (`codegen::agree`).
+    ///
+    /// # Safety
+    /// As [`pack_patches`], for each panel; `args` holds `10 + 3 (n - 1)` arguments; the CPU has AVX-512F
+    /// (guaranteed by [`super::entry`]).
+    unsafe extern "C" fn pack_patches16(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's first 10 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 10) };
+        let n = (v[9].max(1) as usize).min(WIDE_PANELS);
+        // SAFETY: and to 3 more per panel after the first.
+        let more = unsafe { std::slice::from_raw_parts(args.add(10), 3 * (n - 1)) };
+        let (out, taps) = (v[1] as *mut f32, v[2].max(0) as usize);
+        let (ci0, ci1) = (v[4].max(0) as usize, v[5].max(0) as usize);
+        let (plane, ld) = (v[6].max(0) as usize, v[8].max(0) as usize);
+        let channels = ci1.saturating_sub(ci0);
+        let mut panels = [(v[0], v[3], v[7]); WIDE_PANELS];
+        for (j, p) in more.chunks_exact(3).enumerate() {
+            panels[j + 1] = (p[0], p[1], p[2]);
+        }
+        // SAFETY: the arguments as described above; the CPU has AVX-512F (see above).
+        unsafe {
+            pack16(
+                (&panels[..n], ci0, plane),
+                (out, taps * ld, ld),
+                taps,
+                channels,
+            )
+        }
+    }
+
+    /// The taps of `panels` (input, offsets and reads of each, first channel `ci0`) into the call's rows
+    /// of `row` values from `out`, tap `t` at `out + t * ld`.
+    ///
+    /// # Safety
+    /// As [`pack_patches16`]; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack16(
+        (panels, ci0, plane): (&[(i64, i64, i64)], usize, usize),
+        (out, row, ld): (*mut f32, usize, usize),
+        taps: usize,
+        channels: usize,
+    ) {
+        let n = panels.len();
+        // Panel `j`'s first channel, runs and offsets of tap `t`.
+        let tap = |j: usize, t: usize| {
+            let (x, table, runs) = panels[j];
+            let x = (x as *const f32).wrapping_add(ci0 * plane);
+            let r = (runs as *const i32).wrapping_add(t * TAP_READ);
+            (x, r, (table as *const i32).wrapping_add(t * 8))
+        };
+        for t in 0..taps {
+            let to = out.wrapping_add(t * ld);
+            let mut j = 0;
+            while j < n {
+                let (x, r, table) = tap(j, t);
+                // SAFETY: `r` and `table` hold the tap's TAP_READ and 8 i32 (as for panel j + 1 below).
+                let first = unsafe { one_run(x, r, table) };
+                if let (Some((p, step, m)), true) = (first, j + 1 < n) {
+                    let (x2, r2, table2) = tap(j + 1, t);
+                    // SAFETY: as above.
+                    if let Some((p2, step2, m2)) = unsafe { one_run(x2, r2, table2) } {
+                        if step == step2 && p2 == p.wrapping_add(8 * step) {
+                            let mask = m | (m2 << 8);
+                            // SAFETY: the 16 (stride 2: 32) values from `p` are the two panels' reads,
+                            // which their kinds keep inside each channel's plane; the writes are both
+                            // panels' 8 columns of each channel's row.
+                            unsafe {
+                                run16((p, plane), (to.add(8 * j), row), channels, step, mask)
+                            };
+                            j += 2;
+                            continue;
+                        }
+                    }
+                }
+                // SAFETY: as `pack_patches`, for panel `j` alone.
+                unsafe { patches_tap((x, plane), (to.add(8 * j), row), channels, r, table) };
+                j += 1;
+            }
+        }
+    }
+
+    /// A tap read as one run: its first value, its step (1 or 2) and the lanes it keeps (bit `j`: column
+    /// `j`), or `None` for two runs or value by value. The address is only computed, not read.
+    ///
+    /// # Safety
+    /// `r` holds the tap's [`TAP_READ`] i32 and `table` its 8 offsets.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn one_run(
+        x: *const f32,
+        r: *const i32,
+        table: *const i32,
+    ) -> Option<(*const f32, usize, u16)> {
+        // SAFETY: see above.
+        unsafe {
+            match *r {
+                1 => Some((x.wrapping_offset(*table as isize), 1, 0xff)),
+                kind @ (2 | 3) if *r.add(1) == *r.add(2) => {
+                    let m1 = _mm256_loadu_si256(r.add(4) as *const __m256i);
+                    let m2 = _mm256_loadu_si256(r.add(12) as *const __m256i);
+                    let either = _mm256_castsi256_ps(_mm256_or_si256(m1, m2));
+                    let keep = _mm256_movemask_ps(either) as u16;
+                    Some((
+                        x.wrapping_offset(*r.add(1) as isize),
+                        kind as usize - 1,
+                        keep,
+                    ))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// Two panels' tap as one run: channel `c` reads 16 values from `x + c * plane` (every second of 32
+    /// with `step` 2), keeps the lanes of `mask` (the others +0.0) and writes them at `out + c * row`.
+    ///
+    /// # Safety
+    /// The reads (16 or 32 values per channel) are readable and the writes writable.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run16(
+        (x, plane): (*const f32, usize),
+        (out, row): (*mut f32, usize),
+        channels: usize,
+        step: usize,
+        mask: u16,
+    ) {
+        // SAFETY: see above.
+        unsafe {
+            match (step, mask) {
+                (1, 0xffff) => {
+                    for c in 0..channels {
+                        let v = _mm512_loadu_ps(x.add(c * plane));
+                        _mm512_storeu_ps(out.add(c * row), v);
+                    }
+                }
+                (1, _) => {
+                    for c in 0..channels {
+                        let v = _mm512_maskz_loadu_ps(mask, x.add(c * plane));
+                        _mm512_storeu_ps(out.add(c * row), v);
+                    }
+                }
+                _ => {
+                    for c in 0..channels {
+                        let xc = x.add(c * plane);
+                        let v = evens16((_mm512_loadu_ps(xc), _mm512_loadu_ps(xc.add(16))));
+                        _mm512_storeu_ps(out.add(c * row), _mm512_maskz_mov_ps(mask, v));
+                    }
+                }
+            }
+        }
+    }
+}
