@@ -332,6 +332,26 @@ pub(super) mod imp {
             }
         }
 
+        /// Where the vector run really ends: past `vector[1]` while the columns' windows go on as the
+        /// run's do (whole, evenly spaced).
+        ///
+        /// # Safety
+        /// `cols` holds the table of `ow` columns.
+        unsafe fn run_end(&self) -> usize {
+            let [v_lo, mut v_hi, v_start, v_count, v_step, v_stride] = self.vector;
+            if v_hi <= v_lo {
+                return v_hi;
+            }
+            // SAFETY: `v_hi < ow` is an output column.
+            while v_hi < self.ow
+                && unsafe { Pool::window(self.cols, v_hi) }
+                    == (v_start + (v_hi - v_lo) * v_stride, v_count, v_step)
+            {
+                v_hi += 1;
+            }
+            v_hi
+        }
+
         /// Columns `from..vector[1]` of the vector run, value by value.
         ///
         /// # Safety
@@ -361,7 +381,7 @@ pub(super) mod imp {
         // SAFETY: the caller passes a pointer to the kernel's 17 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 17) };
         let n = |i: usize| v[i].max(0) as usize;
-        let p = Pool {
+        let mut p = Pool {
             x: v[0] as *const f32,
             y: v[1] as *mut f32,
             oh: n(2),
@@ -377,10 +397,82 @@ pub(super) mod imp {
         };
         // SAFETY: AVX2 (and AVX-512F when WIDE) is present and the addresses are valid (see above).
         unsafe {
-            if WIDE {
+            // `lower` cuts the vector run to a multiple of 4 columns (the Cranelift kernel's width);
+            // these kernels mask their last vector, so the run goes on as far as its windows do.
+            p.vector[1] = p.run_end();
+            if WIDE && p.iw <= 32 && p.ow <= 32 {
+                pool_small16::<MAX>(&p)
+            } else if WIDE {
                 pool_planes16::<MAX>(&p)
             } else {
                 pool_planes::<MAX>(&p)
+            }
+        }
+    }
+
+    /// `KernelId::MaxPool` or `AvgPool` on rows of at most 32 values and 32 outputs, sixteen lanes wide
+    /// with nothing in memory between the passes: each output row's window rows reduced into two zmm
+    /// registers, then every output column (edges included) from its own window's entries of them,
+    /// picked by `vpermt2ps`, one entry per step in ascending order under the lanes whose window has
+    /// that many. Per output the operations and their order are [`pool_planes16`]'s and
+    /// [`Pool::column1`]'s, so the same bits; a row buffer in memory instead costs a failed store
+    /// forward per row (GoogLeNet's 2x2 pool of 832 planes of 14x14 spent most of its time there).
+    ///
+    /// # Safety
+    /// As [`pool`], with `iw` and `ow` at most 32.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pool_small16<const MAX: bool>(p: &Pool) {
+        let init = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+        // Every output column's window (first entry, count, step), lane c % 16 of half c / 16.
+        let (mut first, mut count, mut step) = ([0i32; 32], [0i32; 32], [0i32; 32]);
+        for c in 0..p.ow {
+            // SAFETY: `c` is an output column.
+            let (s, n, t) = unsafe { Pool::window(p.cols, c) };
+            (first[c], count[c], step[c]) = (s as i32, n as i32, t as i32);
+        }
+        let most = count.iter().copied().max().unwrap_or(0).max(0) as usize;
+        let halves = p.ow.div_ceil(16);
+        let lanes = |a: &[i32; 32], h: usize| {
+            // SAFETY: 16 values of a 32-value array from 16 h (h < 2).
+            unsafe { _mm512_loadu_si512(a.as_ptr().add(16 * h) as *const _) }
+        };
+        let (m_lo, m_hi) = (lanes16(p.iw), lanes16(p.iw.saturating_sub(16)));
+        // SAFETY: every read is inside a plane of `x` (whole window rows from the tables, at most `iw`
+        // values each), inside `div`, or a lane of a register; every write an output of a plane of `y`.
+        unsafe {
+            for q in 0..p.planes {
+                let xq = p.x.add(q * p.in_plane);
+                let yq = p.y.add(q * p.oh * p.ow);
+                for r in 0..p.oh {
+                    let (hs, hc, hstep) = Pool::window(p.rows, r);
+                    let (mut lo, mut hi) = (init, init);
+                    for j in 0..hc {
+                        let src = xq.add((hs + j * hstep) * p.iw);
+                        lo = combine16::<MAX>(lo, _mm512_maskz_loadu_ps(m_lo, src));
+                        if p.iw > 16 {
+                            hi = combine16::<MAX>(hi, _mm512_maskz_loadu_ps(m_hi, src.add(16)));
+                        }
+                    }
+                    let yr = yq.add(r * p.ow);
+                    let rdiv = _mm512_set1_ps(*p.div.add(r));
+                    for h in 0..halves {
+                        let (n, t) = (lanes(&count, h), lanes(&step, h));
+                        let mut at = lanes(&first, h);
+                        let mut acc = init;
+                        for j in 0..most {
+                            let here = _mm512_cmpgt_epi32_mask(n, _mm512_set1_epi32(j as i32));
+                            let v = _mm512_permutex2var_ps(lo, at, hi);
+                            acc = _mm512_mask_mov_ps(acc, here, combine16::<MAX>(acc, v));
+                            at = _mm512_add_epi32(at, t);
+                        }
+                        let m = lanes16(p.ow - 16 * h);
+                        if !MAX {
+                            let d = _mm512_maskz_loadu_ps(m, p.div.add(p.oh + 16 * h));
+                            acc = _mm512_div_ps(acc, _mm512_mul_ps(rdiv, d));
+                        }
+                        _mm512_mask_storeu_ps(yr.add(16 * h), m, acc);
+                    }
+                }
             }
         }
     }
