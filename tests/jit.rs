@@ -376,11 +376,12 @@ fn same_size_3x3_pools_agree_with_the_interpreter() {
 }
 
 /// Stride-2 pools (windows two columns apart, reduced several output columns at a time): 3x3 and 2x2 max
-/// and average windows, with padding and ceil mode, on rows of 3 to 23 outputs (whole vectors and masked
-/// remainders, rows shorter than one vector), from planes whose sizes are off the vector width.
+/// and average windows, with padding and ceil mode, on rows of 3 to 37 outputs (whole vectors and masked
+/// remainders, rows shorter than one vector; rows of up to 64 values pool in registers with AVX-512, the
+/// 75-wide one through a row buffer), from planes whose sizes are off the vector width.
 #[test]
 fn stride_two_pools_agree_with_the_interpreter() {
-    for (h, w) in [(11u64, 17u64), (19, 46), (8, 33), (9, 14), (15, 7)] {
+    for (h, w) in [(11u64, 17u64), (19, 46), (8, 33), (9, 14), (15, 7), (7, 75)] {
         let text = format!(
             "model pools(x: f32[N, 3, {h}, {w}]) -> (a: f32[N, 3, {oh3}, {ow3}], b: f32[N, 3, {oh3}, {ow3}], c: f32[N, 3, {oh2}, {ow2}], d: f32[N, 3, {ohp}, {owp}]) {{\n    return maxpool(x, 3, stride=2, ceil_mode=true), avgpool(x, 3, stride=2, ceil_mode=true), maxpool(x, 2, stride=2), avgpool(x, 3, stride=2, padding=1, count_include_pad=false)\n}}\n",
             oh3 = (h - 3).div_ceil(2) + 1,
@@ -401,11 +402,23 @@ fn stride_two_pools_agree_with_the_interpreter() {
 /// Max pools propagate NaN as PyTorch does, and every implementation keeps the same bits: a NaN in a
 /// window wins (the last one in the window's order when there are several), and of equal zeros the first
 /// stays. Inputs hold NaNs of two payloads, zeros of both signs and infinities among random values, for
-/// the general kernel (strides 1 and 2, padding, row tails) and the whole-plane 3x3 one.
+/// the general kernel (strides 1 and 2, padding, row tails; rows that fit in registers and longer ones)
+/// and the whole-plane 3x3 one.
 #[test]
 fn max_pools_keep_nans_and_zero_signs_the_same_everywhere() {
-    let text = "model pools(x: f32[N, 3, 13, 21]) -> (a: f32[N, 3, 7, 11], b: f32[N, 3, 13, 21], c: f32[N, 3, 6, 10], d: f32[N, 3, 12, 20]) {\n    return maxpool(x, 3, stride=2, padding=1), maxpool(x, 3, stride=1, padding=1), maxpool(x, 2, stride=2), maxpool(x, 2, stride=1)\n}\n";
-    let path = write_model("pool_nan.nn", text);
+    for w in [21u64, 70] {
+        max_pools_keep_nans(w);
+    }
+}
+
+fn max_pools_keep_nans(w: u64) {
+    let text = format!(
+        "model pools(x: f32[N, 3, 13, {w}]) -> (a: f32[N, 3, 7, {a}], b: f32[N, 3, 13, {w}], c: f32[N, 3, 6, {c}], d: f32[N, 3, 12, {d}]) {{\n    return maxpool(x, 3, stride=2, padding=1), maxpool(x, 3, stride=1, padding=1), maxpool(x, 2, stride=2), maxpool(x, 2, stride=1)\n}}\n",
+        a = (w - 1) / 2 + 1,
+        c = w / 2,
+        d = w - 1,
+    );
+    let path = write_model(&format!("pool_nan_{w}.nn"), &text);
     let g = common::model(&path);
     let mut inputs = common::random_inputs(&g, 2, &mut Rng::new(9), 50);
     let mut rng = Rng::new(10);

@@ -400,7 +400,7 @@ pub(super) mod imp {
             // `lower` cuts the vector run to a multiple of 4 columns (the Cranelift kernel's width);
             // these kernels mask their last vector, so the run goes on as far as its windows do.
             p.vector[1] = p.run_end();
-            if WIDE && p.iw <= 32 && p.ow <= 32 {
+            if WIDE && p.iw <= SMALL_ROW && p.ow <= SMALL_ROW {
                 pool_small16::<MAX>(&p)
             } else if WIDE {
                 pool_planes16::<MAX>(&p)
@@ -410,33 +410,34 @@ pub(super) mod imp {
         }
     }
 
-    /// `KernelId::MaxPool` or `AvgPool` on rows of at most 32 values and 32 outputs, sixteen lanes wide
-    /// with nothing in memory between the passes: each output row's window rows reduced into two zmm
-    /// registers, then every output column (edges included) from its own window's entries of them,
-    /// picked by `vpermt2ps`, one entry per step in ascending order under the lanes whose window has
-    /// that many. Per output the operations and their order are [`pool_planes16`]'s and
-    /// [`Pool::column1`]'s, so the same bits; a row buffer in memory instead costs a failed store
-    /// forward per row (GoogLeNet's 2x2 pool of 832 planes of 14x14 spent most of its time there).
+    /// `KernelId::MaxPool` or `AvgPool` on rows of at most [`SMALL_ROW`] values and outputs, sixteen
+    /// lanes wide with nothing in memory between the passes: each output row's window rows reduced into
+    /// up to four zmm registers, then every output column (edges included) from its own window's entries
+    /// of them, picked by `vpermt2ps` (two and a blend past 32 values), one entry per step in ascending
+    /// order under the lanes whose window has that many. Per output the operations and their order are
+    /// [`pool_planes16`]'s and [`Pool::column1`]'s, so the same bits; a row buffer in memory instead
+    /// costs a failed store forward per row (GoogLeNet's 2x2 pool of 832 planes of 14x14 spent most of
+    /// its time there).
     ///
     /// # Safety
-    /// As [`pool`], with `iw` and `ow` at most 32.
+    /// As [`pool`], with `iw` and `ow` at most [`SMALL_ROW`].
     #[target_feature(enable = "avx512f")]
     unsafe fn pool_small16<const MAX: bool>(p: &Pool) {
         let init = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
-        // Every output column's window (first entry, count, step), lane c % 16 of half c / 16.
-        let (mut first, mut count, mut step) = ([0i32; 32], [0i32; 32], [0i32; 32]);
+        // Every output column's window (first entry, count, step), lane c % 16 of vector c / 16.
+        let (mut first, mut count, mut step) = ([0i32; SMALL_ROW], [0; SMALL_ROW], [0; SMALL_ROW]);
         for c in 0..p.ow {
             // SAFETY: `c` is an output column.
             let (s, n, t) = unsafe { Pool::window(p.cols, c) };
             (first[c], count[c], step[c]) = (s as i32, n as i32, t as i32);
         }
         let most = count.iter().copied().max().unwrap_or(0).max(0) as usize;
-        let halves = p.ow.div_ceil(16);
-        let lanes = |a: &[i32; 32], h: usize| {
-            // SAFETY: 16 values of a 32-value array from 16 h (h < 2).
+        let lanes = |a: &[i32; SMALL_ROW], h: usize| {
+            // SAFETY: 16 values of the array from 16 h (h < SMALL_ROW / 16).
             unsafe { _mm512_loadu_si512(a.as_ptr().add(16 * h) as *const _) }
         };
-        let (m_lo, m_hi) = (lanes16(p.iw), lanes16(p.iw.saturating_sub(16)));
+        let chunks = p.iw.div_ceil(16);
+        let thirty_two = _mm512_set1_epi32(32);
         // SAFETY: every read is inside a plane of `x` (whole window rows from the tables, at most `iw`
         // values each), inside `div`, or a lane of a register; every write an output of a plane of `y`.
         unsafe {
@@ -445,24 +446,32 @@ pub(super) mod imp {
                 let yq = p.y.add(q * p.oh * p.ow);
                 for r in 0..p.oh {
                     let (hs, hc, hstep) = Pool::window(p.rows, r);
-                    let (mut lo, mut hi) = (init, init);
+                    let mut row = [init; SMALL_ROW / 16];
                     for j in 0..hc {
                         let src = xq.add((hs + j * hstep) * p.iw);
-                        lo = combine16::<MAX>(lo, _mm512_maskz_loadu_ps(m_lo, src));
-                        if p.iw > 16 {
-                            hi = combine16::<MAX>(hi, _mm512_maskz_loadu_ps(m_hi, src.add(16)));
+                        for (i, v) in row.iter_mut().enumerate().take(chunks) {
+                            let m = lanes16(p.iw - 16 * i);
+                            *v = combine16::<MAX>(*v, _mm512_maskz_loadu_ps(m, src.add(16 * i)));
                         }
                     }
+                    // Entries `at` of the row (`vpermt2ps` takes an index's low five bits).
+                    let pick = |at: __m512i| {
+                        let low = _mm512_permutex2var_ps(row[0], at, row[1]);
+                        if chunks <= 2 {
+                            return low;
+                        }
+                        let high = _mm512_permutex2var_ps(row[2], at, row[3]);
+                        _mm512_mask_mov_ps(low, _mm512_cmpge_epi32_mask(at, thirty_two), high)
+                    };
                     let yr = yq.add(r * p.ow);
                     let rdiv = _mm512_set1_ps(*p.div.add(r));
-                    for h in 0..halves {
+                    for h in 0..p.ow.div_ceil(16) {
                         let (n, t) = (lanes(&count, h), lanes(&step, h));
                         let mut at = lanes(&first, h);
                         let mut acc = init;
                         for j in 0..most {
                             let here = _mm512_cmpgt_epi32_mask(n, _mm512_set1_epi32(j as i32));
-                            let v = _mm512_permutex2var_ps(lo, at, hi);
-                            acc = _mm512_mask_mov_ps(acc, here, combine16::<MAX>(acc, v));
+                            acc = _mm512_mask_mov_ps(acc, here, combine16::<MAX>(acc, pick(at)));
                             at = _mm512_add_epi32(at, t);
                         }
                         let m = lanes16(p.ow - 16 * h);
@@ -476,6 +485,9 @@ pub(super) mod imp {
             }
         }
     }
+
+    /// The longest rows (input and output) [`pool_small16`] takes.
+    const SMALL_ROW: usize = 64;
 
     /// `acc` combined with `v` as `pool.rs`'s `combine`: the maximum (`v` wins when greater or NaN) or
     /// the sum.
