@@ -399,6 +399,19 @@ fn stride_two_pools_agree_with_the_interpreter() {
     }
 }
 
+/// Convolutions with strides 3 and 4 along rows (AlexNet's first layer is 11x11 stride 4): their taps
+/// are read as strided runs (kinds 4 and 5, vectors with AVX-512, value by value elsewhere), with padding
+/// and panels that cross output rows, against the interpreter and bit for bit across implementations.
+#[test]
+fn stride_three_and_four_convolutions_agree() {
+    let text = "model strided(x: f32[N, 3, 23, 61]) -> (a: f32[N, 5, 5, 14], b: f32[N, 4, 8, 21], c: f32[N, 2, 5, 15]) {\n    return conv2d(x, 5, 11, stride=4, padding=2), conv2d(x, 4, 3, stride=3, padding=1), conv2d(x, 2, 5, stride=[4, 4])\n}\n";
+    let path = write_model("strided.nn", text);
+    for (batch, threads) in [(1, 1), (2, 2)] {
+        agree(&path, batch, threads);
+    }
+    same_bits_everywhere(&common::model(&path), 2, "strided");
+}
+
 /// Max pools propagate NaN as PyTorch does, and every implementation keeps the same bits: a NaN in a
 /// window wins (the last one in the window's order when there are several), and of equal zeros the first
 /// stays. Inputs hold NaNs of two payloads, zeros of both signs and infinities among random values, for

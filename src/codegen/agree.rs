@@ -142,7 +142,7 @@ fn random_tap(rng: &mut Rng, kind: i32, plane: usize) -> ([i32; 8], [i32; super:
                 *o = first + j as i32;
             }
         }
-        2 | 3 => {
+        2..=5 => {
             let step = kind - 1;
             let span = 8 * step as usize;
             // Two starts, or one (a1 == a2) with some or all columns present.
@@ -200,7 +200,7 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
                 let mut table = Vec::new();
                 let mut runs = Vec::new();
                 for t in 0..taps {
-                    let (tt, rr) = random_tap(&mut rng, ((round + t) % 4) as i32, plane);
+                    let (tt, rr) = random_tap(&mut rng, ((round + t) % 6) as i32, plane);
                     table.extend(tt);
                     runs.extend(rr);
                 }
@@ -302,7 +302,7 @@ fn wide_pack_patches_agrees_with_one_call_per_panel() {
                             false => None,
                         };
                         joined += usize::from(follow.is_some());
-                        let kind = (rng.uniform_in(0.0, 4.0) as i32).min(3);
+                        let kind = (rng.uniform_in(0.0, 6.0) as i32).min(5);
                         let (tt, rr) = follow.unwrap_or_else(|| random_tap(&mut rng, kind, plane));
                         p.extend(tt);
                         p.extend(rr);

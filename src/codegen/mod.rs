@@ -154,8 +154,9 @@ pub enum KernelId {
     /// consecutive and inside (two vector loads); kind 2, each column `j` is `x[ci * plane + a1 + j]` where
     /// `mask1[j]` is -1, `x[ci * plane + a2 + j]` where `mask2[j]` is -1, else 0, and both 8-value reads lie in
     /// the plane (four vector loads, masked); kind 3, as kind 2 with `a1 + 2 * j` and `a2 + 2 * j`, both
-    /// 16-value reads in the plane (eight vector loads, even lanes picked, masked); kind 0, value by value
-    /// from `table`.
+    /// 16-value reads in the plane (eight vector loads, even lanes picked, masked); kinds 4 and 5, as kind 2
+    /// with `a + 3 j` and `a + 4 j`, 24- and 32-value reads in the plane (the AVX-512 set's kernel reads them
+    /// as vectors, the others as kind 0); kind 0, value by value from `table`.
     ///
     /// A wide implementation (the AVX-512 set's, [`PACK_PANELS`]: see [`Table::pack_panels`]) also packs
     /// `n` panels in one call, with a 10th argument `n` and three more per panel `j` in `1..n`, `[x_j,

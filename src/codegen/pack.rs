@@ -186,7 +186,12 @@ pub fn build_patches(config: TargetFrontendConfig) -> Function {
                                 }
                             });
                         }
-                        let other = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
+                        // Kind 0, and kinds 4 and 5 (strides 3 and 4), value by value.
+                        let none = kb.b.ins().icmp_imm_s(IntCC::Equal, kind, 0);
+                        let far =
+                            kb.b.ins()
+                                .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, kind, 4);
+                        let other = kb.b.ins().bor(none, far);
                         kb.when(other, |kb| {
                             for j in 0..TILE_N as i32 {
                                 let idx = kb.b.ins().load(I32, flags, tp, 4 * j);

@@ -31,7 +31,7 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::twins::imp::{evens, evens16};
+    use super::super::twins::imp::{evens, evens16, lanes16};
     use super::super::TAP_READ;
     use super::{KernelFn, WIDE_PANELS};
 
@@ -249,8 +249,16 @@ mod imp {
                         }
                     }
                 }
-                // SAFETY: as `pack_patches`, for panel `j` alone.
-                unsafe { patches_tap((x, plane), (to.add(8 * j), row), channels, r, table) };
+                // SAFETY: as `pack_patches`, for panel `j` alone (`r` holds the tap's TAP_READ i32).
+                unsafe {
+                    match *r {
+                        kind @ (4 | 5) => {
+                            let at = (to.add(8 * j), row, channels);
+                            strided8((x, plane), at, kind as usize - 1, r)
+                        }
+                        _ => patches_tap((x, plane), (to.add(8 * j), row), channels, r, table),
+                    }
+                };
                 j += 1;
             }
         }
@@ -284,6 +292,52 @@ mod imp {
                     ))
                 }
                 _ => None,
+            }
+        }
+    }
+
+    /// A tap of kind 4 or 5 (`step` 3 or 4): channel `c`'s columns `j` read `x + c * plane + a + step * j`
+    /// for the start `a` of their run (`a1` under `mask1`, `a2` under `mask2`, else +0.0), each run as
+    /// two vector loads (`8 step` values) and one `vpermt2ps`.
+    ///
+    /// # Safety
+    /// `r` holds the tap's [`TAP_READ`] i32, whose runs' `8 step` values lie in each channel's plane;
+    /// `out + c * row` has 8 writable values per channel.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn strided8(
+        (x, plane): (*const f32, usize),
+        (out, row, channels): (*mut f32, usize, usize),
+        step: usize,
+        r: *const i32,
+    ) {
+        // Lanes j < 8 of the run: 3 j, or 4 j (step 3 or 4).
+        const INDEX: [[i32; 16]; 2] = [
+            [0, 3, 6, 9, 12, 15, 18, 21, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0],
+        ];
+        // SAFETY: 16 i32 of a constant.
+        let index = unsafe { _mm512_loadu_si512(INDEX[(step == 4) as usize].as_ptr() as *const _) };
+        let high = lanes16(8 * step - 16);
+        // SAFETY: see above; the loads read `8 step` values from each run's start.
+        unsafe {
+            let (a1, a2) = (*r.add(1) as isize, *r.add(2) as isize);
+            let keep = |at: usize| {
+                let m = _mm256_loadu_si256(r.add(at) as *const __m256i);
+                _mm256_movemask_ps(_mm256_castsi256_ps(m)) as __mmask16
+            };
+            let (m1, m2) = (keep(4), keep(12));
+            let read = |p: *const f32| {
+                let (lo, hi) = (_mm512_loadu_ps(p), _mm512_maskz_loadu_ps(high, p.add(16)));
+                _mm512_permutex2var_ps(lo, index, hi)
+            };
+            for c in 0..channels {
+                let xc = x.add(c * plane);
+                let mut v =
+                    _mm512_maskz_mov_ps(if a1 == a2 { m1 | m2 } else { m1 }, read(xc.offset(a1)));
+                if a2 != a1 {
+                    v = _mm512_mask_mov_ps(v, m2, read(xc.offset(a2)));
+                }
+                _mm256_storeu_ps(out.add(c * row), _mm512_castps512_ps256(v));
             }
         }
     }

@@ -526,7 +526,7 @@ pub(super) mod imp {
 
     /// Lanes `0 .. n` (`n <= 16`).
     #[inline]
-    fn lanes16(n: usize) -> __mmask16 {
+    pub(in crate::codegen) fn lanes16(n: usize) -> __mmask16 {
         ((1u32 << n.min(16)) - 1) as __mmask16
     }
 

@@ -487,7 +487,9 @@ impl Lower<'_> {
 /// loads. Kind 2: every inside offset continues one of at most two runs, `o[j] = a + j`, whose 8-value reads
 /// from `base + a` stay in the channel's plane (`plane` values): four vector loads, each kept under a lane
 /// mask (a panel that crosses an output row, or a tap with padding on one side). Kind 3: the same with
-/// `o[j] = a + 2j` (stride 2), 16-value reads of which the even lanes are kept. Kind 0: value by value.
+/// `o[j] = a + 2j` (stride 2), 16-value reads of which the even lanes are kept. Kinds 4 and 5: strides 3
+/// and 4 (24- and 32-value reads; AlexNet's first layer), which the Cranelift and AVX2 kernels read as
+/// kind 0 and the AVX-512 one as two vector loads and a permute. Kind 0: value by value.
 /// Layout: `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]` (masks -1 or 0).
 fn tap_reads(tap: &[i32], base: i64, plane: i64) -> [i32; TAP_READ] {
     if tap[0] >= 0 && tap.windows(2).all(|w| w[1] == w[0] + 1) {
@@ -495,13 +497,13 @@ fn tap_reads(tap: &[i32], base: i64, plane: i64) -> [i32; TAP_READ] {
         r[0] = 1;
         return r;
     }
-    strided_runs(tap, base, plane, 1)
-        .or_else(|| strided_runs(tap, base, plane, 2))
+    (1..=4)
+        .find_map(|stride| strided_runs(tap, base, plane, stride))
         .unwrap_or([0; TAP_READ])
 }
 
-/// Kind 2 (`stride` 1) or 3 (`stride` 2) for a tap whose present columns `j` read `a + stride * j` for
-/// at most two starts `a`, when each start's read (`8 * stride` values) lies in the plane.
+/// Kind `1 + stride` (2 to 5 for strides 1 to 4) for a tap whose present columns `j` read `a + stride * j`
+/// for at most two starts `a`, when each start's read (`8 * stride` values) lies in the plane.
 fn strided_runs(tap: &[i32], base: i64, plane: i64, stride: i32) -> Option<[i32; TAP_READ]> {
     let mut r = [0i32; TAP_READ];
     let (mut starts, mut found) = ([0i32; 2], 0);
