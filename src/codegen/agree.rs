@@ -178,6 +178,27 @@ fn random_tap(rng: &mut Rng, kind: i32, plane: usize) -> ([i32; 8], [i32; super:
     (table, runs)
 }
 
+/// `PackPatches`' 9 arguments for one panel of `taps` taps (`table`, `runs`) over `x`, written to `out`.
+fn patches_args(
+    (x, out): (&[f32], *mut f32),
+    taps: usize,
+    (table, runs): (&[i32], &[i32]),
+    (ci0, ci1): (usize, usize),
+    (plane, ld): (usize, usize),
+) -> Vec<i64> {
+    vec![
+        x.as_ptr() as i64,
+        out as i64,
+        taps as i64,
+        table.as_ptr() as i64,
+        ci0 as i64,
+        ci1 as i64,
+        plane as i64,
+        runs.as_ptr() as i64,
+        ld as i64,
+    ]
+}
+
 /// The Rust `PackPatches` writes the bits the Cranelift one writes, tap kind by tap kind, with panels
 /// side by side (`ld` of 8, 16 or 32) and nothing else of `out`.
 #[test]
@@ -207,20 +228,10 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
                 for (ci0, ci1) in [(0, channels), (2, 5), (3, 3)] {
                     let pack = |k: &Kernels| {
                         let mut out = vec![f32::NAN; channels * taps * ld + 8];
-                        k.call(
-                            KernelId::PackPatches,
-                            &[
-                                x.as_ptr() as i64,
-                                out.as_mut_ptr() as i64,
-                                taps as i64,
-                                table.as_ptr() as i64,
-                                ci0 as i64,
-                                ci1 as i64,
-                                plane as i64,
-                                runs.as_ptr() as i64,
-                                ld as i64,
-                            ],
-                        );
+                        let to = (&x[..], out.as_mut_ptr());
+                        let panel = (&table[..], &runs[..]);
+                        let args = patches_args(to, taps, panel, (ci0, ci1), (plane, ld));
+                        k.call(KernelId::PackPatches, &args);
                         out
                     };
                     let (want, got) = (pack(&lift), pack(&rust));
@@ -239,13 +250,13 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
 /// with random columns kept; `None` when `prev` is not one run or the plane ends first.
 fn following_tap(
     rng: &mut Rng,
-    prev: &[i32],
+    (table, runs): (&[i32], &[i32]),
     plane: usize,
 ) -> Option<([i32; 8], [i32; super::TAP_READ])> {
-    let (kind, a1, a2) = (prev[TILE_N], prev[TILE_N + 1], prev[TILE_N + 2]);
+    let (kind, a1, a2) = (runs[0], runs[1], runs[2]);
     let step = if kind == 3 { 2 } else { 1 };
     let start = match kind {
-        1 => prev[0] + 8,
+        1 => table[0] + 8,
         2 | 3 if a1 == a2 => a1 + 8 * step,
         _ => return None,
     };
@@ -291,47 +302,32 @@ fn wide_pack_patches_agrees_with_one_call_per_panel() {
     for taps in [1usize, 3, 9] {
         for n in 1..=4usize {
             for round in 0..40 {
-                // Per panel, its taps' offsets then reads (TILE_N + TAP_READ i32 each).
-                let mut panels: Vec<Vec<i32>> = Vec::new();
+                // Per panel, its taps' offsets (TILE_N i32 each) and reads (TAP_READ each).
+                let mut parts: Vec<(Vec<i32>, Vec<i32>)> = Vec::new();
                 for j in 0..n {
-                    let mut p = Vec::new();
+                    let (mut table, mut runs) = (Vec::new(), Vec::new());
                     for t in 0..taps {
-                        let at = t * (TILE_N + super::TAP_READ);
                         let follow = match j % 2 == 1 && (round + t) % 3 != 0 {
-                            true => following_tap(&mut rng, &panels[j - 1][at..], plane),
+                            true => {
+                                let (pt, pr) = &parts[j - 1];
+                                let prev = (&pt[t * TILE_N..], &pr[t * super::TAP_READ..]);
+                                following_tap(&mut rng, prev, plane)
+                            }
                             false => None,
                         };
                         joined += usize::from(follow.is_some());
                         let kind = (rng.uniform_in(0.0, 6.0) as i32).min(5);
                         let (tt, rr) = follow.unwrap_or_else(|| random_tap(&mut rng, kind, plane));
-                        p.extend(tt);
-                        p.extend(rr);
+                        table.extend(tt);
+                        runs.extend(rr);
                     }
-                    panels.push(p);
+                    parts.push((table, runs));
                 }
-                // Split into each panel's table and runs.
-                let split = |p: &Vec<i32>| {
-                    let (mut table, mut runs) = (Vec::new(), Vec::new());
-                    for t in p.chunks(TILE_N + super::TAP_READ) {
-                        table.extend_from_slice(&t[..TILE_N]);
-                        runs.extend_from_slice(&t[TILE_N..]);
-                    }
-                    (table, runs)
-                };
-                let parts: Vec<(Vec<i32>, Vec<i32>)> = panels.iter().map(split).collect();
                 for (ci0, ci1) in [(0, channels), (1, 4), (2, 2)] {
                     let args = |j: usize, out: &mut Vec<f32>| {
-                        vec![
-                            x.as_ptr() as i64,
-                            out[8 * j..].as_mut_ptr() as i64,
-                            taps as i64,
-                            parts[j].0.as_ptr() as i64,
-                            ci0 as i64,
-                            ci1 as i64,
-                            plane as i64,
-                            parts[j].1.as_ptr() as i64,
-                            ld as i64,
-                        ]
+                        let to = (&x[..], out[8 * j..].as_mut_ptr());
+                        let panel = (&parts[j].0[..], &parts[j].1[..]);
+                        patches_args(to, taps, panel, (ci0, ci1), (plane, ld))
                     };
                     let mut want = vec![f32::NAN; channels * taps * ld + 8];
                     for j in 0..n {
