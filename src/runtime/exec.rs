@@ -87,7 +87,8 @@ pub struct Gemm {
     pub m: u64,
     pub n: u64,
     pub k: u64,
-    /// The k block: [`KC`], or for a convolution whole input channels (a multiple of the taps).
+    /// The k block: [`KC`], for a convolution whole input channels (a multiple of the taps), for a dense
+    /// product that streams its weights all of k (`lower::products::dense_kblock`).
     pub kblock: u64,
     pub form: Form,
     /// Packed A (Conv) or packed B (Dense), one per group.
@@ -316,6 +317,11 @@ impl Scratch {
         self.slots.iter_mut().map(Mem::ptr).collect()
     }
 }
+
+/// A dense product of at most this many rows (per row share) reads its packed weights once, as a
+/// stream from memory: its macro-kernel calls prefetch them ahead (`mode` bit 2), and it runs in one k
+/// block (see `lower::products::dense_kblock`).
+pub const STREAM_ROWS: u64 = 2 * TILE_M as u64;
 
 /// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
 const INLINE_WORK: u64 = 1 << 15;
@@ -683,7 +689,7 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                     let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
                     // One tile of rows reads the packed weights once, from memory: prefetch them.
-                    let stream = if r1 - r0 <= 2 * TILE_M as u64 { 4 } else { 0 };
+                    let stream = if r1 - r0 <= STREAM_ROWS { 4 } else { 0 };
                     let at = (image, 0, r0, r1, col0, cols, kc, mode | stream);
                     let b_stride = (crate::codegen::B_GROUP * 4) as i64;
                     call_gemm(g, k, &res, &a_at, (b, b_stride, b_next), at);
