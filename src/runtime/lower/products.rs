@@ -593,7 +593,7 @@ const BIG_A: u64 = 1 << 20;
 const DENSE_ROWS: u64 = 256;
 
 /// The depth of a dense product's k blocks: [`KC`], or all of `k` for a product that streams its weights
-/// (at most [`STREAM_ROWS`] rows: batch 1 or 2). Packed B is laid out k block by k block, each block's
+/// (at most [`STREAM_ROWS`] rows: batch 1 to 8 of a 2-D input). Packed B is laid out k block by k block, each block's
 /// column groups side by side, so with `KC`-deep blocks a task's weights are runs of 32-64 KiB a whole
 /// block apart (4 MiB in AlexNet's 9216 -> 4096 layer), and the kernel's prefetch, which runs a fixed
 /// distance ahead, starts cold at each. In one block a column group's weights are one run from its first
