@@ -386,9 +386,9 @@ mod imp {
                     // one thread, both variants in one process (per-layer minimums of 30 runs): its
                     // 64 -> 256 1x1 layers at 56x56 0.78-0.83 -> 0.65-0.67 ms, the 256 -> 64 ones
                     // 0.76-0.77 -> 0.73-0.75, the downsample 0.81 -> 0.72; the layer sum -1.2 to
-                    // -1.6% (two threads -1.2%); GoogLeNet and Inception v3 within the noise (-0.6
-                    // to +1%). The last tile of a call prefetches past C's columns; a prefetch never
-                    // faults.
+                    // -1.6%; on two threads medians 1.9% lower (ResNet-18 2.4%); GoogLeNet and
+                    // Inception v3 within the noise (-0.6 to +1%). The last tile of a call prefetches
+                    // past C's columns; a prefetch never faults.
                     let (row, h) = (p0 * 4 + k / H, k % H);
                     let line =
                         a.c.wrapping_byte_offset(row as isize * a.ldc)
