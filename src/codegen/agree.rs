@@ -90,8 +90,9 @@ fn agrees_bitwise(gemm: GemmImpl) {
                 let c0 = rand(rows * ldc + 16);
                 for l in [apart, side_by_side] {
                     for &act in &acts {
-                        // Bit 2 (B streams: the AVX-512 kernel prefetches it) changes no value.
-                        for mode in 0..8 {
+                        // Bits 2 and 3 (B streams, B in place: hints the AVX-512 kernel prefetches
+                        // by) change no value.
+                        for mode in 0..16 {
                             let at = (rows, cols, kc, mode);
                             let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
                             let mut x = c0.clone();

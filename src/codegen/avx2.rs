@@ -49,6 +49,9 @@ pub(super) struct GemmArgs {
     pub last: bool,
     /// B is read once, from memory (`mode` bit 2): a kernel may prefetch it ahead.
     pub stream: bool,
+    /// B is read in place and the next call reads its rows further on (`mode` bit 3): a kernel may
+    /// prefetch them.
+    pub ahead: bool,
     pub row_scale: *const f32,
     pub row_shift: *const f32,
     pub col_shift: *const f32,
@@ -84,6 +87,7 @@ impl GemmArgs {
             add: v[8] & 1 != 0,
             last: v[8] & 2 != 0,
             stream: v[8] & 4 != 0,
+            ahead: v[8] & 8 != 0,
             row_scale: v[9] as *const f32,
             row_shift: v[10] as *const f32,
             col_shift: v[11] as *const f32,

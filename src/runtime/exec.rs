@@ -639,7 +639,9 @@ fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
                         (res(slot), 4 * ld as i64)
                     };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    let at = (image, group, r0, r1, col0, cols, kc, mode);
+                    // In place, the next call reads the same rows of the input further on (bit 3).
+                    let ahead = if here { 8 } else { 0 };
+                    let at = (image, group, r0, r1, col0, cols, kc, mode | ahead);
                     call_gemm(g, k, &res, &a_at, (b, bs, (TILE_N * 4) as i64), at);
                     p += step;
                 }
