@@ -361,6 +361,11 @@ mod imp {
                 (1, 0xffff) => {
                     for c in 0..channels {
                         let v = _mm512_loadu_ps(x.add(c * plane));
+                        // The next call's read of this tap (32 columns on): each channel's run is in
+                        // another page, too many streams for the hardware prefetchers. 64 -> 64 3x3 at
+                        // 56x56 alone (one thread, median of 300 paired runs) 3.7% faster, at 28x28 1%;
+                        // ResNet-18 on two threads (medians) 2.3%. A prefetch never faults.
+                        _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(c * plane + 32) as *const i8);
                         _mm512_storeu_ps(out.add(c * row), v);
                     }
                 }
