@@ -7,6 +7,7 @@ mod cache;
 mod exec;
 mod gemm;
 mod lower;
+mod tasks;
 mod windows;
 
 use std::collections::BTreeMap;
