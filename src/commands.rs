@@ -84,6 +84,8 @@ pub struct RunArgs {
     pub jit: bool,
     pub threads: usize,
     pub gemm: nnc::codegen::GemmImpl,
+    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`--no-winograd` clears it).
+    pub winograd: bool,
 }
 
 pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
@@ -125,8 +127,9 @@ pub fn run(g: &Graph, args: &RunArgs) -> Result<String, Failure> {
             WeightSource::File(f) => f,
             WeightSource::Initialized(w) => w,
         };
-        let mut compiled =
-            nnc::runtime::Compiled::new(g, params, args.threads).with_gemm(args.gemm);
+        let mut compiled = nnc::runtime::Compiled::new(g, params, args.threads)
+            .with_gemm(args.gemm)
+            .with_winograd(args.winograd);
         compiled.run(&inputs).map_err(|e| Failure {
             message: e.to_string(),
             code: 1,

@@ -22,10 +22,11 @@ pub fn program(
     batch: u64,
     weights: &Weights,
     threads: usize,
-    gemm: GemmImpl,
+    (gemm, winograd): (GemmImpl, bool),
 ) -> Result<(Program, nnc::plan::KernelPlan, Duration), Failure> {
     let t = Instant::now();
-    let plan = nnc::plan::build(g, batch);
+    let mut plan = nnc::plan::build(g, batch);
+    plan.winograd = winograd;
     let plan_time = t.elapsed();
     let p = Program::compile_with(g, &plan, weights, threads, gemm)
         .map_err(|e| failure(e.to_string()))?;
@@ -84,7 +85,7 @@ pub fn compile(
     decisions: &[nnc::passes::Decision],
     batch: u64,
     threads: usize,
-    gemm: GemmImpl,
+    gemm: (GemmImpl, bool),
     emit: Emit,
 ) -> Result<String, Failure> {
     let t = Instant::now();
@@ -183,12 +184,14 @@ pub struct BenchArgs {
     pub iters: usize,
     pub json: bool,
     pub gemm: GemmImpl,
+    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3).
+    pub winograd: bool,
 }
 
 /// `nnc bench`: compiles, warms up, runs `iters` times; latency, throughput and a per-kernel profile.
 pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<String, Failure> {
     let weights = tensor::initialize(g, 0);
-    let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads, a.gemm)?;
+    let (mut p, _, plan_time) = program(g, a.batch, &weights, a.threads, (a.gemm, a.winograd))?;
     let front_total: Duration = front.iter().map(|(_, d)| *d).sum();
     let compile = front_total + plan_time + p.lower_time + p.jit_time;
     p.set_inputs(&tensor::random_inputs(g, a.batch, &mut Rng::new(1), 1))

@@ -160,6 +160,9 @@ struct Optimize {
     /// or fuse-elementwise.
     #[arg(long, value_name = "PASS")]
     disable_pass: Vec<String>,
+    /// Run 3x3 stride-1 convolutions directly, not as Winograd F(2x2, 3x3) (JIT only).
+    #[arg(long)]
+    no_winograd: bool,
 }
 
 impl Optimize {
@@ -266,6 +269,12 @@ fn run(cli: Cli) -> u8 {
             gemm_impl(*gemm)
         }
         _ => Ok(GemmImpl::Cranelift),
+    };
+    let winograd = match &cli.command {
+        Command::Run { optimize, .. }
+        | Command::Compile { optimize, .. }
+        | Command::Bench { optimize, .. } => !optimize.no_winograd,
+        _ => true,
     };
     let gemm = match gemm {
         Ok(g) => g,
@@ -397,7 +406,7 @@ fn run(cli: Cli) -> u8 {
                 &c.decisions,
                 *batch,
                 threads,
-                gemm,
+                (gemm, winograd),
                 emit,
             ));
         }
@@ -414,6 +423,7 @@ fn run(cli: Cli) -> u8 {
                 iters: *iters as usize,
                 json: *json,
                 gemm,
+                winograd,
             };
             return report_command(jit::bench(graph, &c.timings, &args));
         }
@@ -440,6 +450,7 @@ fn run(cli: Cli) -> u8 {
                 jit: matches!(backend, Backend::Jit),
                 threads: threads.map_or_else(nnc::runtime::default_threads, |t| t as usize),
                 gemm,
+                winograd,
             };
             return report_command(commands::run(graph, &args));
         }

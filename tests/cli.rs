@@ -369,7 +369,10 @@ fn bench_json_has_the_documented_keys() {
     assert!(v["compile_ms"].as_f64().expect("a number") > 0.0);
     let kernels = v["kernels"].as_array().expect("an array");
     for k in kernels {
-        let (mean, min) = (k["ms"].as_f64().expect("ms"), k["min_ms"].as_f64().expect("min_ms"));
+        let (mean, min) = (
+            k["ms"].as_f64().expect("ms"),
+            k["min_ms"].as_f64().expect("min_ms"),
+        );
         assert!(min >= 0.0 && min <= mean, "{k}");
     }
     // LeNet-5 fused: 2 convolutions and 2 dense layers with their tanh, 2 pools, a dense layer, a softmax.

@@ -22,6 +22,8 @@ mod patches;
 mod pool;
 mod rnn;
 mod twins;
+mod winograd;
+mod winograd_avx512;
 
 pub use call::{Kernels, Table};
 pub use gemm::{KC, TILE_M, TILE_N};
@@ -211,6 +213,16 @@ pub enum KernelId {
     AvgPool3,
     /// `[idx, table, y, count, dim]`: `y[i * dim ..] = table[idx[i] * dim ..]`, `idx` i32, checked before.
     Embedding,
+    /// The input transform of Winograd's F(2x2, 3x3) convolution (see `winograd.rs`): `[x, v, channels,
+    /// h, w, tw, th, ld, xi_stride, ty0]`: channel `c`'s plane at `x + c h w`, its 4x4 tiles `(ty, tx)`
+    /// of stride 2 and zero padding 1 for tile rows `ty0 .. th` transformed to 16 values `V[k]` at `v + k
+    /// xi_stride + c ld + (ty - ty0) tw + tx`.
+    WinogradIn,
+    /// The output transform: `[m, y, channels, h, w, tw, th, ld, xi_stride, shift, mode, slope, ty0]`:
+    /// the 16 products of channel `c`'s tile `(ty, tx)` at `m + k xi_stride + c ld + (ty - ty0) tw +
+    /// tx`, its 2x2 outputs inside the `h x w` plane `y + c h w` as `act(Y (+ old, mode bit 0) +
+    /// shift[c])`.
+    WinogradOut(ActKind),
     /// One LSTM step for a batch: `[gx, gh, c, h, n, hidden, gx_stride, h_stride]`: gate pre-activations
     /// `gx[b * gx_stride + ..]` (input projection with its bias) and `gh[b * 4 hidden ..]`; updates `c[b *
     /// hidden ..]` and writes `h[b * h_stride ..]`. PyTorch gate order i, f, g, o.
@@ -235,6 +247,8 @@ fn build(
         KernelId::MaxPool3 => pool::build_3x3(true, config),
         KernelId::AvgPool3 => pool::build_3x3(false, config),
         KernelId::LstmCell | KernelId::GruCell | KernelId::RnnCell(_) => rnn::build(id, config),
+        KernelId::WinogradIn => winograd::build(true, ActKind::Identity, config),
+        KernelId::WinogradOut(act) => winograd::build(false, act, config),
         KernelId::Unary(_)
         | KernelId::Add
         | KernelId::Mul

@@ -96,6 +96,9 @@ pub struct KernelPlan {
     pub weight_bytes: u64,
     /// Bytes of the largest single activation.
     pub largest_activation: u64,
+    /// Whether the runtime may compute 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (true from
+    /// [`build`]; `--no-winograd` clears it).
+    pub winograd: bool,
 }
 
 /// Builds the plan of a verified graph at `batch`.

@@ -25,6 +25,7 @@ pub struct Compiled<'a> {
     weights: &'a dyn Params,
     threads: usize,
     gemm: GemmImpl,
+    winograd: bool,
     programs: BTreeMap<u64, Program>,
 }
 
@@ -35,6 +36,7 @@ impl<'a> Compiled<'a> {
             weights,
             threads,
             gemm: GemmImpl::detect(),
+            winograd: true,
             programs: BTreeMap::new(),
         }
     }
@@ -45,10 +47,17 @@ impl<'a> Compiled<'a> {
         self
     }
 
+    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (the default).
+    pub fn with_winograd(mut self, on: bool) -> Compiled<'a> {
+        self.winograd = on;
+        self
+    }
+
     /// The program for `batch`, compiled if it is new.
     pub fn program(&mut self, batch: u64) -> Result<&mut Program, CompileError> {
         if !self.programs.contains_key(&batch) {
-            let plan = crate::plan::build(self.graph, batch);
+            let mut plan = crate::plan::build(self.graph, batch);
+            plan.winograd = self.winograd;
             let p =
                 Program::compile_with(self.graph, &plan, self.weights, self.threads, self.gemm)?;
             self.programs.insert(batch, p);

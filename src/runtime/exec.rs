@@ -142,6 +142,8 @@ pub enum Form {
         /// Per column panel: its pattern and base offset into the input plane.
         panels: std::sync::Arc<[(u32, i32)]>,
         direct: bool,
+        /// The products of a Winograd convolution (`lower::winograd`): B holds transformed inputs.
+        winograd: bool,
     },
     Dense {
         input: Addr,
@@ -175,6 +177,74 @@ impl Gemm {
     }
 }
 
+/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) (`lower::winograd`), block by block of tiles: a
+/// task takes one block of one image through the input transform, the 16 products and the output
+/// transform, with the block's transformed inputs `V` and products `M` in its thread's scratch (after the
+/// products' packing area), so they stay in L2 from one stage to the next.
+#[derive(Clone, Debug)]
+pub struct Winograd {
+    pub x: Addr,
+    pub x_image_stride: u64,
+    pub y: Addr,
+    pub y_image_stride: u64,
+    pub channels: u64,
+    pub filters: u64,
+    pub h: u64,
+    pub w: u64,
+    /// Tiles per block (in row-major tile order, 2x2 outputs each).
+    pub block: u64,
+    /// Tasks per block, each with a share of the filters (its rows of the products and its channels of
+    /// the output transform; each transforms the block's whole input).
+    pub shares: u64,
+    /// Per filter, added after the output transform (bias and batch-norm shift).
+    pub shift: Addr,
+    pub act: crate::codegen::ActKind,
+    pub slope: f32,
+    /// The output holds a residual to add.
+    pub accumulate: bool,
+    pub images: u64,
+    /// The 16 products of a whole block and of the last one (fewer tiles): one group each, `V` and
+    /// `M` in scratch at [`Winograd::v_at`] and [`Winograd::m_at`].
+    pub full: Gemm,
+    pub last: Gemm,
+}
+
+impl Winograd {
+    pub fn tile_rows(&self) -> u64 {
+        self.h.div_ceil(2)
+    }
+
+    pub fn tile_cols(&self) -> u64 {
+        self.w.div_ceil(2)
+    }
+
+    pub fn tiles(&self) -> u64 {
+        self.tile_rows() * self.tile_cols()
+    }
+
+    fn blocks(&self) -> u64 {
+        self.tiles().div_ceil(self.block)
+    }
+
+    /// Values per row of a block's `V` and `M`: its tiles, rounded up to whole cache lines.
+    pub fn block_ld(&self) -> u64 {
+        self.block.next_multiple_of(16)
+    }
+
+    /// Where `V` starts in a task's scratch: after the products' packing area.
+    pub fn v_at(&self) -> u64 {
+        self.full.scratch().next_multiple_of(16)
+    }
+
+    pub fn m_at(&self) -> u64 {
+        self.v_at() + 16 * self.channels * self.block_ld()
+    }
+
+    fn scratch(&self) -> u64 {
+        self.m_at() + 16 * self.filters * self.block_ld()
+    }
+}
+
 /// A recurrent layer over a sequence, run by one thread step after step.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
@@ -198,6 +268,7 @@ pub struct Recurrent {
 pub enum Exec {
     Simple(Simple),
     Gemm(Box<Gemm>),
+    Winograd(Box<Winograd>),
     Recurrent(Box<Recurrent>),
 }
 
@@ -206,6 +277,7 @@ impl Exec {
         match self {
             Exec::Simple(s) => s.images * s.chunks,
             Exec::Gemm(g) => g.tasks(),
+            Exec::Winograd(w) => w.images * w.blocks() * w.shares,
             Exec::Recurrent(_) => 1,
         }
     }
@@ -224,6 +296,7 @@ impl Exec {
                 s.images * len.unwrap_or(1 << 14)
             }
             Exec::Gemm(g) => g.images * g.groups * g.m * g.n * g.k,
+            Exec::Winograd(w) => w.images * w.h * w.w * w.channels * w.filters * 9,
             Exec::Recurrent(r) => r.project.m * r.project.n * r.project.k,
         }
     }
@@ -232,6 +305,7 @@ impl Exec {
         match self {
             Exec::Simple(s) => s.scratch,
             Exec::Gemm(g) => g.scratch(),
+            Exec::Winograd(w) => w.scratch(),
             Exec::Recurrent(r) => r.project.scratch().max(r.recur.scratch()),
         }
     }
@@ -334,6 +408,7 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
     let body = |s: i64, t: u64| match exec {
         Exec::Simple(x) => tasks::simple(x, k, bases, s, t),
         Exec::Gemm(g) => tasks::gemm_task(g, k, bases, s, t),
+        Exec::Winograd(w) => tasks::winograd_task(w, k, bases, s, t),
         Exec::Recurrent(r) => tasks::recurrent(r, k, bases, s),
     };
     let caller = *bases.scratch.last().expect("a scratch slot for the caller");
@@ -382,18 +457,22 @@ pub fn run_all(
         .collect();
     let barrier = SpinBarrier::new(pool.current_num_threads());
     let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
+    // The first exec's time counts from here: thread 0 may start after the others have taken all of its
+    // tasks, and would then see it take no time at all.
+    let start = std::time::Instant::now();
     pool.broadcast(|ctx| {
         // A thread that panics leaves the barrier broken, so the others stop waiting and panic too.
         let _guard = barrier.guard();
         let me = ctx.index();
         let slot = bases.scratch[me];
         let mut mine = Vec::with_capacity(if me == 0 { execs.len() } else { 0 });
-        let mut t0 = std::time::Instant::now();
+        let mut t0 = start;
         for (i, e) in execs.iter().enumerate() {
             let tasks = e.tasks();
             let body = |t: u64| match e {
                 Exec::Simple(x) => tasks::simple(x, k, bases, slot, t),
                 Exec::Gemm(g) => tasks::gemm_task(g, k, bases, slot, t),
+                Exec::Winograd(w) => tasks::winograd_task(w, k, bases, slot, t),
                 Exec::Recurrent(r) => tasks::recurrent(r, k, bases, slot),
             };
             if tasks > 1 && e.work() >= INLINE_WORK {

@@ -64,10 +64,12 @@ impl Kernel {
         match &self.exec {
             Exec::Simple(s) => format!("{:?}", s.kernel),
             Exec::Gemm(g) => match g.form {
+                exec::Form::Conv { winograd: true, .. } => "Gemm(winograd 3x3)".into(),
                 exec::Form::Conv { direct: true, .. } => "Gemm(conv 1x1, in place)".into(),
                 exec::Form::Conv { .. } => "Gemm(conv, packed patches)".into(),
                 exec::Form::Dense { .. } => "Gemm(dense)".into(),
             },
+            Exec::Winograd(_) => "Winograd 3x3 (F(2x2, 3x3))".into(),
             Exec::Recurrent(r) => format!("{:?}", r.cell),
         }
     }
@@ -187,11 +189,16 @@ impl Program {
             } else {
                 (step.path.clone(), lw.step(step)?)
             };
+            // The step's multiply-accumulates go to its product (or its first exec).
+            let main = execs
+                .iter()
+                .position(|e| matches!(e, Exec::Gemm(_) | Exec::Winograd(_) | Exec::Recurrent(_)))
+                .unwrap_or(0);
             for (i, exec) in execs.into_iter().enumerate() {
                 steps.push(Kernel {
                     layer: layer.clone(),
                     op: step.op.name(),
-                    macs: if i == 0 { macs } else { 0 },
+                    macs: if i == main { macs } else { 0 },
                     exec,
                 });
             }
@@ -222,6 +229,12 @@ impl Program {
         for s in &steps {
             match &s.exec {
                 Exec::Simple(x) => ids.push(x.kernel),
+                Exec::Winograd(w) => ids.extend([
+                    KernelId::WinogradIn,
+                    KernelId::WinogradOut(w.act),
+                    KernelId::Gemm(crate::codegen::ActKind::Identity),
+                    KernelId::PackPatches,
+                ]),
                 Exec::Gemm(gm) => ids.extend([
                     KernelId::Gemm(gm.act),
                     KernelId::PackPatches,

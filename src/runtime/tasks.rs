@@ -4,7 +4,7 @@
 
 use crate::codegen::{KernelId, Table, PACK_PANELS, TAP_READ, TILE_M, TILE_N};
 
-use super::exec::{Addr, Arg, Bases, Form, Gemm, Recurrent, Region, Simple, STREAM_ROWS};
+use super::exec::{Addr, Arg, Bases, Form, Gemm, Recurrent, Region, Simple, Winograd, STREAM_ROWS};
 
 pub(super) fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let (image, chunk) = (t / x.chunks, t % x.chunks);
@@ -57,7 +57,9 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
     for k0 in starts {
         let kc = g.kblock.min(g.k - k0);
         let mut mode = if k0 == 0 && !g.accumulate { 0 } else { 1 };
-        if k0 + kc == g.k {
+        // A Winograd product's output is the raw sums (its epilogue comes after the output transform).
+        let raw = matches!(g.form, Form::Conv { winograd: true, .. });
+        if k0 + kc == g.k && !raw {
             mode |= 2;
         }
         match g.form {
@@ -71,6 +73,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                 runs,
                 ref panels,
                 direct,
+                winograd,
             } => {
                 let x = input.at(image * in_image_stride + group * in_group_stride);
                 // Rows of B in this k block: input channels ci0..ci1 (k blocks hold whole channels).
@@ -88,7 +91,9 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     ) as u64)
                 };
                 // Panel p is read in place when direct and whole.
-                let in_place = |p: u64| direct && g.n - p * TILE_N as u64 >= TILE_N as u64;
+                // (A Winograd product's rows of B are whole panels long.)
+                let in_place =
+                    |p: u64| direct && (winograd || g.n - p * TILE_N as u64 >= TILE_N as u64);
                 // Packed panels sit side by side in scratch, `call_panels` of them per row: panel j of a
                 // call in columns 8j.., so the panels of a call are contiguous as in place.
                 let ld = g.call_panels.max(1) * TILE_N as u64;
@@ -213,6 +218,55 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
             }
         }
     }
+}
+
+/// Task `t` of a Winograd convolution: one block of tiles of one image, through the input transform
+/// into the thread's scratch, the 16 products (one group each) and the output transform.
+pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i64, t: u64) {
+    let tiles = wg.tiles();
+    let blocks = tiles.div_ceil(wg.block);
+    let (t, share) = (t / wg.shares, t % wg.shares);
+    let (image, b) = (t / blocks, t % blocks);
+    let (t0, t1) = (b * wg.block, ((b + 1) * wg.block).min(tiles));
+    let g = if t1 - t0 == wg.block {
+        &wg.full
+    } else {
+        &wg.last
+    };
+    let res = |a: Addr| bases.resolve(a, scratch);
+    let ld = wg.block_ld();
+    let (v, m) = (
+        scratch + 4 * wg.v_at() as i64,
+        scratch + 4 * wg.m_at() as i64,
+    );
+    let (c, f) = (wg.channels, wg.filters);
+    let geometry = [wg.h, wg.w, wg.tile_cols(), t1, ld].map(|x| x as i64);
+    let x = res(wg.x.at(image * wg.x_image_stride));
+    let mut args = vec![x, v, c as i64];
+    args.extend(geometry);
+    args.extend([(c * ld) as i64, t0 as i64]);
+    k.call(KernelId::WinogradIn, &args);
+    for group in 0..16 {
+        gemm_task(g, k, bases, scratch, group * wg.shares + share);
+    }
+    // This share's filters, as `gemm_task` shares the rows.
+    let per_share = f.div_ceil(TILE_M as u64).div_ceil(wg.shares) * TILE_M as u64;
+    let (r0, r1) = ((share * per_share).min(f), ((share + 1) * per_share).min(f));
+    if r0 >= r1 {
+        return;
+    }
+    let m = m + 4 * (r0 * ld) as i64;
+    let y = res(wg.y.at(image * wg.y_image_stride + r0 * wg.h * wg.w));
+    let mut args = vec![m, y, (r1 - r0) as i64];
+    args.extend(geometry);
+    args.extend([
+        (f * ld) as i64,
+        res(wg.shift.at(r0)),
+        wg.accumulate as i64,
+        wg.slope.to_bits() as i64,
+        t0 as i64,
+    ]);
+    k.call(KernelId::WinogradOut(wg.act), &args);
 }
 
 /// Where macro-kernel calls work: image, group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.

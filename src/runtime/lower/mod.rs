@@ -4,6 +4,7 @@
 //! recurrent layers) are in `products.rs`.
 
 mod products;
+mod winograd;
 
 use crate::codegen::{ActKind, ChainCode, ChainOp, GemmImpl, KernelId, CHAIN_LINKS, TILE_N};
 use crate::ir::{Act, Op};
@@ -37,6 +38,9 @@ pub struct Lower<'a> {
     /// Column panels per call of the GEMM kernel ([`GemmImpl::panels_per_call`]; work splits and
     /// packing layouts only).
     pub call_panels: u64,
+    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`winograd.rs`): with the
+    /// AVX-512 kernels, whose transforms are vectorized.
+    pub winograd: bool,
 }
 
 /// A weight's values for packing (see [`Lower::weight_to_pack`]).
@@ -74,6 +78,7 @@ impl<'a> Lower<'a> {
             reuse: Vec::new(),
             threads: threads.max(1) as u64,
             call_panels: gemm.panels_per_call() as u64,
+            winograd: plan.winograd,
         }
     }
 
@@ -323,11 +328,11 @@ impl<'a> Lower<'a> {
                 vec![self.per_channel(step, KernelId::Affine(ActKind::Identity), s, t)?]
             }
             Op::Conv2d { .. } | Op::Dense { .. } => {
-                vec![Exec::Gemm(Box::new(self.product(
-                    step,
-                    &step.op,
-                    &Epilogue::none(),
-                )?))]
+                let epi = Epilogue::none();
+                match self.winograd(step, &step.op, &epi)? {
+                    Some(w) => w,
+                    None => vec![Exec::Gemm(Box::new(self.product(step, &step.op, &epi)?))],
+                }
             }
             Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }

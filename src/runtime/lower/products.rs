@@ -36,7 +36,7 @@ impl Epilogue {
     }
 
     /// The per-channel shift: the bias times the factor, plus the shift.
-    fn shift(&self, bias: Option<Vec<f32>>, channels: usize) -> Option<Vec<f32>> {
+    pub(super) fn shift(&self, bias: Option<Vec<f32>>, channels: usize) -> Option<Vec<f32>> {
         if bias.is_none() && self.shift.is_none() {
             return None;
         }
@@ -112,7 +112,10 @@ impl Lower<'_> {
                 .collect(),
             ..step.clone()
         };
-        execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?)));
+        match self.winograd(&core, &f.core, &epi)? {
+            Some(w) => execs.extend(w),
+            None => execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?))),
+        }
         Ok(execs)
     }
 
@@ -235,49 +238,8 @@ impl Lower<'_> {
         // before packing read a panel's consecutive pixels as one load.
         let in_place_plane = plane_aligned(h * w);
         let direct = taps == 1 && stride == [1, 1] && pad == [0; 4] && in_place_plane;
-        // Offsets of each tap of each output pixel, column panel by column panel, relative to the
-        // panel's smallest offset; panels with equal relative offsets share one pattern.
         let panels = n.div_ceil(TILE_N as u64);
-        let mut patterns: HashMap<Vec<i32>, u32> = HashMap::new();
-        let mut table = Vec::new();
-        let mut runs = Vec::new();
-        let mut panel_map = Vec::with_capacity(panels as usize);
-        let mut offs = Vec::with_capacity((taps as usize) * TILE_N);
-        for p in 0..panels {
-            offs.clear();
-            for kh in 0..kernel[0] {
-                for kw in 0..kernel[1] {
-                    for j in 0..TILE_N as u64 {
-                        let pix = p * TILE_N as u64 + j;
-                        let (y, x) = (pix / ow, pix % ow);
-                        let ih = (y * stride[0] + kh * dilation[0]) as i64 - pad[0] as i64;
-                        let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
-                        let inside =
-                            pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
-                        offs.push(if inside { ih * w as i64 + iw } else { -1 });
-                    }
-                }
-            }
-            let base = offs.iter().copied().filter(|&o| o >= 0).min().unwrap_or(0);
-            let rel: Vec<i32> = offs
-                .iter()
-                .map(|&o| if o < 0 { -1 } else { (o - base) as i32 })
-                .collect();
-            // How each tap is read; it depends on the panel's place in the plane, so it is part of the
-            // pattern.
-            let mut key = rel.clone();
-            for tap in rel.chunks(TILE_N) {
-                key.extend(tap_reads(tap, base, (h * w) as i64));
-            }
-            let next = patterns.len() as u32;
-            let pattern = *patterns.entry(key).or_insert_with_key(|key| {
-                let reads = &key[rel.len()..];
-                runs.extend(reads.iter().map(|&v| f32::from_bits(v as u32)));
-                table.extend(rel.iter().map(|&o| f32::from_bits(o as u32)));
-                next
-            });
-            panel_map.push((pattern, base as i32));
-        }
+        let (table, runs, panel_map) = patches(kernel, (stride, pad, dilation), (h, w), (ow, n));
         let table = self.own(table);
         let runs = self.own(runs);
         let (xa, xs, _) = self.image(step, xv)?;
@@ -306,6 +268,7 @@ impl Lower<'_> {
                 runs,
                 panels: panel_map.into(),
                 direct,
+                winograd: false,
             },
             weights,
             group_weight_stride,
@@ -537,9 +500,66 @@ fn strided_runs(tap: &[i32], base: i64, plane: i64, stride: i32) -> Option<[i32;
     Some(r)
 }
 
+/// The `PackPatches` tables of a convolution with `kernel`, `(stride, pad, dilation)` on an `h x w`
+/// plane into `n` pixels of rows of `ow`: the offsets of each tap of each output pixel, column panel by
+/// column panel, relative to the panel's smallest offset, and how each tap is read, one pattern per
+/// distinct panel; and per panel its pattern and base offset.
+#[allow(clippy::type_complexity)]
+pub(super) fn patches(
+    kernel: [u64; 2],
+    (stride, pad, dilation): ([u64; 2], [u64; 4], [u64; 2]),
+    (h, w): (u64, u64),
+    (ow, n): (u64, u64),
+) -> (Vec<f32>, Vec<f32>, Vec<(u32, i32)>) {
+    let taps = kernel[0] * kernel[1];
+    let panels = n.div_ceil(TILE_N as u64);
+    // Offsets of each tap of each output pixel, column panel by column panel, relative to the
+    // panel's smallest offset; panels with equal relative offsets share one pattern.
+    let mut patterns: HashMap<Vec<i32>, u32> = HashMap::new();
+    let mut table = Vec::new();
+    let mut runs = Vec::new();
+    let mut panel_map = Vec::with_capacity(panels as usize);
+    let mut offs = Vec::with_capacity((taps as usize) * TILE_N);
+    for p in 0..panels {
+        offs.clear();
+        for kh in 0..kernel[0] {
+            for kw in 0..kernel[1] {
+                for j in 0..TILE_N as u64 {
+                    let pix = p * TILE_N as u64 + j;
+                    let (y, x) = (pix / ow, pix % ow);
+                    let ih = (y * stride[0] + kh * dilation[0]) as i64 - pad[0] as i64;
+                    let iw = (x * stride[1] + kw * dilation[1]) as i64 - pad[2] as i64;
+                    let inside = pix < n && ih >= 0 && iw >= 0 && ih < h as i64 && iw < w as i64;
+                    offs.push(if inside { ih * w as i64 + iw } else { -1 });
+                }
+            }
+        }
+        let base = offs.iter().copied().filter(|&o| o >= 0).min().unwrap_or(0);
+        let rel: Vec<i32> = offs
+            .iter()
+            .map(|&o| if o < 0 { -1 } else { (o - base) as i32 })
+            .collect();
+        // How each tap is read; it depends on the panel's place in the plane, so it is part of the
+        // pattern.
+        let mut key = rel.clone();
+        for tap in rel.chunks(TILE_N) {
+            key.extend(tap_reads(tap, base, (h * w) as i64));
+        }
+        let next = patterns.len() as u32;
+        let pattern = *patterns.entry(key).or_insert_with_key(|key| {
+            let reads = &key[rel.len()..];
+            runs.extend(reads.iter().map(|&v| f32::from_bits(v as u32)));
+            table.extend(rel.iter().map(|&o| f32::from_bits(o as u32)));
+            next
+        });
+        panel_map.push((pattern, base as i32));
+    }
+    (table, runs, panel_map)
+}
+
 /// Convolution weights `[groups x m, k]` (row-major) packed as A, group after group, each row times
 /// `factor[row]` if given.
-fn pack_conv<T: Copy + Into<f64>>(
+pub(super) fn pack_conv<T: Copy + Into<f64>>(
     w: &[T],
     (groups, m, k, kblock): (usize, usize, usize, usize),
     factor: Option<&[f64]>,
@@ -568,7 +588,12 @@ fn pack_conv<T: Copy + Into<f64>>(
 /// Otherwise it aims at 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64
 /// columns) so a task re-reads its block of A from L2 rather than memory. Blocks hold an even number of
 /// panels (see [`even_panels`]). How work is split never changes results.
-fn split(images: u64, panels: u64, (m, k): (u64, u64), (threads, call): (u64, u64)) -> (u64, u64) {
+pub(super) fn split(
+    images: u64,
+    panels: u64,
+    (m, k): (u64, u64),
+    (threads, call): (u64, u64),
+) -> (u64, u64) {
     let row_panels = m.div_ceil(TILE_M as u64);
     if 4 * m * k >= BIG_A {
         return (

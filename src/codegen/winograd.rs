@@ -1,0 +1,390 @@
+//! The transforms of Winograd's F(2x2, 3x3) convolution (Lavin and Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016) in Cranelift IR, value by value: [`KernelId::WinogradIn`] takes
+//! each 4x4 input tile `d` (stride 2, zero padding 1) to `V = Bᵀ d B`, [`KernelId::WinogradOut`] each
+//! 4x4 tile of products `M` to the 2x2 outputs `Y = Aᵀ M A` with the layer's epilogue. Between them the
+//! runtime multiplies, for each of the 16 positions of a tile, the transformed weights `U = G g Gᵀ` by
+//! `V` as one GEMM (`runtime::lower::winograd`). The AVX-512 twins (`winograd_avx512.rs`) do the same
+//! operations in the same order on sixteen tiles at once, so both give the same bits.
+//!
+//! `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]` and `Aᵀ = [1 1 1 0; 0 1 -1 -1]` take additions only.
+//! Each transform runs down the tile's columns first, then along its rows:
+//! - in: `a_i = (Bᵀ d)_i` per column (`d0 - d2`, `d1 + d2`, `d2 - d1`, `d1 - d3`), then `V_i = a_i B`
+//!   along the row (the same four forms on `a_i0 .. a_i3`), `V[4 i + j]`;
+//! - out: `u_0 = (M_0 + M_1) + M_2`, `u_1 = (M_1 - M_2) - M_3` per column, then the same along each
+//!   row; then `+ old` (a residual, `mode` bit 0), `+ shift[c]`, the activation.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::F32;
+use cranelift_codegen::ir::{Function, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::isa::TargetFrontendConfig;
+
+use super::builder::{Draft, Kb, Lanes};
+use super::{math, ActKind};
+
+/// `KernelId::WinogradIn` or `KernelId::WinogradOut(act)`.
+pub fn build(input: bool, act: ActKind, config: TargetFrontendConfig) -> Function {
+    Draft::new(config).build(config, |kb| {
+        if input {
+            transform_in(kb)
+        } else {
+            transform_out(kb, act)
+        }
+    })
+}
+
+/// The four column forms of `Bᵀ` on `d0 .. d3`.
+fn bt(kb: &mut Kb, [d0, d1, d2, d3]: [Value; 4]) -> [Value; 4] {
+    let i = kb.b.ins();
+    let a0 = i.fsub(d0, d2);
+    let a1 = kb.b.ins().fadd(d1, d2);
+    let a2 = kb.b.ins().fsub(d2, d1);
+    let a3 = kb.b.ins().fsub(d1, d3);
+    [a0, a1, a2, a3]
+}
+
+/// The two forms of `Aᵀ` on `m0 .. m3`.
+fn at(kb: &mut Kb, [m0, m1, m2, m3]: [Value; 4]) -> [Value; 2] {
+    let s = kb.b.ins().fadd(m0, m1);
+    let u0 = kb.b.ins().fadd(s, m2);
+    let t = kb.b.ins().fsub(m1, m2);
+    let u1 = kb.b.ins().fsub(t, m3);
+    [u0, u1]
+}
+
+/// `[x, v, channels, h, w, tw, t1, ld, xi_stride, t0]`: for channel `c < channels` (plane `x + c h w`)
+/// and tile `t` in `t0 .. t1` (tile `(ty, tx) = (t / tw, t % tw)`), input rows `2 ty - 1 ..` and columns
+/// `2 tx - 1 ..` (zero outside the plane), writes `V[4 i + j]` at `v + (4 i + j) xi_stride + c ld + t -
+/// t0`.
+fn transform_in(kb: &mut Kb) {
+    let [x, v, channels, h, w, tw, t1, ld, xs, t0] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|i| kb.arg(i));
+    let plane = kb.b.ins().imul(h, w);
+    let zero = kb.fconst(Lanes::One, 0.0);
+    kb.for_n(channels, |kb, c| {
+        let (co, cl) = (kb_mul(kb, c, plane), kb_mul(kb, c, ld));
+        let xc = kb.addr(x, co, 4);
+        let vc = kb.addr(v, cl, 4);
+        kb.for_range(t0, t1, 1, |kb, tile| {
+            let ty = kb.b.ins().sdiv(tile, tw);
+            let tx = kb.b.ins().srem(tile, tw);
+            // d[i][j]: input (2 ty - 1 + i, 2 tx - 1 + j), zero outside.
+            let mut d = [[zero; 4]; 4];
+            for (i, row) in d.iter_mut().enumerate() {
+                for (j, e) in row.iter_mut().enumerate() {
+                    let y = kb.b.ins().imul_imm_s(ty, 2);
+                    let y = kb.b.ins().iadd_imm_s(y, i as i64 - 1);
+                    let xx = kb.b.ins().imul_imm_s(tx, 2);
+                    let xx = kb.b.ins().iadd_imm_s(xx, j as i64 - 1);
+                    *e = load_inside(kb, xc, (y, xx), (h, w));
+                }
+            }
+            // Down the columns, then along the rows.
+            let mut a = [[zero; 4]; 4];
+            for j in 0..4 {
+                let col = bt(kb, [d[0][j], d[1][j], d[2][j], d[3][j]]);
+                for i in 0..4 {
+                    a[i][j] = col[i];
+                }
+            }
+            let t = kb.b.ins().isub(tile, t0);
+            for (i, row) in a.iter().enumerate() {
+                let out = bt(kb, *row);
+                for (j, value) in out.into_iter().enumerate() {
+                    let at = kb.b.ins().imul_imm_s(xs, (4 * i + j) as i64);
+                    let at = kb.b.ins().iadd(at, t);
+                    kb.store(value, vc, at);
+                }
+            }
+        });
+    });
+}
+
+/// `[m, y, channels, h, w, tw, t1, ld, xi_stride, shift, mode, slope, t0]`: for channel `c <
+/// channels` and tile `t` in `t0 .. t1` (`(ty, tx) = (t / tw, t % tw)`), `M[k]` at `m + k xi_stride + c
+/// ld + t - t0`; writes the outputs `(2 ty + i, 2 tx
+/// + j)` inside the `h x w` plane `y + c h w`: `act(Y + old + shift[c])` (`old`, the value there, only
+/// with `mode` bit 0; `slope` the f32 of leaky ReLU).
+fn transform_out(kb: &mut Kb, act: ActKind) {
+    let [m, y, channels, h, w, tw, t1, ld, xs, shift, mode] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(|i| kb.arg(i));
+    let slope = kb.arg(11);
+    let t0 = kb.arg(12);
+    let slope = kb.b.ins().ireduce(cranelift_codegen::ir::types::I32, slope);
+    let slope = kb.b.ins().bitcast(F32, MemFlagsData::new(), slope);
+    let plane = kb.b.ins().imul(h, w);
+    let add_old = kb.b.ins().band_imm_s(mode, 1);
+    let add_old = kb.b.ins().icmp_imm_s(IntCC::NotEqual, add_old, 0);
+    kb.for_n(channels, |kb, c| {
+        let (co, cl) = (kb_mul(kb, c, plane), kb_mul(kb, c, ld));
+        let yc = kb.addr(y, co, 4);
+        let mc = kb.addr(m, cl, 4);
+        let t_shift = kb.load(Lanes::One, shift, c);
+        kb.for_range(t0, t1, 1, |kb, tile| {
+            let ty = kb.b.ins().sdiv(tile, tw);
+            let tx = kb.b.ins().srem(tile, tw);
+            let t = kb.b.ins().isub(tile, t0);
+            let mut mv = [[t_shift; 4]; 4];
+            for (i, row) in mv.iter_mut().enumerate() {
+                for (j, e) in row.iter_mut().enumerate() {
+                    let at = kb.b.ins().imul_imm_s(xs, (4 * i + j) as i64);
+                    let at = kb.b.ins().iadd(at, t);
+                    *e = kb.load(Lanes::One, mc, at);
+                }
+            }
+            let mut u = [[t_shift; 4]; 2];
+            for j in 0..4 {
+                let col = at(kb, [mv[0][j], mv[1][j], mv[2][j], mv[3][j]]);
+                u[0][j] = col[0];
+                u[1][j] = col[1];
+            }
+            for (i, row) in u.iter().enumerate() {
+                let out = at(kb, *row);
+                for (j, value) in out.into_iter().enumerate() {
+                    let oy = kb.b.ins().imul_imm_s(ty, 2);
+                    let oy = kb.b.ins().iadd_imm_s(oy, i as i64);
+                    let ox = kb.b.ins().imul_imm_s(tx, 2);
+                    let ox = kb.b.ins().iadd_imm_s(ox, j as i64);
+                    let in_y = kb.b.ins().icmp(IntCC::SignedLessThan, oy, h);
+                    let in_x = kb.b.ins().icmp(IntCC::SignedLessThan, ox, w);
+                    let inside = kb.b.ins().band(in_y, in_x);
+                    kb.when(inside, |kb| {
+                        let at = kb.b.ins().imul(oy, w);
+                        let at = kb.b.ins().iadd(at, ox);
+                        let var = kb.var(F32, value);
+                        kb.when(add_old, |kb| {
+                            let old = kb.load(Lanes::One, yc, at);
+                            let cur = kb.b.use_var(var);
+                            let sum = kb.b.ins().fadd(cur, old);
+                            kb.b.def_var(var, sum);
+                        });
+                        let cur = kb.b.use_var(var);
+                        let v = kb.b.ins().fadd(cur, t_shift);
+                        let v = math::act(kb, Lanes::One, act, v, slope);
+                        kb.store(v, yc, at);
+                    });
+                }
+            }
+        });
+    });
+}
+
+/// `a * b` (i64 values).
+fn kb_mul(kb: &mut Kb, a: Value, b: Value) -> Value {
+    kb.b.ins().imul(a, b)
+}
+
+/// The value at `(y, x)` of the `h x w` plane at `p`, or +0.0 outside it (the address is clamped into the
+/// plane, so nothing outside is read).
+fn load_inside(kb: &mut Kb, p: Value, (y, x): (Value, Value), (h, w): (Value, Value)) -> Value {
+    let zero_i = kb.iconst(0);
+    let y_ok = kb.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, y, zero_i);
+    let y_lt = kb.b.ins().icmp(IntCC::SignedLessThan, y, h);
+    let x_ok = kb.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, x, zero_i);
+    let x_lt = kb.b.ins().icmp(IntCC::SignedLessThan, x, w);
+    let a = kb.b.ins().band(y_ok, y_lt);
+    let b = kb.b.ins().band(x_ok, x_lt);
+    let inside = kb.b.ins().band(a, b);
+    let yc = kb.b.ins().select(inside, y, zero_i);
+    let xc = kb.b.ins().select(inside, x, zero_i);
+    let at = kb.b.ins().imul(yc, w);
+    let at = kb.b.ins().iadd(at, xc);
+    let v = kb.load(Lanes::One, p, at);
+    let zero = kb.fconst(Lanes::One, 0.0);
+    kb.b.ins().select(inside, v, zero)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ActKind, GemmImpl, KernelId, Kernels};
+    use crate::tensor::Rng;
+
+    /// Tiles and `V`/`M` row length of an `h x w` plane.
+    fn tiles(h: usize, w: usize) -> (usize, usize, usize) {
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        (th, tw, (th * tw).next_multiple_of(16))
+    }
+
+    fn transform_in(k: &Kernels, x: &[f32], c: usize, (h, w): (usize, usize)) -> Vec<f32> {
+        let (th, tw, ld) = tiles(h, w);
+        let mut v = vec![f32::NAN; 16 * c * ld];
+        let args = [
+            x.as_ptr() as i64,
+            v.as_mut_ptr() as i64,
+            c as i64,
+            h as i64,
+            w as i64,
+        ];
+        let more = [tw as i64, (th * tw) as i64, ld as i64, (c * ld) as i64, 0];
+        k.call(KernelId::WinogradIn, &[&args[..], &more[..]].concat());
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transform_out(
+        k: &Kernels,
+        act: ActKind,
+        m: &[f32],
+        y0: &[f32],
+        (c, h, w): (usize, usize, usize),
+        shift: &[f32],
+        mode: i64,
+        slope: f32,
+    ) -> Vec<f32> {
+        let (th, tw, ld) = tiles(h, w);
+        let mut y = y0.to_vec();
+        // Guards: the plane starts 16 values into `y` and is followed by 16 more.
+        let args = [
+            m.as_ptr() as i64,
+            y[16..].as_mut_ptr() as i64,
+            c as i64,
+            h as i64,
+            w as i64,
+        ];
+        let more = [
+            tw as i64,
+            (th * tw) as i64,
+            ld as i64,
+            (c * ld) as i64,
+            shift.as_ptr() as i64,
+        ];
+        let last = [mode, slope.to_bits() as i64, 0];
+        k.call(
+            KernelId::WinogradOut(act),
+            &[&args[..], &more[..], &last[..]].concat(),
+        );
+        y
+    }
+
+    /// `U = G g Gᵀ` of one 3x3 filter, in f64.
+    fn u_of(g: &[f64]) -> [f64; 16] {
+        let gm = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let mut t = [[0.0; 3]; 4];
+        for i in 0..4 {
+            for j in 0..3 {
+                t[i][j] = (0..3).map(|k| gm[i][k] * g[k * 3 + j]).sum();
+            }
+        }
+        let mut u = [0.0; 16];
+        for i in 0..4 {
+            for j in 0..4 {
+                u[4 * i + j] = (0..3).map(|k| t[i][k] * gm[j][k]).sum();
+            }
+        }
+        u
+    }
+
+    /// The transforms with the products between them give a 3x3 convolution (stride 1, padding 1) to
+    /// within float rounding, on planes of odd and even sides, and the AVX-512 twins the same bits as
+    /// the Cranelift kernels, with every mode and activation, writing nothing outside the plane.
+    #[test]
+    fn transforms_compute_a_3x3_convolution_and_twins_agree_bitwise() {
+        let ids = [
+            KernelId::WinogradIn,
+            KernelId::WinogradOut(ActKind::Identity),
+            KernelId::WinogradOut(ActKind::Relu),
+            KernelId::WinogradOut(ActKind::LeakyRelu),
+        ];
+        let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+        let wide = GemmImpl::Avx512
+            .available()
+            .then(|| Kernels::compile_with(&ids, GemmImpl::Avx512).unwrap());
+        let mut rng = Rng::new(31);
+        for (h, w, ci, co) in [
+            (1, 1, 1, 1),
+            (2, 3, 2, 3),
+            (5, 7, 3, 2),
+            (7, 7, 4, 5),
+            (14, 14, 2, 3),
+            (17, 35, 3, 2),
+            (6, 40, 1, 2),
+            (33, 2, 2, 1),
+        ] {
+            let (th, tw, ld) = tiles(h, w);
+            let x: Vec<f32> = (0..ci * h * w)
+                .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
+                .collect();
+            let g: Vec<f64> = (0..co * ci * 9)
+                .map(|_| rng.uniform_in(-1.0, 1.0))
+                .collect();
+            let v = transform_in(&lift, &x, ci, (h, w));
+            if let Some(wide) = &wide {
+                let v2 = transform_in(wide, &x, ci, (h, w));
+                for (a, b) in v.iter().zip(&v2) {
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "{h}x{w}"
+                    );
+                }
+            }
+            // M[k][o][t] = sum over c of U[o][c][k] V[k][c][t].
+            let mut m = vec![0.0f32; 16 * co * ld];
+            for k in 0..16 {
+                for o in 0..co {
+                    for t in 0..th * tw {
+                        let s: f64 = (0..ci)
+                            .map(|c| {
+                                u_of(&g[(o * ci + c) * 9..][..9])[k]
+                                    * v[(k * ci + c) * ld + t] as f64
+                            })
+                            .sum();
+                        m[(k * co + o) * ld + t] = s as f32;
+                    }
+                }
+            }
+            let shift: Vec<f32> = (0..co).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect();
+            let y0: Vec<f32> = (0..co * h * w + 32)
+                .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
+                .collect();
+            for (act, mode, slope) in [
+                (ActKind::Identity, 0, 0.0),
+                (ActKind::Relu, 1, 0.0),
+                (ActKind::LeakyRelu, 1, 0.1),
+            ] {
+                let y = transform_out(&lift, act, &m, &y0, (co, h, w), &shift, mode, slope);
+                assert_eq!(&y[..16], &y0[..16], "{h}x{w}: wrote before the plane");
+                assert_eq!(
+                    &y[16 + co * h * w..],
+                    &y0[16 + co * h * w..],
+                    "{h}x{w}: wrote after it"
+                );
+                for o in 0..co {
+                    for (r, cc) in (0..h).flat_map(|r| (0..w).map(move |cc| (r, cc))) {
+                        let mut want = shift[o] as f64;
+                        for c in 0..ci {
+                            for (kh, kw) in (0..3).flat_map(|a| (0..3).map(move |b| (a, b))) {
+                                let (iy, ix) =
+                                    (r as isize + kh as isize - 1, cc as isize + kw as isize - 1);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let xv = x[c * h * w + iy as usize * w + ix as usize] as f64;
+                                    want += g[(o * ci + c) * 9 + kh * 3 + kw] * xv;
+                                }
+                            }
+                        }
+                        let at = 16 + o * h * w + r * w + cc;
+                        if mode == 1 {
+                            want += y0[at] as f64;
+                        }
+                        if act != ActKind::Identity && want < 0.0 {
+                            want *= slope as f64;
+                        }
+                        let got = y[at] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "{h}x{w} {act:?}: {got} against {want}"
+                        );
+                    }
+                }
+                if let Some(wide) = &wide {
+                    let y2 = transform_out(wide, act, &m, &y0, (co, h, w), &shift, mode, slope);
+                    let same = y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{h}x{w} {act:?}: the AVX-512 twin differs");
+                }
+            }
+        }
+    }
+}

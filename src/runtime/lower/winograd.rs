@@ -1,0 +1,231 @@
+//! 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of
+//! outputs from a 4x4 tile of inputs with 16 multiplications per input and output channel instead of 36.
+//! Three execs: [`KernelId::WinogradIn`] writes, per input channel, each tile's 16 transformed values
+//! `V = Bᵀ d B` as 16 matrices `V_k [channels x tiles]`; one GEMM exec multiplies each by its transformed
+//! weights `U_k = (G g Gᵀ)_k [filters x channels]` (computed in f64 and packed at compile time, the
+//! batch-norm factor folded in) as 16 groups of a 1x1 convolution that reads `V_k` in place; then
+//! [`KernelId::WinogradOut`] turns each tile's 16 products into its 2x2 outputs `Aᵀ M A` and applies the
+//! layer's epilogue (bias and batch-norm shift, residual, activation). `V` and `M` live in two program
+//! buffers that every such layer reuses (execs run one after another).
+//!
+//! It does not apply to other kernels, strides, dilations, paddings or groups, to sigmoid or tanh
+//! epilogues, to planes under [`MIN_PLANE`] pixels, or without the AVX-512 transforms (the Cranelift
+//! ones work value by value: they are the reference the AVX-512 ones are checked against, not a fast
+//! path). Results differ from the direct convolution's by float rounding only: the transforms take
+//! additions and halvings, and every JIT test compares against the interpreter.
+
+use crate::codegen::{ActKind, KC, TILE_N};
+use crate::ir::Op;
+use crate::plan::Step;
+
+use super::super::exec::{Addr, Exec, Form, Gemm, Region, Segment, Winograd};
+use super::products::{pack_conv, patches, whole_calls, Epilogue};
+use super::{CompileError, Lower, ToPack};
+
+/// The smallest plane (pixels) a convolution runs as Winograd on.
+const MIN_PLANE: u64 = 8 * 8;
+
+/// The fewest input channels and filters: the products' depth is the input channels (a 3-channel stem
+/// is faster direct, with 27 taps per product).
+const MIN_CHANNELS: u64 = 32;
+
+/// Tiles per block: two macro-kernel calls of 32 columns.
+const BLOCK: u64 = 64;
+
+/// `G`, which takes a 3x3 filter `g` to `U = G g Gᵀ`.
+const G: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// `U = G g Gᵀ` of every 3x3 filter of `w` (`[filters, channels, 3, 3]`), as 16 matrices `U_k
+/// [filters, channels]` one after another.
+fn transform_weights<T: Copy + Into<f64>>(w: &[T], filters: usize, channels: usize) -> Vec<f64> {
+    let mut u = vec![0.0; 16 * filters * channels];
+    for (f, g) in w.chunks_exact(9).enumerate() {
+        let mut t = [[0.0; 3]; 4];
+        for (i, row) in t.iter_mut().enumerate() {
+            for (j, e) in row.iter_mut().enumerate() {
+                *e = (0..3).map(|k| G[i][k] * g[k * 3 + j].into()).sum();
+            }
+        }
+        for i in 0..4 {
+            for j in 0..4 {
+                let v: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
+                u[(4 * i + j) * filters * channels + f] = v;
+            }
+        }
+    }
+    u
+}
+
+impl Lower<'_> {
+    /// The execs of convolution `op` as Winograd F(2x2, 3x3), or `None` when it does not apply (see the
+    /// module documentation).
+    pub(super) fn winograd(
+        &mut self,
+        step: &Step,
+        op: &Op,
+        epi: &Epilogue,
+    ) -> Result<Option<Vec<Exec>>, CompileError> {
+        let Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            bias,
+        } = *op
+        else {
+            return Ok(None);
+        };
+        let (xv, out) = (&step.inputs[0], &step.output);
+        let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let fits = kernel == [3, 3]
+            && stride == [1, 1]
+            && dilation == [1, 1]
+            && pad == [1; 4]
+            && groups == 1
+            && matches!(
+                epi.act,
+                ActKind::Identity | ActKind::Relu | ActKind::LeakyRelu
+            )
+            && c >= MIN_CHANNELS
+            && filters >= MIN_CHANNELS
+            && h * w >= MIN_PLANE
+            // At most a fifth more outputs computed than kept (odd sides round up to whole tiles):
+            // 13x13 computes 14x14 (1.16x), 7x7 8x8 (1.31x).
+            && 5 * (4 * th * tw) <= 6 * h * w
+            && out.dims[2..] == [h, w];
+        if !self.winograd || !fits {
+            return Ok(None);
+        }
+        let (m, batch) = (filters, self.plan.batch);
+        let kblock = KC as u64;
+        let shape = (16, m as usize, c as usize, kblock as usize);
+        // The batch-norm factor of each filter, for each of the 16 matrices.
+        let factor: Option<Vec<f64>> = epi.factor.as_ref().map(|f| f.repeat(16));
+        let packed = match self.weight_to_pack(step, 1)? {
+            ToPack::F64(wt) => {
+                let u = transform_weights(wt, m as usize, c as usize);
+                pack_conv(&u, shape, factor.as_deref())
+            }
+            ToPack::F32(wt) => {
+                let u = transform_weights(&wt, m as usize, c as usize);
+                self.done_with(wt);
+                pack_conv(&u, shape, factor.as_deref())
+            }
+        };
+        let group_weight_stride = crate::codegen::packed_a_len(m as usize, c as usize) as u64;
+        let weights = self.own(packed);
+        let b = if bias {
+            Some(self.param(step, 2)?)
+        } else {
+            None
+        };
+        let shift = match epi.shift(b, m as usize) {
+            Some(t) => self.own(t),
+            None => self.zeros(),
+        };
+        let (xa, xs, _) = self.image(step, xv)?;
+        let (ya, ys, _) = self.image(step, out)?;
+        let tiles = th * tw;
+        let block = BLOCK.min(tiles);
+        let ld = block.next_multiple_of(16);
+        let call_panels = self.call_panels;
+        // Two shares of the filters when the blocks alone make too few tasks to keep the threads busy.
+        let blocks = tiles.div_ceil(block);
+        let threads = self.threads;
+        let shares = if batch * blocks < 4 * threads && threads > 1 {
+            2.min(m.div_ceil(8))
+        } else {
+            1
+        };
+        let v_at = (call_panels.max(1) * kblock * TILE_N as u64).next_multiple_of(16);
+        let m_at = v_at + 16 * c * ld;
+        let scratch = |offset: u64| Addr {
+            region: Region::Scratch,
+            offset,
+        };
+        let (ones, zeros) = (self.ones(), self.zeros());
+        // The products of a block of `n` tiles.
+        let mut product = |n: u64| {
+            let (table, runs, panel_map) =
+                patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (n, n));
+            let panels = n.div_ceil(TILE_N as u64);
+            Gemm {
+                act: ActKind::Identity,
+                slope: 0.0,
+                accumulate: false,
+                m,
+                n,
+                k: c,
+                kblock,
+                form: Form::Conv {
+                    input: scratch(v_at),
+                    in_image_stride: 0,
+                    in_group_stride: c * ld,
+                    plane: ld,
+                    taps: 1,
+                    table: self.own(table),
+                    runs: self.own(runs),
+                    panels: panel_map.into(),
+                    direct: true,
+                    winograd: true,
+                },
+                weights,
+                group_weight_stride,
+                row_scale: ones,
+                row_shift: zeros,
+                col_shift: zeros,
+                outs: vec![Segment {
+                    first: 0,
+                    rows: m,
+                    out: scratch(m_at),
+                    image_stride: 0,
+                }],
+                ldc: ld,
+                groups: 16,
+                images: 1,
+                panels_per_task: whole_calls(panels, panels, call_panels),
+                row_splits: 1,
+                call_panels,
+            }
+        };
+        let full = Gemm {
+            row_splits: shares,
+            ..product(block)
+        };
+        let last = match tiles % block {
+            0 => full.clone(),
+            n => Gemm {
+                row_splits: shares,
+                ..product(n)
+            },
+        };
+        let _ = batch;
+        Ok(Some(vec![Exec::Winograd(Box::new(Winograd {
+            x: xa,
+            x_image_stride: xs,
+            y: ya,
+            y_image_stride: ys,
+            channels: c,
+            filters: m,
+            h,
+            w,
+            block,
+            shares,
+            shift,
+            act: epi.act,
+            slope: epi.slope,
+            accumulate: epi.accumulate,
+            images: batch,
+            full,
+            last,
+        }))]))
+    }
+}
