@@ -160,7 +160,8 @@ struct Optimize {
     /// or fuse-elementwise.
     #[arg(long, value_name = "PASS")]
     disable_pass: Vec<String>,
-    /// Run 3x3 stride-1 convolutions directly, not as Winograd F(2x2, 3x3) (JIT only).
+    /// Run 3x3 stride-1 convolutions directly, not as Winograd F(2x2, 3x3) (JIT only; Winograd is the
+    /// default on CPUs with AVX-512F).
     #[arg(long)]
     no_winograd: bool,
 }
@@ -273,7 +274,9 @@ fn run(cli: Cli) -> u8 {
     let winograd = match &cli.command {
         Command::Run { optimize, .. }
         | Command::Compile { optimize, .. }
-        | Command::Bench { optimize, .. } => !optimize.no_winograd,
+        | Command::Bench { optimize, .. } => {
+            !optimize.no_winograd && nnc::codegen::winograd_by_default()
+        }
         _ => true,
     };
     let gemm = match gemm {

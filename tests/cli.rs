@@ -464,3 +464,36 @@ fn jit_commands_refuse_bad_arguments_with_exit_code_2() {
         assert!(text(&out.stderr).contains("error"), "{args:?}");
     }
 }
+
+/// `--no-winograd` runs 3x3 stride-1 convolutions directly; by default they are Winograd's on a CPU with
+/// AVX-512F (`nnc bench`'s profile names the kernels).
+#[test]
+fn no_winograd_runs_3x3_convolutions_directly() {
+    let kernels = |extra: &[&str]| {
+        let mut args = vec!["bench", "models/resnet18.nn", "--iters", "1", "--json"];
+        args.extend(extra);
+        let out = nnc(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        // Layers with a Winograd kernel (one exec per layer, or three on small planes).
+        let mut layers: Vec<&str> = v["kernels"]
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter(|k| k["kernel"].as_str().expect("kernel").contains("inograd"))
+            .map(|k| k["layer"].as_str().expect("layer"))
+            .collect();
+        layers.sort();
+        layers.dedup();
+        layers.len()
+    };
+    // ResNet-18's 3x3 stride-1 convolutions: two per block, less the three strided ones and the three at
+    // 7x7 (whose 8x8 of tiles would compute 31% more outputs than they keep).
+    let by_default = if nnc::codegen::winograd_by_default() {
+        10
+    } else {
+        0
+    };
+    assert_eq!(kernels(&[]), by_default);
+    assert_eq!(kernels(&["--no-winograd"]), 0);
+}

@@ -193,9 +193,6 @@ pub struct Winograd {
     pub w: u64,
     /// Tiles per block (in row-major tile order, 2x2 outputs each).
     pub block: u64,
-    /// Tasks per block, each with a share of the filters (its rows of the products and its channels of
-    /// the output transform; each transforms the block's whole input).
-    pub shares: u64,
     /// Per filter, added after the output transform (bias and batch-norm shift).
     pub shift: Addr,
     pub act: crate::codegen::ActKind,
@@ -277,7 +274,7 @@ impl Exec {
         match self {
             Exec::Simple(s) => s.images * s.chunks,
             Exec::Gemm(g) => g.tasks(),
-            Exec::Winograd(w) => w.images * w.blocks() * w.shares,
+            Exec::Winograd(w) => w.images * w.blocks(),
             Exec::Recurrent(_) => 1,
         }
     }

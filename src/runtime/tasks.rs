@@ -225,7 +225,6 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
 pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let tiles = wg.tiles();
     let blocks = tiles.div_ceil(wg.block);
-    let (t, share) = (t / wg.shares, t % wg.shares);
     let (image, b) = (t / blocks, t % blocks);
     let (t0, t1) = (b * wg.block, ((b + 1) * wg.block).min(tiles));
     let g = if t1 - t0 == wg.block {
@@ -247,21 +246,14 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     args.extend([(c * ld) as i64, t0 as i64]);
     k.call(KernelId::WinogradIn, &args);
     for group in 0..16 {
-        gemm_task(g, k, bases, scratch, group * wg.shares + share);
+        gemm_task(g, k, bases, scratch, group);
     }
-    // This share's filters, as `gemm_task` shares the rows.
-    let per_share = f.div_ceil(TILE_M as u64).div_ceil(wg.shares) * TILE_M as u64;
-    let (r0, r1) = ((share * per_share).min(f), ((share + 1) * per_share).min(f));
-    if r0 >= r1 {
-        return;
-    }
-    let m = m + 4 * (r0 * ld) as i64;
-    let y = res(wg.y.at(image * wg.y_image_stride + r0 * wg.h * wg.w));
-    let mut args = vec![m, y, (r1 - r0) as i64];
+    let y = res(wg.y.at(image * wg.y_image_stride));
+    let mut args = vec![m, y, f as i64];
     args.extend(geometry);
     args.extend([
         (f * ld) as i64,
-        res(wg.shift.at(r0)),
+        res(wg.shift),
         wg.accumulate as i64,
         wg.slope.to_bits() as i64,
         t0 as i64,

@@ -41,6 +41,8 @@ pub struct Lower<'a> {
     /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`winograd.rs`): with the
     /// AVX-512 kernels, whose transforms are vectorized.
     pub winograd: bool,
+    /// The buffers of staged Winograd convolutions' transformed inputs and products (`winograd.rs`).
+    winograd_mem: Option<(Addr, Addr)>,
 }
 
 /// A weight's values for packing (see [`Lower::weight_to_pack`]).
@@ -79,6 +81,7 @@ impl<'a> Lower<'a> {
             threads: threads.max(1) as u64,
             call_panels: gemm.panels_per_call() as u64,
             winograd: plan.winograd,
+            winograd_mem: None,
         }
     }
 

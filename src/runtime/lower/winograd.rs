@@ -14,12 +14,12 @@
 //! path). Results differ from the direct convolution's by float rounding only: the transforms take
 //! additions and halvings, and every JIT test compares against the interpreter.
 
-use crate::codegen::{ActKind, KC, TILE_N};
+use crate::codegen::{ActKind, KernelId, KC, TILE_N};
 use crate::ir::Op;
 use crate::plan::Step;
 
-use super::super::exec::{Addr, Exec, Form, Gemm, Region, Segment, Winograd};
-use super::products::{pack_conv, patches, whole_calls, Epilogue};
+use super::super::exec::{Addr, Arg, Exec, Form, Gemm, Region, Segment, Simple, Winograd};
+use super::products::{pack_conv, patches, split, whole_calls, Epilogue};
 use super::{CompileError, Lower, ToPack};
 
 /// The smallest plane (pixels) a convolution runs as Winograd on.
@@ -135,16 +135,24 @@ impl Lower<'_> {
         let (ya, ys, _) = self.image(step, out)?;
         let tiles = th * tw;
         let block = BLOCK.min(tiles);
-        let ld = block.next_multiple_of(16);
         let call_panels = self.call_panels;
-        // Two shares of the filters when the blocks alone make too few tasks to keep the threads busy.
-        let blocks = tiles.div_ceil(block);
-        let threads = self.threads;
-        let shares = if batch * blocks < 4 * threads && threads > 1 {
-            2.min(m.div_ceil(8))
-        } else {
-            1
-        };
+        if self.threads > 1 && batch * tiles.div_ceil(block) < 4 * self.threads {
+            let geometry = Geometry {
+                x: (xa, xs),
+                y: (ya, ys),
+                c,
+                m,
+                h,
+                w,
+            };
+            return Ok(Some(self.staged(
+                geometry,
+                (weights, group_weight_stride),
+                shift,
+                epi,
+            )));
+        }
+        let ld = block.next_multiple_of(16);
         let v_at = (call_panels.max(1) * kblock * TILE_N as u64).next_multiple_of(16);
         let m_at = v_at + 16 * c * ld;
         let scratch = |offset: u64| Addr {
@@ -196,18 +204,11 @@ impl Lower<'_> {
                 call_panels,
             }
         };
-        let full = Gemm {
-            row_splits: shares,
-            ..product(block)
-        };
+        let full = product(block);
         let last = match tiles % block {
             0 => full.clone(),
-            n => Gemm {
-                row_splits: shares,
-                ..product(n)
-            },
+            n => product(n),
         };
-        let _ = batch;
         Ok(Some(vec![Exec::Winograd(Box::new(Winograd {
             x: xa,
             x_image_stride: xs,
@@ -218,7 +219,6 @@ impl Lower<'_> {
             h,
             w,
             block,
-            shares,
             shift,
             act: epi.act,
             slope: epi.slope,
@@ -228,4 +228,146 @@ impl Lower<'_> {
             last,
         }))]))
     }
+
+    /// A Winograd convolution as three execs over whole planes, for planes whose blocks make too few
+    /// tasks to share between the threads (at batch 1 on two threads: 28x28 and smaller): the input
+    /// transform shared by channels, the 16 products by groups, rows and columns as any GEMM, the output
+    /// transform by filters, with `V` and `M` in two program buffers that every such layer reuses (execs
+    /// run one after another). The same operations as the blocked exec, so the same bits.
+    fn staged(
+        &mut self,
+        Geometry { x, y, c, m, h, w }: Geometry,
+        (weights, group_weight_stride): (Addr, u64),
+        shift: Addr,
+        epi: &Epilogue,
+    ) -> Vec<Exec> {
+        let (batch, kblock) = (self.plan.batch, KC as u64);
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let tiles = th * tw;
+        let ld = tiles.next_multiple_of(16);
+        let (va, ma) = self.winograd_buffers(batch * 16 * c * ld, batch * 16 * m * ld);
+        let ptr = |addr: Addr, image_stride: u64, chunk_stride: u64| Arg::Ptr {
+            addr,
+            image_stride,
+            chunk_stride,
+        };
+        let ints = |v: &[u64]| v.iter().map(|&x| Arg::Int(x as i64)).collect::<Vec<_>>();
+        // About 16 tasks per image for each transform.
+        let (ci, co) = (c.div_ceil(16), m.div_ceil(16));
+        let mut args = vec![
+            ptr(x.0, x.1, ci * h * w),
+            ptr(va, 16 * c * ld, ci * ld),
+            Arg::Len {
+                total: c,
+                chunk: ci,
+            },
+        ];
+        args.extend(ints(&[h, w, tw, tiles, ld, c * ld, 0]));
+        let input = Exec::Simple(Simple {
+            kernel: KernelId::WinogradIn,
+            scratch: 0,
+            images: batch,
+            chunks: c.div_ceil(ci),
+            args,
+        });
+        let (table, runs, panel_map) =
+            patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (tiles, tiles));
+        let panels = tiles.div_ceil(TILE_N as u64);
+        let (panels_per_task, row_splits) =
+            split(batch * 16, panels, (m, c), (self.threads, self.call_panels));
+        let (table, runs) = (self.own(table), self.own(runs));
+        let (ones, zeros) = (self.ones(), self.zeros());
+        let product = Exec::Gemm(Box::new(Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            accumulate: false,
+            m,
+            n: tiles,
+            k: c,
+            kblock,
+            form: Form::Conv {
+                input: va,
+                in_image_stride: 16 * c * ld,
+                in_group_stride: c * ld,
+                plane: ld,
+                taps: 1,
+                table,
+                runs,
+                panels: panel_map.into(),
+                direct: true,
+                winograd: true,
+            },
+            weights,
+            group_weight_stride,
+            row_scale: ones,
+            row_shift: zeros,
+            col_shift: zeros,
+            outs: vec![Segment {
+                first: 0,
+                rows: m,
+                out: ma,
+                image_stride: 16 * m * ld,
+            }],
+            ldc: ld,
+            groups: 16,
+            images: batch,
+            panels_per_task,
+            row_splits,
+            call_panels: self.call_panels,
+        }));
+        let mut args = vec![
+            ptr(ma, 16 * m * ld, co * ld),
+            ptr(y.0, y.1, co * h * w),
+            Arg::Len {
+                total: m,
+                chunk: co,
+            },
+        ];
+        args.extend(ints(&[h, w, tw, tiles, ld, m * ld]));
+        args.push(ptr(shift, 0, co));
+        args.push(Arg::Int(epi.accumulate as i64));
+        args.push(Arg::Int(epi.slope.to_bits() as i64));
+        args.push(Arg::Int(0));
+        let output = Exec::Simple(Simple {
+            kernel: KernelId::WinogradOut(epi.act),
+            scratch: 0,
+            images: batch,
+            chunks: m.div_ceil(co),
+            args,
+        });
+        vec![input, product, output]
+    }
+
+    /// The program's buffers for the staged execs' `V` and `M`, grown to `v` and `m` values.
+    fn winograd_buffers(&mut self, v: u64, m: u64) -> (Addr, Addr) {
+        let (va, ma) = match self.winograd_mem {
+            Some(b) => b,
+            None => {
+                let va = self.own(Vec::new());
+                let ma = self.own(Vec::new());
+                self.winograd_mem = Some((va, ma));
+                (va, ma)
+            }
+        };
+        for (a, len) in [(va, v), (ma, m)] {
+            let Region::Owned(i) = a.region else {
+                unreachable!("program memory")
+            };
+            if (self.owned[i].len() as u64) < len {
+                self.owned[i].resize(len as usize, 0.0);
+            }
+        }
+        (va, ma)
+    }
+}
+
+/// Where a staged Winograd convolution reads and writes (address and image stride of its input and
+/// output), its channels, filters and plane.
+struct Geometry {
+    x: (Addr, u64),
+    y: (Addr, u64),
+    c: u64,
+    m: u64,
+    h: u64,
+    w: u64,
 }
