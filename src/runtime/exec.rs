@@ -168,7 +168,7 @@ impl Gemm {
     /// f32 elements of scratch one task needs.
     pub fn scratch(&self) -> u64 {
         match self.form {
-            Form::Conv { .. } => self.call_panels.max(1) * self.kblock * TILE_N as u64,
+            Form::Conv { .. } => conv_pack_scratch(self.call_panels, self.kblock),
             Form::Dense { .. } => {
                 let panels = self.m.div_ceil(TILE_M as u64);
                 panels.div_ceil(self.row_splits) * self.kblock * TILE_M as u64
@@ -228,18 +228,31 @@ impl Winograd {
         self.block.next_multiple_of(16)
     }
 
-    /// Where `V` starts in a task's scratch: after the products' packing area.
+    /// Where `V` and `M` start in a task's scratch, for a layer of `channels` whose products' calls take
+    /// `call_panels` panels (k blocks of `KC`) and whose blocks have rows of `ld` values: after the
+    /// products' packing area, on a cache line, one after the other.
+    pub fn scratch_at(call_panels: u64, channels: u64, ld: u64) -> (u64, u64) {
+        let v = conv_pack_scratch(call_panels, crate::codegen::KC as u64).next_multiple_of(16);
+        (v, v + 16 * channels * ld)
+    }
+
     pub fn v_at(&self) -> u64 {
-        self.full.scratch().next_multiple_of(16)
+        Self::scratch_at(self.full.call_panels, self.channels, self.block_ld()).0
     }
 
     pub fn m_at(&self) -> u64 {
-        self.v_at() + 16 * self.channels * self.block_ld()
+        Self::scratch_at(self.full.call_panels, self.channels, self.block_ld()).1
     }
 
     fn scratch(&self) -> u64 {
         self.m_at() + 16 * self.filters * self.block_ld()
     }
+}
+
+/// f32 elements of scratch a convolution's task packs B's panels into: one call's panels (`call_panels`
+/// of 8 columns), `kblock` rows.
+pub fn conv_pack_scratch(call_panels: u64, kblock: u64) -> u64 {
+    call_panels.max(1) * kblock * TILE_N as u64
 }
 
 /// A recurrent layer over a sequence, run by one thread step after step.

@@ -153,56 +153,17 @@ impl Lower<'_> {
             )));
         }
         let ld = block.next_multiple_of(16);
-        let v_at = (call_panels.max(1) * kblock * TILE_N as u64).next_multiple_of(16);
-        let m_at = v_at + 16 * c * ld;
+        let (v_at, m_at) = Winograd::scratch_at(call_panels, c, ld);
         let scratch = |offset: u64| Addr {
             region: Region::Scratch,
             offset,
         };
-        let (ones, zeros) = (self.ones(), self.zeros());
-        // The products of a block of `n` tiles.
+        // The products of a block of `n` tiles, in scratch.
         let mut product = |n: u64| {
-            let (table, runs, panel_map) =
-                patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (n, n));
             let panels = n.div_ceil(TILE_N as u64);
-            Gemm {
-                act: ActKind::Identity,
-                slope: 0.0,
-                accumulate: false,
-                m,
-                n,
-                k: c,
-                kblock,
-                form: Form::Conv {
-                    input: scratch(v_at),
-                    in_image_stride: 0,
-                    in_group_stride: c * ld,
-                    plane: ld,
-                    taps: 1,
-                    table: self.own(table),
-                    runs: self.own(runs),
-                    panels: panel_map.into(),
-                    direct: true,
-                    winograd: true,
-                },
-                weights,
-                group_weight_stride,
-                row_scale: ones,
-                row_shift: zeros,
-                col_shift: zeros,
-                outs: vec![Segment {
-                    first: 0,
-                    rows: m,
-                    out: scratch(m_at),
-                    image_stride: 0,
-                }],
-                ldc: ld,
-                groups: 16,
-                images: 1,
-                panels_per_task: whole_calls(panels, panels, call_panels),
-                row_splits: 1,
-                call_panels,
-            }
+            let split = (whole_calls(panels, panels, call_panels), 1);
+            let at = ((scratch(v_at), 0), (scratch(m_at), 0));
+            self.products((weights, group_weight_stride), (m, c, n, ld), at, 1, split)
         };
         let full = product(block);
         let last = match tiles % block {
@@ -241,7 +202,7 @@ impl Lower<'_> {
         shift: Addr,
         epi: &Epilogue,
     ) -> Vec<Exec> {
-        let (batch, kblock) = (self.plan.batch, KC as u64);
+        let batch = self.plan.batch;
         let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
         let tiles = th * tw;
         let ld = tiles.next_multiple_of(16);
@@ -270,51 +231,17 @@ impl Lower<'_> {
             chunks: c.div_ceil(ci),
             args,
         });
-        let (table, runs, panel_map) =
-            patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (tiles, tiles));
         let panels = tiles.div_ceil(TILE_N as u64);
-        let (panels_per_task, row_splits) =
-            split(batch * 16, panels, (m, c), (self.threads, self.call_panels));
-        let (table, runs) = (self.own(table), self.own(runs));
-        let (ones, zeros) = (self.ones(), self.zeros());
-        let product = Exec::Gemm(Box::new(Gemm {
-            act: ActKind::Identity,
-            slope: 0.0,
-            accumulate: false,
-            m,
-            n: tiles,
-            k: c,
-            kblock,
-            form: Form::Conv {
-                input: va,
-                in_image_stride: 16 * c * ld,
-                in_group_stride: c * ld,
-                plane: ld,
-                taps: 1,
-                table,
-                runs,
-                panels: panel_map.into(),
-                direct: true,
-                winograd: true,
-            },
-            weights,
-            group_weight_stride,
-            row_scale: ones,
-            row_shift: zeros,
-            col_shift: zeros,
-            outs: vec![Segment {
-                first: 0,
-                rows: m,
-                out: ma,
-                image_stride: 16 * m * ld,
-            }],
-            ldc: ld,
-            groups: 16,
-            images: batch,
-            panels_per_task,
-            row_splits,
-            call_panels: self.call_panels,
-        }));
+        let split = split(batch * 16, panels, (m, c), (self.threads, self.call_panels));
+        let at = ((va, 16 * c * ld), (ma, 16 * m * ld));
+        let product = self.products(
+            (weights, group_weight_stride),
+            (m, c, tiles, ld),
+            at,
+            batch,
+            split,
+        );
+        let product = Exec::Gemm(Box::new(product));
         let mut args = vec![
             ptr(ma, 16 * m * ld, co * ld),
             ptr(y.0, y.1, co * h * w),
@@ -336,6 +263,59 @@ impl Lower<'_> {
             args,
         });
         vec![input, product, output]
+    }
+
+    /// The 16 products `M_k = U_k V_k` of `n` tiles (per image) as one GEMM of 16 groups: `V_k` read in
+    /// place (rows of `ld` values, whole panels long) from `v`, `M_k` written raw (no epilogue) to `out`,
+    /// `images` images apart by the given strides, in tasks of `split` (panels per task, row splits).
+    fn products(
+        &mut self,
+        (weights, group_weight_stride): (Addr, u64),
+        (m, c, n, ld): (u64, u64, u64, u64),
+        ((v, v_image), (out, out_image)): ((Addr, u64), (Addr, u64)),
+        images: u64,
+        (panels_per_task, row_splits): (u64, u64),
+    ) -> Gemm {
+        let (table, runs, panel_map) = patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (n, n));
+        let (ones, zeros) = (self.ones(), self.zeros());
+        Gemm {
+            act: ActKind::Identity,
+            slope: 0.0,
+            accumulate: false,
+            m,
+            n,
+            k: c,
+            kblock: KC as u64,
+            form: Form::Conv {
+                input: v,
+                in_image_stride: v_image,
+                in_group_stride: c * ld,
+                plane: ld,
+                taps: 1,
+                table: self.own(table),
+                runs: self.own(runs),
+                panels: panel_map.into(),
+                direct: true,
+                winograd: true,
+            },
+            weights,
+            group_weight_stride,
+            row_scale: ones,
+            row_shift: zeros,
+            col_shift: zeros,
+            outs: vec![Segment {
+                first: 0,
+                rows: m,
+                out,
+                image_stride: out_image,
+            }],
+            ldc: ld,
+            groups: 16,
+            images,
+            panels_per_task,
+            row_splits,
+            call_panels: self.call_panels,
+        }
     }
 
     /// The program's buffers for the staged execs' `V` and `M`, grown to `v` and `m` values.
