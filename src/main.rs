@@ -274,9 +274,7 @@ fn run(cli: Cli) -> u8 {
     let winograd = match &cli.command {
         Command::Run { optimize, .. }
         | Command::Compile { optimize, .. }
-        | Command::Bench { optimize, .. } => {
-            !optimize.no_winograd && nnc::codegen::winograd_by_default()
-        }
+        | Command::Bench { optimize, .. } => !optimize.no_winograd,
         _ => true,
     };
     let gemm = match gemm {

@@ -96,9 +96,8 @@ pub struct KernelPlan {
     pub weight_bytes: u64,
     /// Bytes of the largest single activation.
     pub largest_activation: u64,
-    /// Whether the runtime may compute 3x3 stride-1 convolutions as Winograd F(2x2, 3x3): from
-    /// [`build`], on CPUs with AVX-512F ([`crate::codegen::winograd_by_default`]); `--no-winograd`
-    /// clears it.
+    /// Whether the runtime may compute 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (true from
+    /// [`build`]; `--no-winograd` clears it). It does so on CPUs with AVX-512F.
     pub winograd: bool,
 }
 

@@ -36,7 +36,7 @@ impl<'a> Compiled<'a> {
             weights,
             threads,
             gemm: GemmImpl::detect(),
-            winograd: crate::codegen::winograd_by_default(),
+            winograd: true,
             programs: BTreeMap::new(),
         }
     }
@@ -47,8 +47,8 @@ impl<'a> Compiled<'a> {
         self
     }
 
-    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (the default on CPUs with
-    /// AVX-512F).
+    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (the default; they do on CPUs
+    /// with AVX-512F).
     pub fn with_winograd(mut self, on: bool) -> Compiled<'a> {
         self.winograd = on;
         self

@@ -80,7 +80,7 @@ impl<'a> Lower<'a> {
             reuse: Vec::new(),
             threads: threads.max(1) as u64,
             call_panels: gemm.panels_per_call() as u64,
-            winograd: plan.winograd,
+            winograd: plan.winograd && crate::codegen::winograd_by_default(),
             winograd_mem: None,
         }
     }
