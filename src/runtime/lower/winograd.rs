@@ -1,18 +1,23 @@
 //! 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of
 //! outputs from a 4x4 tile of inputs with 16 multiplications per input and output channel instead of 36.
-//! Three execs: [`KernelId::WinogradIn`] writes, per input channel, each tile's 16 transformed values
-//! `V = Bᵀ d B` as 16 matrices `V_k [channels x tiles]`; one GEMM exec multiplies each by its transformed
-//! weights `U_k = (G g Gᵀ)_k [filters x channels]` (computed in f64 and packed at compile time, the
-//! batch-norm factor folded in) as 16 groups of a 1x1 convolution that reads `V_k` in place; then
-//! [`KernelId::WinogradOut`] turns each tile's 16 products into its 2x2 outputs `Aᵀ M A` and applies the
-//! layer's epilogue (bias and batch-norm shift, residual, activation). `V` and `M` live in two program
-//! buffers that every such layer reuses (execs run one after another).
+//! [`KernelId::WinogradIn`] writes each tile's 16 transformed values `V = Bᵀ d B` as 16 matrices `V_k
+//! [channels x tiles]`; a GEMM multiplies each by its transformed weights `U_k = (G g Gᵀ)_k [filters x
+//! channels]` (computed in f64 and packed at compile time, the batch-norm factor folded in) as 16 groups
+//! of a 1x1 convolution that reads `V_k` in place and stores raw sums; [`KernelId::WinogradOut`] turns
+//! each tile's 16 sums into its 2x2 outputs `Aᵀ M A` and applies the layer's epilogue (residual, bias and
+//! batch-norm shift, activation).
+//!
+//! Two forms with the same operations (so the same bits): one `exec::Winograd`, a task per block of
+//! [`BLOCK`] tiles through all three stages with `V` and `M` in its thread's scratch (they stay in L2);
+//! or, when blocks make fewer than four tasks per thread, three execs over whole planes with `V` and `M`
+//! in two program buffers every such layer reuses (execs run one after another).
 //!
 //! It does not apply to other kernels, strides, dilations, paddings or groups, to sigmoid or tanh
-//! epilogues, to planes under [`MIN_PLANE`] pixels, or without the AVX-512 transforms (the Cranelift
-//! ones work value by value: they are the reference the AVX-512 ones are checked against, not a fast
-//! path). Results differ from the direct convolution's by float rounding only: the transforms take
-//! additions and halvings, and every JIT test compares against the interpreter.
+//! epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would compute more than a fifth more
+//! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX-512F
+//! (`codegen::winograd_by_default`: the Cranelift transforms work value by value; they are the reference
+//! the AVX-512 ones are checked against). Results differ from the direct convolution's by rounding only:
+//! the transforms take additions and halvings, and every JIT test compares against the interpreter.
 
 use crate::codegen::{ActKind, KernelId, KC, TILE_N};
 use crate::ir::Op;
