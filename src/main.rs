@@ -161,7 +161,7 @@ struct Optimize {
     #[arg(long, value_name = "PASS")]
     disable_pass: Vec<String>,
     /// Run 3x3 stride-1 convolutions directly, not as Winograd F(2x2, 3x3) (JIT only; Winograd is the
-    /// default on CPUs with AVX-512F).
+    /// default on CPUs with AVX2 and FMA).
     #[arg(long)]
     no_winograd: bool,
 }

@@ -1,5 +1,5 @@
-//! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs` and
-//! `winograd_avx512.rs` (the Rust kernels it enters), the only `unsafe` of the project.
+//! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs` and the
+//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs` (the Rust kernels it enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -14,7 +14,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::{patches, twins, winograd_avx512};
+use super::{patches, twins, winograd_avx2, winograd_avx512};
 use super::{ActKind, GemmImpl, KernelId, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -87,6 +87,8 @@ impl Kernels {
                 KernelId::WinogradOut(act) if gemm == GemmImpl::Avx512 => {
                     winograd_avx512::entry(false, act)
                 }
+                KernelId::WinogradIn => winograd_avx2::entry(true, ActKind::Identity),
+                KernelId::WinogradOut(act) => winograd_avx2::entry(false, act),
                 _ => None,
             };
             if let Some(f) = helper {

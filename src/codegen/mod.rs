@@ -23,17 +23,18 @@ mod pool;
 mod rnn;
 mod twins;
 mod winograd;
+mod winograd_avx2;
 mod winograd_avx512;
 
 pub use call::{Kernels, Table};
 
-/// Whether this CPU runs the vectorized Winograd transforms (`winograd_avx512.rs`), and so computes 3x3
-/// stride-1 convolutions as Winograd F(2x2, 3x3) unless told not to (`KernelPlan::winograd`). Elsewhere
-/// only the Cranelift transforms (value by value) exist, slower than a direct convolution. The choice is
-/// the machine's, never the GEMM implementation's, so every implementation computes the same operations
-/// and gives the same bits.
+/// Whether this CPU runs vectorized Winograd transforms (`winograd_avx512.rs`, `winograd_avx2.rs`), and
+/// so computes 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) unless told not to
+/// (`KernelPlan::winograd`). Elsewhere only the Cranelift transforms (value by value) exist, slower than
+/// a direct convolution. The choice is the machine's, never the GEMM implementation's, so every
+/// implementation computes the same operations and gives the same bits.
 pub fn winograd_by_default() -> bool {
-    avx512::supported()
+    avx2::supported()
 }
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};

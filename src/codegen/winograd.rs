@@ -193,6 +193,20 @@ fn load_inside(kb: &mut Kb, p: Value, (y, x): (Value, Value), (h, w): (Value, Va
     kb.b.ins().select(inside, v, zero)
 }
 
+/// The tile rows of tiles `t0 .. t1` (rows of `tw`), each as `(ty, tx0, tx1)`: how the vector twins
+/// walk a block of tiles.
+pub(super) fn segments(
+    tw: usize,
+    t0: usize,
+    t1: usize,
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let tw = tw.max(1);
+    (t0 / tw..t1.div_ceil(tw)).map(move |ty| {
+        let (lo, hi) = (ty * tw, (ty + 1) * tw);
+        (ty, t0.max(lo) - lo, t1.min(hi) - lo)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{ActKind, GemmImpl, KernelId, Kernels};
@@ -279,8 +293,8 @@ mod tests {
     }
 
     /// The transforms with the products between them give a 3x3 convolution (stride 1, padding 1) to
-    /// within float rounding, on planes of odd and even sides, and the AVX-512 twins the same bits as
-    /// the Cranelift kernels, with every mode and activation, writing nothing outside the plane.
+    /// within float rounding, on planes of odd and even sides, and the AVX2 and AVX-512 twins the same
+    /// bits as the Cranelift kernels, with every mode and activation, writing nothing outside the plane.
     #[test]
     fn transforms_compute_a_3x3_convolution_and_twins_agree_bitwise() {
         let ids = [
@@ -290,9 +304,12 @@ mod tests {
             KernelId::WinogradOut(ActKind::LeakyRelu),
         ];
         let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-        let wide = GemmImpl::Avx512
-            .available()
-            .then(|| Kernels::compile_with(&ids, GemmImpl::Avx512).unwrap());
+        // The AVX2 and AVX-512 twins (with those GEMM implementations), where this CPU has them.
+        let twins: Vec<Kernels> = [GemmImpl::Avx2, GemmImpl::Avx512]
+            .into_iter()
+            .filter(|g| g.available())
+            .map(|g| Kernels::compile_with(&ids, g).unwrap())
+            .collect();
         let mut rng = Rng::new(31);
         for (h, w, ci, co) in [
             (1, 1, 1, 1),
@@ -312,7 +329,7 @@ mod tests {
                 .map(|_| rng.uniform_in(-1.0, 1.0))
                 .collect();
             let v = transform_in(&lift, &x, ci, (h, w));
-            if let Some(wide) = &wide {
+            for wide in &twins {
                 let v2 = transform_in(wide, &x, ci, (h, w));
                 for (a, b) in v.iter().zip(&v2) {
                     assert!(
@@ -379,10 +396,10 @@ mod tests {
                         );
                     }
                 }
-                if let Some(wide) = &wide {
+                for wide in &twins {
                     let y2 = transform_out(wide, act, &m, &y0, (co, h, w), &shift, mode, slope);
                     let same = y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{h}x{w} {act:?}: the AVX-512 twin differs");
+                    assert!(same, "{h}x{w} {act:?}: the {:?} twin differs", wide.gemm);
                 }
             }
         }

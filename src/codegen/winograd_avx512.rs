@@ -30,6 +30,7 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
+    use super::super::winograd::segments;
     use super::{ActKind, KernelFn};
 
     pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
@@ -152,15 +153,6 @@ mod imp {
                 }
             }
         }
-    }
-
-    /// The tile rows of tiles `t0 .. t1` (rows of `tw`), each as `(ty, tx0, tx1)`.
-    fn segments(tw: usize, t0: usize, t1: usize) -> impl Iterator<Item = (usize, usize, usize)> {
-        let tw = tw.max(1);
-        (t0 / tw..t1.div_ceil(tw)).map(move |ty| {
-            let (lo, hi) = (ty * tw, (ty + 1) * tw);
-            (ty, t0.max(lo) - lo, t1.min(hi) - lo)
-        })
     }
 
     /// `KernelId::WinogradOut(act)`: `[m, y, channels, h, w, tw, t1, ld, xi_stride, shift, mode,

@@ -14,9 +14,9 @@
 //!
 //! It does not apply to other kernels, strides, dilations, paddings or groups, to sigmoid or tanh
 //! epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would compute more than a fifth more
-//! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX-512F
+//! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA
 //! (`codegen::winograd_by_default`: the Cranelift transforms work value by value; they are the reference
-//! the AVX-512 ones are checked against). Results differ from the direct convolution's by rounding only:
+//! the AVX2 and AVX-512 ones are checked against). Results differ from the direct convolution's by rounding only:
 //! the transforms take additions and halvings, and every JIT test compares against the interpreter.
 
 use crate::codegen::{ActKind, KernelId, KC, TILE_N};
