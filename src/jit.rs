@@ -151,6 +151,22 @@ pub fn compile(
         p.gemm().name()
     );
     out.push_str(&fusion_report(decisions));
+    // The layers computed as Winograd F(2x2, 3x3) (one exec each, or three on small planes).
+    let mut winograd: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.kernel_name().contains("inograd"))
+        .map(|s| s.layer.as_str())
+        .collect();
+    winograd.dedup();
+    if !winograd.is_empty() {
+        let _ = writeln!(
+            out,
+            "winograd F(2x2, 3x3): {} convolutions (--no-winograd: direct): {}",
+            winograd.len(),
+            winograd.join(", ")
+        );
+    }
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let _ = writeln!(
         out,

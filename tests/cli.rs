@@ -466,7 +466,7 @@ fn jit_commands_refuse_bad_arguments_with_exit_code_2() {
 }
 
 /// `--no-winograd` runs 3x3 stride-1 convolutions directly; by default they are Winograd's on a CPU with
-/// AVX-512F (`nnc bench`'s profile names the kernels).
+/// AVX2 and FMA (`nnc bench`'s profile names the kernels, `nnc compile`'s report the layers).
 #[test]
 fn no_winograd_runs_3x3_convolutions_directly() {
     let kernels = |extra: &[&str]| {
@@ -496,4 +496,15 @@ fn no_winograd_runs_3x3_convolutions_directly() {
     };
     assert_eq!(kernels(&[]), by_default);
     assert_eq!(kernels(&["--no-winograd"]), 0);
+    // `nnc compile`'s report lists them.
+    let report = |extra: &[&str]| {
+        let mut args = vec!["compile", "models/resnet18.nn"];
+        args.extend(extra);
+        let out = nnc(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let line = "winograd F(2x2, 3x3): 10 convolutions (--no-winograd: direct): layer1.0.conv1, ";
+    assert_eq!(report(&[]).contains(line), by_default > 0);
+    assert!(!report(&["--no-winograd"]).contains("winograd"));
 }
