@@ -3,14 +3,16 @@
 //! (a convolution's input read in place, or its packed patches); and the Rust `PackPatches` (`twins.rs`)
 //! against the Cranelift one.
 
-use super::{ActKind, GemmImpl, KernelId, Kernels, TILE_N};
+use super::{ActKind, GemmImpl, KernelId, Kernels, GEMM_WIDEST_N, STREAM_PANEL_ROWS, TILE_N};
 use crate::tensor::Rng;
 
-/// B's layout in a call: elements between rows and between panels.
+/// B's layout in a call: elements between rows, between panels and (`mode` bit 4) between groups of
+/// [`GEMM_WIDEST_N`] columns.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     stride: usize,
     next: usize,
+    group: usize,
 }
 
 /// Runs one macro-kernel call of `k` on C (with guards) from column `col0` on (B from `b_at`, the
@@ -43,6 +45,7 @@ fn call(
         factors[2][col0..].as_ptr() as i64,
         0.125f32.to_bits() as i64,
         (4 * l.next) as i64,
+        (4 * l.group) as i64,
     ];
     k.call(KernelId::Gemm(act), &args);
     c
@@ -80,10 +83,12 @@ fn agrees_bitwise(gemm: GemmImpl) {
                 let apart = Layout {
                     stride: 12,
                     next: 12 * kc + 8,
+                    group: 0,
                 };
                 let side_by_side = Layout {
                     stride: width + 4,
                     next: TILE_N,
+                    group: 0,
                 };
                 let b = rand(4 * (12 * kc + 8) + (width + 4) * kc + width);
                 let factors = [rand(rows + 8), rand(rows + 8), rand(width + 8)];
@@ -127,6 +132,80 @@ fn avx2_and_cranelift_agree_bitwise() {
 #[test]
 fn avx512_and_cranelift_agree_bitwise() {
     agrees_bitwise(GemmImpl::Avx512);
+}
+
+/// Calls with `mode` bit 4 (up to [`super::Table::stream_cols`] columns in groups of [`GEMM_WIDEST_N`],
+/// each group's B `group` elements after the previous one's) give the bits of one Cranelift call per
+/// panel, and write only C's `rows x cols` elements: one to four rows, every column count, groups whose
+/// panels are side by side (a dense layer's packed weights) or apart.
+#[test]
+fn avx512_stream_groups_and_cranelift_agree_bitwise() {
+    let gemm = GemmImpl::Avx512;
+    if !gemm.available() {
+        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+        return;
+    }
+    let acts = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
+    let ids: Vec<KernelId> = acts.iter().map(|&a| KernelId::Gemm(a)).collect();
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    let wide = Kernels::compile_with(&ids, gemm).unwrap();
+    let width = wide.table().stream_cols(ActKind::Identity);
+    assert_eq!(width, 4 * GEMM_WIDEST_N);
+    let mut rng = Rng::new(11);
+    let mut rand =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
+    let ldc = width + 3;
+    for rows in 1..=STREAM_PANEL_ROWS {
+        for kc in [0, 1, 7, 33] {
+            let mut a = rand(4 * kc);
+            for p in 0..kc {
+                for r in rows..4 {
+                    a[p * 4 + r] = 0.0;
+                }
+            }
+            let side_by_side = Layout {
+                stride: GEMM_WIDEST_N,
+                next: TILE_N,
+                group: GEMM_WIDEST_N * kc + 16,
+            };
+            let apart = Layout {
+                stride: 12,
+                next: 12 * kc + 8,
+                group: 4 * (12 * kc + 8) + 5,
+            };
+            let b = rand(4 * (4 * (12 * kc + 8) + 5) + 4 * (GEMM_WIDEST_N * kc + 16));
+            let factors = [rand(rows + 8), rand(rows + 8), rand(width + 8)];
+            let c0 = rand(rows * ldc + 16);
+            for cols in 1..=width {
+                for l in [side_by_side, apart] {
+                    for &act in &acts {
+                        for mode in [16, 17, 18, 19, 20, 23, 31] {
+                            let at = (rows, cols, kc, mode);
+                            let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
+                            let mut x = c0.clone();
+                            for j in 0..cols.div_ceil(TILE_N) {
+                                let col0 = j * TILE_N;
+                                let here = (rows, TILE_N.min(cols - col0), kc, mode & 15);
+                                let c = (&x[..], ldc, col0);
+                                let (g, q) = (j / 4, j % 4);
+                                let b_at = g * l.group + q * l.next;
+                                x = call(&lift, act, &a, &b, b_at, l, c, here, &factors);
+                            }
+                            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+                                let inside = i / ldc < rows && i % ldc < cols;
+                                let (x0, c) = (x.to_bits(), c0[i].to_bits());
+                                assert_eq!(x0, y.to_bits(), "{l:?} {act:?} {at:?}: c[{i}] differs");
+                                assert!(
+                                    inside || y.to_bits() == c,
+                                    "{l:?} {act:?} {at:?}: c[{i}] written"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A random tap of a patch pattern over a plane of `plane` values: its 8 offsets (-1: padding) and how

@@ -52,6 +52,9 @@ pub(super) struct GemmArgs {
     /// B is read in place and the next call reads its rows further on (`mode` bit 3): a kernel may
     /// prefetch them.
     pub ahead: bool,
+    /// Bytes from a group of [`super::GEMM_WIDEST_N`] columns' B to the next's, when the call has
+    /// `mode` bit 4 (read only then; see `KernelId::Gemm`), else 0.
+    pub b_group: isize,
     pub row_scale: *const f32,
     pub row_shift: *const f32,
     pub col_shift: *const f32,
@@ -63,11 +66,18 @@ impl GemmArgs {
     /// Decodes the arguments at `args`, columns clamped to `widest`.
     ///
     /// # Safety
-    /// `args` points to the kernel's 13 arguments, and to a 14th when the call has more than 8 columns.
+    /// `args` points to the kernel's 13 arguments, to a 14th when the call has more than 8 columns, and
+    /// to a 15th when `mode` has bit 4.
     pub(super) unsafe fn decode(args: *const i64, widest: usize) -> GemmArgs {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
         let cols = v[6].clamp(0, widest as i64) as usize;
+        // SAFETY: with `mode` bit 4 the caller passes the 15th argument (see above).
+        let b_group = if v[8] & 16 != 0 {
+            unsafe { *args.add(14) }
+        } else {
+            0
+        };
         // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
         let b_next = if cols > 8 {
             unsafe { *args.add(13) }
@@ -88,6 +98,7 @@ impl GemmArgs {
             last: v[8] & 2 != 0,
             stream: v[8] & 4 != 0,
             ahead: v[8] & 8 != 0,
+            b_group: b_group as isize,
             row_scale: v[9] as *const f32,
             row_shift: v[10] as *const f32,
             col_shift: v[11] as *const f32,

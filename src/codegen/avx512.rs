@@ -23,7 +23,8 @@
 //! Cove cores (see `WHOLE`). Each tile prefetches the next tile's A into L2, the next call's C (its rows'
 //! next columns) into L1 for writing, and a B read once from memory (a dense layer's weights at batch 1,
 //! `mode` bit 2) 2 KiB ahead (see `STREAM`); a call's first tile prefetches the next call's B when B is
-//! read in place (`mode` bit 3).
+//! read in place (`mode` bit 3). Calls of one panel of rows with `mode` bit 4 take up to four 32-column
+//! groups of a streaming B and read them side by side, four streams at once (`stream_groups`).
 //!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
@@ -105,23 +106,44 @@ mod imp {
     }
 
     /// # Safety
-    /// `args` points to the arguments of `KernelId::Gemm` (13, or 14 when cols > 8), and their addresses
+    /// `args` points to the arguments of `KernelId::Gemm` (13, 14 when cols > 8, 15 with `mode` bit 4:
+    /// then at most [`STREAM_PANEL_ROWS`](super::super::STREAM_PANEL_ROWS) rows), and their addresses
     /// satisfy `call.rs`'s contract; the CPU has AVX-512F (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes the kernel's arguments (see above).
-        let g = unsafe { GemmArgs::decode(args, super::super::GEMM_WIDEST_N) };
-        let half = |h: usize| -> __mmask16 {
-            let n = g.cols.saturating_sub(16 * h).min(16);
-            ((1u32 << n) - 1) as __mmask16
+        // SAFETY: the caller passes the kernel's arguments (see above); the 9th is `mode`.
+        let groups = unsafe { *args.add(8) } & 16 != 0;
+        let widest = if groups {
+            super::super::GEMM_STREAM_N
+        } else {
+            super::super::GEMM_WIDEST_N
         };
+        // SAFETY: as above.
+        let g = unsafe { GemmArgs::decode(args, widest) };
+        // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract (with
+        // `mode` bit 4, see `stream_groups`).
+        unsafe {
+            if groups {
+                stream_groups::<ACT>(&g);
+            } else {
+                columns::<ACT>(g);
+            }
+        }
+    }
+
+    /// A call of up to [`GEMM_WIDEST_N`](super::super::GEMM_WIDEST_N) columns.
+    ///
+    /// # Safety
+    /// As [`gemm`]'s (`g` decoded from valid arguments).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn columns<const ACT: u8>(g: GemmArgs) {
         let a = Args {
-            masks: [half(0), half(1)],
+            masks: masks(g.cols),
             g,
         };
         // Panels follow each other in memory: a row of 16 columns is one load.
         let contiguous = a.cols <= 8 || a.b_next == 32;
-        // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract.
+        // SAFETY: the caller's contract.
         unsafe {
             match a.cols {
                 0 => {}
@@ -252,6 +274,123 @@ mod imp {
                     };
                     // SAFETY: rows row0 .. row0 + rows are C's, and column c < cols.
                     unsafe { store_rows::<ACT>(g, row0, rows, c, v) };
+                }
+            }
+        }
+    }
+
+    /// A call with `mode` bit 4: one panel of A (1 to 4 rows) by up to four groups of 32 columns, group
+    /// `i`'s B at `b + i * b_group`. The groups' rows are read side by side in one k loop: four streams
+    /// from memory at once instead of one call's, each prefetched [`STREAM_AHEAD`] bytes ahead into L2.
+    /// A dense layer at batch 1 reads its weights once per run, from L3 or memory, and is bound by how
+    /// many lines are in flight. Groups of panels apart (`b_next` not 32 bytes) run as a call each.
+    ///
+    /// # Safety
+    /// As [`gemm`]'s, with `g.rows` at most 4 and `g.b_group` the groups' distance.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn stream_groups<const ACT: u8>(g: &GemmArgs) {
+        let groups = g.cols.div_ceil(32);
+        // The groups `i0 .. i0 + G` as a call of their own.
+        let part = |i0: usize, n: usize| GemmArgs {
+            b: g.b.wrapping_byte_offset(i0 as isize * g.b_group),
+            c: g.c.wrapping_add(32 * i0),
+            col_shift: g.col_shift.wrapping_add(32 * i0),
+            cols: (g.cols - 32 * i0).min(32 * n),
+            ..*g
+        };
+        // SAFETY: each part is a call of the caller's rows and some of its groups' columns.
+        unsafe {
+            if g.cols > 8 && g.b_next != 32 {
+                for i in 0..groups {
+                    columns::<ACT>(part(i, 1));
+                }
+                return;
+            }
+            match (g.rows, groups) {
+                (0, _) | (_, 0) => {}
+                (1, 1) => stream_tile::<1, 1, ACT>(g),
+                (1, 2) => stream_tile::<1, 2, ACT>(g),
+                (1, 3) => stream_tile::<1, 3, ACT>(g),
+                (1, _) => stream_tile::<1, 4, ACT>(g),
+                (2, 1) => stream_tile::<2, 1, ACT>(g),
+                (2, 2) => stream_tile::<2, 2, ACT>(g),
+                (2, 3) => stream_tile::<2, 3, ACT>(g),
+                (2, _) => stream_tile::<2, 4, ACT>(g),
+                (3, 1) => stream_tile::<3, 1, ACT>(g),
+                (3, 2) => stream_tile::<3, 2, ACT>(g),
+                (3, 3) => stream_tile::<3, 3, ACT>(g),
+                (3, _) => stream_tile::<3, 4, ACT>(g),
+                // Four rows by four groups would take all 32 registers as accumulators: two calls of
+                // two groups (or one and one, or two and one).
+                (_, 1) => stream_tile::<4, 1, ACT>(g),
+                (_, 2) => stream_tile::<4, 2, ACT>(g),
+                (_, n) => {
+                    stream_tile::<4, 2, ACT>(&part(0, 2));
+                    if n == 3 {
+                        stream_tile::<4, 1, ACT>(&part(2, 1));
+                    } else {
+                        stream_tile::<4, 2, ACT>(&part(2, 2));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lanes of a call's `cols` columns in each 16-column half of 32.
+    fn masks(cols: usize) -> [__mmask16; 2] {
+        let half = |h: usize| -> __mmask16 {
+            let n = cols.saturating_sub(16 * h).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        };
+        [half(0), half(1)]
+    }
+
+    /// `R` rows (A's first panel) by `G` groups of 32 columns (B contiguous within a group, groups
+    /// `b_group` bytes apart): the k loop, then per group the store of [`tile`] (the same operations).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn stream_tile<const R: usize, const G: usize, const ACT: u8>(g: &GemmArgs) {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; G]; R];
+        let mask: [[__mmask16; 2]; G] = std::array::from_fn(|i| masks(g.cols - 32 * i));
+        // SAFETY: A's panel holds kc * 4 values; group i's kc rows of B have the lanes of its mask
+        // readable (its columns, panels side by side); masked-off lanes are not read.
+        unsafe {
+            for k in 0..g.kc {
+                let x = g.a.add(k * 4);
+                let s: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(*x.add(r)));
+                let row = g.b.byte_offset(k as isize * g.b_stride);
+                for i in 0..G {
+                    let bp = row.byte_offset(i as isize * g.b_group);
+                    for h in 0..2 {
+                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * h as isize);
+                        _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                        let b = _mm512_maskz_loadu_ps(mask[i][h], bp.add(16 * h));
+                        for r in 0..R {
+                            acc[r][i][h] = _mm512_fmadd_ps(s[r], b, acc[r][i][h]);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..G {
+            let cols = (g.cols - 32 * i).min(32);
+            let a = Args {
+                masks: mask[i],
+                g: GemmArgs {
+                    c: g.c.wrapping_add(32 * i),
+                    col_shift: g.col_shift.wrapping_add(32 * i),
+                    cols,
+                    ..*g
+                },
+            };
+            let whole = cols == 32;
+            #[allow(clippy::needless_range_loop)]
+            for r in 0..R {
+                for h in 0..2 {
+                    if 16 * h < cols {
+                        // SAFETY: row r < rows of C, masked to group i's columns.
+                        unsafe { store::<ACT>(&a, r, h, acc[r][i][h], whole) };
+                    }
                 }
             }
         }

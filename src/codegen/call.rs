@@ -15,7 +15,7 @@ use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
 use super::{patches, twins, winograd_avx2, winograd_avx512};
-use super::{ActKind, GemmImpl, KernelId, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
+use super::{ActKind, GemmImpl, KernelId, GEMM_STREAM_N, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
 pub struct Kernels {
@@ -53,6 +53,7 @@ impl Kernels {
         let mut fns = BTreeMap::new();
         let mut instructions = 0;
         let mut wide = BTreeMap::new();
+        let mut stream = BTreeMap::new();
         for id in ids {
             // The `entry` functions return a function only when the CPU has the instructions it uses.
             if let KernelId::Gemm(act) = id {
@@ -64,6 +65,9 @@ impl Kernels {
                 if let Some((f, cols)) = rust {
                     fns.insert(id, f);
                     wide.insert(id, cols);
+                    if gemm == GemmImpl::Avx512 {
+                        stream.insert(id, GEMM_STREAM_N);
+                    }
                     continue;
                 }
             }
@@ -110,7 +114,7 @@ impl Kernels {
         }
         Ok(Kernels {
             _jit: jit,
-            table: Table { fns, wide },
+            table: Table { fns, wide, stream },
             instructions,
             gemm,
         })
@@ -138,6 +142,8 @@ pub struct Table {
     /// The `Gemm` kernels that take more than [`TILE_N`] columns per call (the Rust ones), and how many;
     /// `PackPatches` when it takes more than one panel per call, and how many.
     wide: BTreeMap<KernelId, usize>,
+    /// The `Gemm` kernels that take calls with `mode` bit 4 (the AVX-512 ones), and their columns.
+    stream: BTreeMap<KernelId, usize>,
 }
 
 impl Table {
@@ -148,6 +154,16 @@ impl Table {
             .get(&KernelId::Gemm(act))
             .copied()
             .unwrap_or(TILE_N)
+    }
+
+    /// The most columns one call of `KernelId::Gemm(act)` with `mode` bit 4 (rows streaming B, at most
+    /// [`super::STREAM_PANEL_ROWS`]) takes: [`GEMM_STREAM_N`] for the AVX-512 kernel; the others take no
+    /// such calls, and this is their [`Table::gemm_cols`].
+    pub fn stream_cols(&self, act: ActKind) -> usize {
+        self.stream
+            .get(&KernelId::Gemm(act))
+            .copied()
+            .unwrap_or_else(|| self.gemm_cols(act))
     }
 
     /// The most panels one call of `KernelId::PackPatches` takes: [`patches::WIDE_PANELS`] for the

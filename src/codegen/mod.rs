@@ -47,6 +47,11 @@ pub use pack::{
 pub const GEMM_WIDE_N: usize = 2 * TILE_N;
 /// The columns the AVX-512 GEMM kernel takes in one call (four B panels), the most any kernel takes.
 pub const GEMM_WIDEST_N: usize = 4 * TILE_N;
+/// The columns the AVX-512 GEMM kernel takes in one streaming call of up to [`STREAM_PANEL_ROWS`] rows
+/// (`mode` bit 4: four groups of [`GEMM_WIDEST_N`] columns; see [`KernelId::Gemm`]).
+pub const GEMM_STREAM_N: usize = 4 * GEMM_WIDEST_N;
+/// The most rows a call with `mode` bit 4 has: one panel of A.
+pub const STREAM_PANEL_ROWS: usize = TILE_M;
 /// The most panels one call of `PackPatches` takes (the AVX-512 set's; see [`KernelId::PackPatches`]).
 pub const PACK_PANELS: usize = patches::WIDE_PANELS;
 
@@ -159,6 +164,13 @@ pub enum KernelId {
     /// b_stride_bytes + j * b_next_bytes`, again with 8 readable values. The argument is read only when
     /// cols > 8, and each element is computed exactly as by one call of 8 columns per panel, so results
     /// do not depend on how columns are grouped into calls.
+    ///
+    /// A kernel whose [`Table::stream_cols`] is wider than its `gemm_cols` (the AVX-512 one,
+    /// [`GEMM_STREAM_N`]) also takes calls with `mode` bit 4: at most [`STREAM_PANEL_ROWS`] rows, up to
+    /// `stream_cols` columns in groups of [`GEMM_WIDEST_N`], with a 15th argument `b_group_bytes`: group
+    /// `g`'s columns are those of a call of the group's own at `b + g * b_group_bytes` (same `b_stride` and
+    /// `b_next`), so again each element is computed as by one call of 8 columns per panel. It reads the
+    /// groups' B rows side by side, several streams from memory at once (a dense layer at batch 1).
     Gemm(ActKind),
     /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`: for each
     /// input channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * ld + j] =

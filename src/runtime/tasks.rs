@@ -2,7 +2,9 @@
 //! the macro-kernel calls on its rows), a recurrent layer. `exec` says which tasks there are and runs
 //! them on threads; every task here writes memory no other task of its exec touches.
 
-use crate::codegen::{KernelId, Table, PACK_PANELS, TAP_READ, TILE_M, TILE_N};
+use crate::codegen::{
+    KernelId, Table, GEMM_WIDEST_N, PACK_PANELS, STREAM_PANEL_ROWS, TAP_READ, TILE_M, TILE_N,
+};
 
 use super::exec::{Addr, Arg, Bases, Form, Gemm, Recurrent, Region, Simple, Winograd, STREAM_ROWS};
 
@@ -160,7 +162,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     // In place, the next call reads the same rows of the input further on (bit 3).
                     let ahead = if here { 8 } else { 0 };
                     let at = (image, group, r0, r1, col0, cols, kc, mode | ahead);
-                    call_gemm(g, k, &res, &a_at, (b, bs, (TILE_N * 4) as i64), at);
+                    call_gemm(g, k, &res, &a_at, (b, bs, (TILE_N * 4) as i64, 0), at);
                     p += step;
                 }
             }
@@ -201,6 +203,16 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     region: Region::Scratch,
                     offset: (r - r0) * kc,
                 };
+                // One panel of rows reads the packed weights once, from memory: calls with `mode`
+                // bit 4 (when the kernel takes them) read several groups of columns at once.
+                let stream = r1 - r0 <= STREAM_ROWS;
+                let groups = stream && r1 - r0 <= STREAM_PANEL_ROWS as u64;
+                let per_call = if groups {
+                    (k.stream_cols(g.act) / TILE_N) as u64
+                } else {
+                    per_call
+                };
+                let group_panels = (GEMM_WIDEST_N / TILE_N) as u64;
                 let mut p = p0;
                 while p < p1 {
                     let col0 = p * TILE_N as u64;
@@ -208,11 +220,15 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     let step = per_call.min(p1 - p);
                     let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    // One tile of rows reads the packed weights once, from memory: prefetch them.
-                    let stream = if r1 - r0 <= STREAM_ROWS { 4 } else { 0 };
-                    let at = (image, 0, r0, r1, col0, cols, kc, mode | stream);
+                    // Bit 2: prefetch B; bit 4: B in groups `b_group` apart.
+                    let (mode, b_group) = match (stream, step > group_panels) {
+                        (true, true) => (mode | 4 | 16, b_off(p + group_panels) - b),
+                        (true, false) => (mode | 4, 0),
+                        _ => (mode, 0),
+                    };
+                    let at = (image, 0, r0, r1, col0, cols, kc, mode);
                     let b_stride = (crate::codegen::B_GROUP * 4) as i64;
-                    call_gemm(g, k, &res, &a_at, (b, b_stride, b_next), at);
+                    call_gemm(g, k, &res, &a_at, (b, b_stride, b_next, b_group), at);
                     p += step;
                 }
             }
@@ -265,13 +281,13 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
 type Tile = (u64, u64, u64, u64, u64, u64, u64, i64);
 
 /// The macro-kernel on rows `r0..r1`, one call per output segment they meet; `a_at(r)` is packed A from
-/// row `r` on.
+/// row `r` on; `b_group` is read (as the 15th argument) with `mode` bit 4.
 fn call_gemm(
     g: &Gemm,
     k: &Table,
     res: &dyn Fn(Addr) -> i64,
     a_at: &dyn Fn(u64) -> Addr,
-    (b, bs, b_next): (i64, i64, i64),
+    (b, bs, b_next, b_group): (i64, i64, i64, i64),
     (image, group, r0, r1, col0, cols, kc, mode): Tile,
 ) {
     for s in &g.outs {
@@ -304,6 +320,7 @@ fn call_gemm(
                 res(g.col_shift.at(cs)),
                 g.slope.to_bits() as i64,
                 b_next,
+                b_group,
             ],
         );
     }
