@@ -227,6 +227,8 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         });
         lat.push(t.elapsed());
     }
+    // In the order they ran: a peer's timings can be compared run by run, or phase by phase.
+    let runs: Vec<f64> = lat.iter().map(|d| ms(*d)).collect();
     lat.sort();
     let median = lat[lat.len() / 2];
     let min = lat[0];
@@ -260,7 +262,7 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         let v = serde_json::json!({
             "model": g.name, "batch": a.batch, "threads": p.threads, "gemm": p.gemm().name(),
             "iters": a.iters,
-            "latency_ms": {"median": ms(median), "min": ms(min)},
+            "latency_ms": {"median": ms(median), "min": ms(min)}, "runs_ms": runs,
             "throughput_per_s": a.batch as f64 / median.as_secs_f64(),
             "compile_ms": ms(compile), "jit_ms": ms(p.jit_time),
             "gflops": gflops(macs, ms(median)), "macs": macs, "kernels": kernels,

@@ -366,6 +366,17 @@ fn bench_json_has_the_documented_keys() {
         let ms = v["latency_ms"][key].as_f64().expect("a number");
         assert!(ms > 0.0 && ms < 10_000.0, "latency_ms.{key} = {ms}");
     }
+    // Every timed run, in order: three, the smallest of them the minimum, the middle one the median.
+    let mut runs: Vec<f64> = v["runs_ms"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| r.as_f64().expect("a number"))
+        .collect();
+    assert_eq!(runs.len(), 3);
+    runs.sort_by(f64::total_cmp);
+    assert_eq!(runs[0], v["latency_ms"]["min"].as_f64().unwrap());
+    assert_eq!(runs[1], v["latency_ms"]["median"].as_f64().unwrap());
     assert!(v["compile_ms"].as_f64().expect("a number") > 0.0);
     let kernels = v["kernels"].as_array().expect("an array");
     for k in kernels {

@@ -6,7 +6,9 @@ count in one run, and prints the ratios. Not needed by CI; a developer installs 
     python tools/compare.py --nnc target/release/nnc --model resnet50 --batch 1 --threads 2
 
 Models: the torchvision names of the zoo (resnet18/34/50/101/152, vgg16/19, alexnet, googlenet, inception_v3).
-The machine is shared and noisy: the peers and nnc alternate in rounds and the medians are compared.
+The machine is shared and noisy (its speed changes in phases of seconds): the peers and nnc alternate in
+rounds, every timed run of every round is pooled per peer (`nnc bench --json` lists its runs as `runs_ms`),
+and both the medians and the minimums are compared. More, shorter rounds sample the phases more evenly.
 """
 import argparse
 import json
@@ -71,7 +73,7 @@ def time_nnc(nnc, model, batch, threads, iters):
         check=True, capture_output=True, text=True,
     )
     r = json.loads(out.stdout)
-    return r["latency_ms"]["median"], r["latency_ms"]["min"], r["compile_ms"]
+    return r["runs_ms"], r["compile_ms"]
 
 
 def main():
@@ -81,7 +83,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     a = ap.parse_args()
 
     import torch
@@ -96,18 +98,19 @@ def main():
         ort = time_onnxruntime(m, x, a.threads, a.iters)
         if ort is not None:
             rows["onnxruntime"] += ort
-        med, _, comp = time_nnc(a.nnc, a.model, a.batch, a.threads, a.iters)
-        rows["nnc"].append(med)
+        runs, comp = time_nnc(a.nnc, a.model, a.batch, a.threads, a.iters)
+        rows["nnc"] += runs
         compile_ms.append(comp)
     print(f"{a.model} batch {a.batch}, {a.threads} threads, {a.rounds} rounds x {a.iters} runs "
           f"(torch {torch.__version__})")
-    nnc_med = statistics.median(rows["nnc"])
+    nnc_med, nnc_min = statistics.median(rows["nnc"]), min(rows["nnc"])
     for name, t in rows.items():
         if not t:
             print(f"  {name:<14} not installed")
             continue
         med = statistics.median(t)
-        ratio = "" if name == "nnc" else f"   nnc/{name}: {nnc_med / med:5.2f}x"
+        ratio = "" if name == "nnc" else (
+            f"   nnc/{name}: {nnc_med / med:5.2f}x (minimums {nnc_min / min(t):5.2f}x)")
         print(f"  {name:<14} median {med:8.2f} ms   min {min(t):8.2f} ms{ratio}")
     print(f"  nnc compile (parse to native code): median {statistics.median(compile_ms):.1f} ms")
 
