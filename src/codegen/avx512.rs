@@ -501,71 +501,44 @@ mod imp {
         // call's columns (see `load_b`).
         unsafe {
             let ap = a.a.add(p0 * panel);
-            let mut bp = a.b;
-            for k in 0..a.kc {
-                let mut bv = [_mm512_setzero_ps(); H];
-                for (h, bv) in bv.iter_mut().enumerate() {
-                    *bv = load_b::<LOAD>(a, bp, h);
-                }
-                // Constant indices (the loops unroll) keep the accumulators in registers.
-                #[allow(clippy::needless_range_loop)]
-                for q in 0..P {
-                    let x = ap.add(q * panel + k * 4);
-                    for r in 0..4 {
-                        let s = _mm512_set1_ps(*x.add(r));
-                        for h in 0..H {
-                            acc[q][r][h] = _mm512_fmadd_ps(s, bv[h], acc[q][r][h]);
-                        }
+            let k_at = |k: usize| a.b.byte_offset(k as isize * a.b_stride);
+            let at = (ap, panel, p0);
+            // The first `4 P H` k steps prefetch C, and every second one the next tile's A: the steps
+            // after the first ones go in pairs, so that neither needs a branch per step (each compare
+            // and branch takes front-end slots that a step of 16 FMAs and 10 loads nearly fills).
+            // Against one loop with those branches in every step, both in one process, alternating
+            // (median of paired ratios): 256 -> 64 1x1 at 56x56 alone, one thread, 6-11% faster;
+            // 512 -> 512 3x3 at 7x7 8%; 64 -> 256 1x1 even; ResNet-50 one thread 5%, two threads 5-8%;
+            // GoogLeNet 4%, Inception v3 7% (two threads).
+            let first = (4 * P * H).min(a.kc);
+            for k in 0..first {
+                let b = k_at(k);
+                match (ahead, k % 2 == 0) {
+                    (true, true) => kstep::<H, P, LOAD, true, true, true>(a, at, k, b, &mut acc),
+                    (true, false) => kstep::<H, P, LOAD, true, true, false>(a, at, k, b, &mut acc),
+                    (false, true) => kstep::<H, P, LOAD, true, false, true>(a, at, k, b, &mut acc),
+                    (false, false) => {
+                        kstep::<H, P, LOAD, true, false, false>(a, at, k, b, &mut acc)
                     }
                 }
-                if k < 4 * P * H {
-                    // The next call's C (the same rows, the columns after these) into L1 for writing,
-                    // one line per k step: a convolution's rows of C are planes apart, so each call
-                    // writes a line or two in each of up to hundreds of pages, too many streams for
-                    // the hardware prefetchers, and on 56x56 planes the output (3.2 MB for 256
-                    // channels) is not in L2: every line's first write waited for memory. ResNet-50,
-                    // one thread, both variants in one process (per-layer minimums of 30 runs): its
-                    // 64 -> 256 1x1 layers at 56x56 0.78-0.83 -> 0.65-0.67 ms, the 256 -> 64 ones
-                    // 0.76-0.77 -> 0.73-0.75, the downsample 0.81 -> 0.72; the layer sum -1.2 to
-                    // -1.6%; on two threads medians 1.9% lower (ResNet-18 2.4%); GoogLeNet and
-                    // Inception v3 within the noise (-0.6 to +1%). The last tile of a call prefetches
-                    // past C's columns; a prefetch never faults.
-                    let (row, h) = (p0 * 4 + k / H, k % H);
-                    let line =
-                        a.c.wrapping_byte_offset(row as isize * a.ldc)
-                            .wrapping_add(a.cols + 16 * h);
-                    _mm_prefetch::<_MM_HINT_ET0>(line as *const i8);
+            }
+            let mut k = first;
+            if ahead {
+                while k + 2 <= a.kc {
+                    kstep::<H, P, LOAD, false, true, true>(a, at, k, k_at(k), &mut acc);
+                    kstep::<H, P, LOAD, false, true, false>(a, at, k + 1, k_at(k + 1), &mut acc);
+                    k += 2;
                 }
-                if ahead {
-                    // B in place (`mode` bit 3): the next call's B row (this row's next columns) into
-                    // L1, from the call's first tile. A 1x1 convolution's rows of B are planes apart,
-                    // as many pages as k steps, too many streams for the hardware prefetchers, and on
-                    // 56x56 planes its input is not in L2. ResNet-50's in-place 1x1 layers alone (one
-                    // thread, both variants in one process, median of 300 paired runs): 256 -> 64 at
-                    // 56x56 11% faster, 256 -> 128 5%, 64 -> 256 3%, 512 -> 128 at 28x28 3.5%; in the
-                    // model (per-layer minimums of 30) 3-10%.
-                    for h in 0..H {
-                        let next = bp.wrapping_add(a.cols + 16 * h);
-                        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
-                    }
+            } else {
+                while k + 2 <= a.kc {
+                    kstep::<H, P, LOAD, false, false, true>(a, at, k, k_at(k), &mut acc);
+                    kstep::<H, P, LOAD, false, false, false>(a, at, k + 1, k_at(k + 1), &mut acc);
+                    k += 2;
                 }
-                if LOAD == STREAM {
-                    // A row of B is 64 H bytes: one prefetch per 64.
-                    for h in 0..H {
-                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * h as isize);
-                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
-                    }
-                }
-                bp = bp.byte_offset(a.b_stride);
-                if k % 2 == 0 {
-                    // The next tile's A (the P panels after these, 16 P bytes per k step) into L2:
-                    // the weights of a layer come from L3 or memory once, and the hardware
-                    // prefetchers restart at each 4 KiB page. ResNet-50 on one thread: best of 10
-                    // 63.3-64.3 -> 61.6-62.2 ms. A prefetch never faults, so the last tile's may
-                    // point past A.
-                    let next = ap.wrapping_add(P * panel + k * 2 * P);
-                    _mm_prefetch::<_MM_HINT_T1>(next as *const i8);
-                }
+            }
+            if k < a.kc {
+                // `first` is even, so a last single step has an even k.
+                kstep::<H, P, LOAD, false, false, true>(a, at, k, k_at(k), &mut acc);
             }
         }
         let row0 = p0 * 4;
@@ -587,6 +560,95 @@ mod imp {
                         };
                     }
                 }
+            }
+        }
+    }
+
+    /// k step `k` of [`tile`] (B's row at `bp`, A's panels from `ap`, `panel` values apart, the tile's
+    /// first panel `p0`), with the prefetches its constants ask for: `CPF` the next call's C, `AHEAD`
+    /// the next call's B, `APF` the next tile's A.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, for step `k < kc`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn kstep<
+        const H: usize,
+        const P: usize,
+        const LOAD: u8,
+        const CPF: bool,
+        const AHEAD: bool,
+        const APF: bool,
+    >(
+        a: &Args,
+        (ap, panel, p0): (*const f32, usize, usize),
+        k: usize,
+        bp: *const f32,
+        acc: &mut [[[__m512; H]; 4]; P],
+    ) {
+        // SAFETY: the caller's (see above).
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); H];
+            for (h, bv) in bv.iter_mut().enumerate() {
+                *bv = load_b::<LOAD>(a, bp, h);
+            }
+            // Constant indices (the loops unroll) keep the accumulators in registers.
+            #[allow(clippy::needless_range_loop)]
+            for q in 0..P {
+                let x = ap.add(q * panel + k * 4);
+                for r in 0..4 {
+                    let s = _mm512_set1_ps(*x.add(r));
+                    for h in 0..H {
+                        acc[q][r][h] = _mm512_fmadd_ps(s, bv[h], acc[q][r][h]);
+                    }
+                }
+            }
+            if CPF {
+                // The next call's C (the same rows, the columns after these) into L1 for writing,
+                // one line per k step: a convolution's rows of C are planes apart, so each call
+                // writes a line or two in each of up to hundreds of pages, too many streams for
+                // the hardware prefetchers, and on 56x56 planes the output (3.2 MB for 256
+                // channels) is not in L2: every line's first write waited for memory. ResNet-50,
+                // one thread, both variants in one process (per-layer minimums of 30 runs): its
+                // 64 -> 256 1x1 layers at 56x56 0.78-0.83 -> 0.65-0.67 ms, the 256 -> 64 ones
+                // 0.76-0.77 -> 0.73-0.75, the downsample 0.81 -> 0.72; the layer sum -1.2 to
+                // -1.6%; on two threads medians 1.9% lower (ResNet-18 2.4%); GoogLeNet and
+                // Inception v3 within the noise (-0.6 to +1%). The last tile of a call prefetches
+                // past C's columns; a prefetch never faults.
+                let (row, h) = (p0 * 4 + k / H, k % H);
+                let line =
+                    a.c.wrapping_byte_offset(row as isize * a.ldc)
+                        .wrapping_add(a.cols + 16 * h);
+                _mm_prefetch::<_MM_HINT_ET0>(line as *const i8);
+            }
+            if AHEAD {
+                // B in place (`mode` bit 3): the next call's B row (this row's next columns) into
+                // L1, from the call's first tile. A 1x1 convolution's rows of B are planes apart,
+                // as many pages as k steps, too many streams for the hardware prefetchers, and on
+                // 56x56 planes its input is not in L2. ResNet-50's in-place 1x1 layers alone (one
+                // thread, both variants in one process, median of 300 paired runs): 256 -> 64 at
+                // 56x56 11% faster, 256 -> 128 5%, 64 -> 256 3%, 512 -> 128 at 28x28 3.5%; in the
+                // model (per-layer minimums of 30) 3-10%.
+                for h in 0..H {
+                    let next = bp.wrapping_add(a.cols + 16 * h);
+                    _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+                }
+            }
+            if LOAD == STREAM {
+                // A row of B is 64 H bytes: one prefetch per 64.
+                for h in 0..H {
+                    let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * h as isize);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                }
+            }
+            if APF {
+                // The next tile's A (the P panels after these, 16 P bytes per k step) into L2:
+                // the weights of a layer come from L3 or memory once, and the hardware
+                // prefetchers restart at each 4 KiB page. ResNet-50 on one thread: best of 10
+                // 63.3-64.3 -> 61.6-62.2 ms. A prefetch never faults, so the last tile's may
+                // point past A.
+                let next = ap.wrapping_add(P * panel + k * 2 * P);
+                _mm_prefetch::<_MM_HINT_T1>(next as *const i8);
             }
         }
     }
