@@ -65,6 +65,11 @@ fn matches_the_reference(gemm: GemmImpl) {
     // Rows shared between two threads (m + n odd): one share each, and shares of at most 256 rows.
     shapes.push((201, 40, 300));
     shapes.push((517, 24, 70));
+    // One to four rows streaming B, on two threads: the second thread's columns start in the middle of a
+    // 32-column group of packed B for the AVX2 kernel (whose blocks are whole pairs of panels), so its
+    // calls of several groups (`mode` bit 4) start at the next group.
+    shapes.push((1, 96, 300));
+    shapes.push((3, 200, 70));
     // Two-panel (16-column) calls of the AVX2 kernel, whole and with a short second panel or a lone last one.
     for n in [9, 15, 16, 17, 24, 31, 32, 47] {
         shapes.push((13, n, 300));

@@ -138,9 +138,7 @@ fn avx512_and_cranelift_agree_bitwise() {
 /// each group's B `group` elements after the previous one's) give the bits of one Cranelift call per
 /// panel, and write only C's `rows x cols` elements: one to four rows, every column count, groups whose
 /// panels are side by side (a dense layer's packed weights) or apart.
-#[test]
-fn avx512_stream_groups_and_cranelift_agree_bitwise() {
-    let gemm = GemmImpl::Avx512;
+fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
     if !gemm.available() {
         eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
         return;
@@ -150,7 +148,7 @@ fn avx512_stream_groups_and_cranelift_agree_bitwise() {
     let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
     let wide = Kernels::compile_with(&ids, gemm).unwrap();
     let width = wide.table().stream_cols(ActKind::Identity);
-    assert_eq!(width, 4 * GEMM_WIDEST_N);
+    assert_eq!(width, groups * GEMM_WIDEST_N);
     let mut rng = Rng::new(11);
     let mut rand =
         |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
@@ -206,6 +204,16 @@ fn avx512_stream_groups_and_cranelift_agree_bitwise() {
             }
         }
     }
+}
+
+#[test]
+fn avx512_stream_groups_and_cranelift_agree_bitwise() {
+    stream_groups_agree_bitwise(GemmImpl::Avx512, 4);
+}
+
+#[test]
+fn avx2_stream_groups_and_cranelift_agree_bitwise() {
+    stream_groups_agree_bitwise(GemmImpl::Avx2, 3);
 }
 
 /// A random tap of a patch pattern over a plane of `plane` values: its 8 offsets (-1: padding) and how

@@ -119,6 +119,10 @@ pub fn supported() -> bool {
     }
 }
 
+/// The columns the AVX2 kernel takes in a call with `mode` bit 4 (`Table::stream_cols`): three groups
+/// of 32, as one row's accumulators for them fill twelve of the sixteen ymm registers.
+pub const STREAM_N: usize = 3 * super::GEMM_WIDEST_N;
+
 /// The AVX2 macro-kernel with epilogue `act`, or `None` when this CPU lacks AVX2 or FMA, or for the
 /// activations implemented only by the Cranelift kernel (Sigmoid, Tanh).
 pub fn entry(act: ActKind) -> Option<KernelFn> {
@@ -165,16 +169,136 @@ pub(super) mod imp {
     /// satisfy `call.rs`'s contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes the kernel's arguments (see above).
-        let a = unsafe { Args::decode(args, super::super::GEMM_WIDE_N) };
-        // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract.
+        // SAFETY: the caller passes the kernel's arguments (see above); the 9th is `mode`.
+        let groups = unsafe { *args.add(8) } & 16 != 0;
+        let widest = if groups {
+            super::STREAM_N
+        } else {
+            super::super::GEMM_WIDE_N
+        };
+        // SAFETY: as above.
+        let a = unsafe { Args::decode(args, widest) };
+        // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract (with
+        // `mode` bit 4, see `stream_groups`).
+        unsafe {
+            if groups {
+                stream_groups::<ACT>(&a);
+            } else {
+                columns::<ACT>(&a);
+            }
+        }
+    }
+
+    /// A call of up to [`super::super::GEMM_WIDE_N`] columns.
+    ///
+    /// # Safety
+    /// As [`gemm`]'s (`a` decoded from valid arguments); the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn columns<const ACT: u8>(a: &Args) {
+        // SAFETY: the caller's contract.
         unsafe {
             match a.cols {
                 0 => {}
-                1..=4 => narrow_tail::<ACT>(&a),
-                5..=8 => panels::<ACT>(&a),
-                _ if a.stream => wide::<ACT, true>(&a),
-                _ => wide::<ACT, false>(&a),
+                1..=4 => narrow_tail::<ACT>(a),
+                5..=8 => panels::<ACT>(a),
+                _ if a.stream => wide::<ACT, true>(a),
+                _ => wide::<ACT, false>(a),
+            }
+        }
+    }
+
+    /// A call with `mode` bit 4: up to three groups of 32 columns, group `i`'s B at `b + i * b_group`.
+    /// One row (a dense layer at batch 1) with the panels of each group side by side reads the groups'
+    /// rows in one k loop (`stream_row`: three streams from memory at once, each prefetched
+    /// [`STREAM_AHEAD`] bytes ahead); other calls run as two 16-column calls per group.
+    ///
+    /// # Safety
+    /// As [`gemm`]'s, with `a.rows` at most 4 and `a.b_group` the groups' distance; the CPU has AVX2 and
+    /// FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn stream_groups<const ACT: u8>(a: &Args) {
+        let groups = a.cols.div_ceil(32);
+        // Groups `i0 .. i0 + n`, or 16 columns of group `i0` from column `16 h` on, as a call of
+        // their own.
+        let part = |i0: usize, n: usize, h: usize| Args {
+            b: a.b
+                .wrapping_byte_offset(i0 as isize * a.b_group + 2 * h as isize * a.b_next),
+            c: a.c.wrapping_add(32 * i0 + 16 * h),
+            col_shift: a.col_shift.wrapping_add(32 * i0 + 16 * h),
+            cols: (a.cols - 32 * i0).saturating_sub(16 * h).min(32 * n),
+            ..*a
+        };
+        // SAFETY: each part is a call of the caller's rows and some of its groups' columns.
+        unsafe {
+            if a.rows == 1 && (a.cols <= 8 || a.b_next == 32) {
+                let mut i = 0;
+                while i < groups {
+                    match groups - i {
+                        1 => stream_row::<1, ACT>(&part(i, 1, 0)),
+                        2 => stream_row::<2, ACT>(&part(i, 2, 0)),
+                        _ => stream_row::<3, ACT>(&part(i, 3, 0)),
+                    }
+                    i += 3;
+                }
+                return;
+            }
+            for i in 0..groups {
+                for h in 0..2 {
+                    let half = part(i, 1, h);
+                    columns::<ACT>(&Args {
+                        cols: half.cols.min(16),
+                        ..half
+                    });
+                }
+            }
+        }
+    }
+
+    /// One row by `G` groups of 32 columns (panels side by side within a group, groups `b_group`
+    /// bytes apart): per k step one broadcast of A and four loads and FMAs per group, then the store of
+    /// the other paths (the same operations).
+    ///
+    /// # Safety
+    /// As [`stream_groups`]'s, with one row and `a.cols` in `32 (G - 1) + 1 ..= 32 G`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn stream_row<const G: usize, const ACT: u8>(a: &Args) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; G];
+        // Columns of group `i`'s panel `q`.
+        let cols = |i: usize, q: usize| (a.cols - 32 * i).saturating_sub(8 * q).min(8);
+        let mask: [[__m256i; 4]; G] =
+            std::array::from_fn(|i| std::array::from_fn(|q| lanes(cols(i, q))));
+        // SAFETY: A's panel holds kc * 4 values; group i's kc rows have the lanes of its masks
+        // readable (its columns, panels side by side); masked-off lanes are not read.
+        unsafe {
+            for k in 0..a.kc {
+                let s = _mm256_broadcast_ss(&*a.a.add(k * 4));
+                let row = a.b.byte_offset(k as isize * a.b_stride);
+                for i in 0..G {
+                    let bp = row.byte_offset(i as isize * a.b_group);
+                    for l in 0..2 {
+                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * l);
+                        _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                    }
+                    for q in 0..4 {
+                        let b = _mm256_maskload_ps(bp.add(8 * q), mask[i][q]);
+                        acc[i][q] = _mm256_fmadd_ps(s, b, acc[i][q]);
+                    }
+                }
+            }
+        }
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..G {
+            let group = Args {
+                c: a.c.wrapping_add(32 * i),
+                col_shift: a.col_shift.wrapping_add(32 * i),
+                ..*a
+            };
+            for q in 0..4 {
+                if cols(i, q) > 0 {
+                    // SAFETY: row 0 of C, masked to the panel's columns of group i.
+                    unsafe { store::<ACT>(&group, 0, 8 * q, cols(i, q), acc[i][q], mask[i][q]) };
+                }
             }
         }
     }

@@ -65,9 +65,13 @@ impl Kernels {
                 if let Some((f, cols)) = rust {
                     fns.insert(id, f);
                     wide.insert(id, cols);
-                    if gemm == GemmImpl::Avx512 {
-                        stream.insert(id, GEMM_STREAM_N);
-                    }
+                    stream.insert(
+                        id,
+                        match gemm {
+                            GemmImpl::Avx512 => GEMM_STREAM_N,
+                            _ => avx2::STREAM_N,
+                        },
+                    );
                     continue;
                 }
             }
@@ -157,8 +161,9 @@ impl Table {
     }
 
     /// The most columns one call of `KernelId::Gemm(act)` with `mode` bit 4 (rows streaming B, at most
-    /// [`super::STREAM_PANEL_ROWS`]) takes: [`GEMM_STREAM_N`] for the AVX-512 kernel; the others take no
-    /// such calls, and this is their [`Table::gemm_cols`].
+    /// [`super::STREAM_PANEL_ROWS`]) takes: [`GEMM_STREAM_N`] for the AVX-512 kernel, three groups
+    /// ([`avx2::STREAM_N`]) for the AVX2 one; the Cranelift kernel takes no such calls, and this is its
+    /// [`Table::gemm_cols`].
     pub fn stream_cols(&self, act: ActKind) -> usize {
         self.stream
             .get(&KernelId::Gemm(act))

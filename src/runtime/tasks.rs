@@ -204,26 +204,27 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     offset: (r - r0) * kc,
                 };
                 // One panel of rows reads the packed weights once, from memory: calls with `mode`
-                // bit 4 (when the kernel takes them) read several groups of columns at once.
+                // bit 4 (when the kernel takes them) read several groups of columns at once. They
+                // start at a group's first panel (a task's block need not: AVX2 blocks are even).
                 let stream = r1 - r0 <= STREAM_ROWS;
                 let groups = stream && r1 - r0 <= STREAM_PANEL_ROWS as u64;
-                let per_call = if groups {
-                    (k.stream_cols(g.act) / TILE_N) as u64
-                } else {
-                    per_call
-                };
                 let group_panels = (GEMM_WIDEST_N / TILE_N) as u64;
+                let stream_call = (k.stream_cols(g.act) / TILE_N) as u64;
                 let mut p = p0;
                 while p < p1 {
                     let col0 = p * TILE_N as u64;
                     let b = b_off(p);
-                    let step = per_call.min(p1 - p);
+                    let in_groups = groups && p.is_multiple_of(group_panels);
+                    let step = if in_groups { stream_call } else { per_call }.min(p1 - p);
                     let b_next = if step > 1 { b_off(p + 1) - b } else { 0 };
                     let cols = (step * TILE_N as u64).min(g.n - col0);
-                    // Bit 2: prefetch B; bit 4: B in groups `b_group` apart.
-                    let (mode, b_group) = match (stream, step > group_panels) {
-                        (true, true) => (mode | 4 | 16, b_off(p + group_panels) - b),
-                        (true, false) => (mode | 4, 0),
+                    // Bit 2: prefetch B; bit 4: more columns than a plain call, in groups `b_group`
+                    // apart.
+                    let mode = if stream { mode | 4 } else { mode };
+                    let (mode, b_group) = match (in_groups && step > per_call, step > group_panels)
+                    {
+                        (true, true) => (mode | 16, b_off(p + group_panels) - b),
+                        (true, false) => (mode | 16, 0),
                         _ => (mode, 0),
                     };
                     let at = (image, 0, r0, r1, col0, cols, kc, mode);
