@@ -162,7 +162,7 @@ impl Table {
 
     /// The most columns one call of `KernelId::Gemm(act)` with `mode` bit 4 (rows streaming B, at most
     /// [`super::STREAM_PANEL_ROWS`]) takes: [`GEMM_STREAM_N`] for the AVX-512 kernel, three groups
-    /// ([`avx2::STREAM_N`]) for the AVX2 one; the Cranelift kernel takes no such calls, and this is its
+    /// (`avx2::STREAM_N`) for the AVX2 one; the Cranelift kernel takes no such calls, and this is its
     /// [`Table::gemm_cols`].
     pub fn stream_cols(&self, act: ActKind) -> usize {
         self.stream

@@ -166,11 +166,12 @@ pub enum KernelId {
     /// do not depend on how columns are grouped into calls.
     ///
     /// A kernel whose [`Table::stream_cols`] is wider than its `gemm_cols` (the AVX-512 one,
-    /// [`GEMM_STREAM_N`]) also takes calls with `mode` bit 4: at most [`STREAM_PANEL_ROWS`] rows, up to
-    /// `stream_cols` columns in groups of [`GEMM_WIDEST_N`], with a 15th argument `b_group_bytes`: group
-    /// `g`'s columns are those of a call of the group's own at `b + g * b_group_bytes` (same `b_stride` and
-    /// `b_next`), so again each element is computed as by one call of 8 columns per panel. It reads the
-    /// groups' B rows side by side, several streams from memory at once (a dense layer at batch 1).
+    /// [`GEMM_STREAM_N`]; the AVX2 one, `avx2::STREAM_N`) also takes calls with `mode` bit 4: at most
+    /// [`STREAM_PANEL_ROWS`] rows, up to `stream_cols` columns in groups of [`GEMM_WIDEST_N`], with a 15th
+    /// argument `b_group_bytes`: group `g`'s columns are those of a call of the group's own at `b + g *
+    /// b_group_bytes` (same `b_stride` and `b_next`), so again each element is computed as by one call of 8
+    /// columns per panel. It reads the groups' B rows side by side, several streams from memory at once (a
+    /// dense layer at batch 1).
     Gemm(ActKind),
     /// Packs a B panel of convolution patches: `[x, out, taps, table, ci0, ci1, plane, runs, ld]`: for each
     /// input channel `ci` in `ci0..ci1`, tap `t` and column `j < 8`, `out[((ci - ci0) * taps + t) * ld + j] =
