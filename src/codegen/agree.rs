@@ -97,7 +97,8 @@ fn agrees_bitwise(gemm: GemmImpl) {
                     for &act in &acts {
                         // Bits 2 and 3 (B streams, B in place: hints the AVX-512 kernel prefetches
                         // by) change no value.
-                        for mode in 0..16 {
+                        // Bit 5 (no column shifts) skips the column vector in every kernel alike.
+                        for mode in (0..16).chain([34, 35, 38, 42]) {
                             let at = (rows, cols, kc, mode);
                             let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
                             let mut x = c0.clone();
@@ -115,6 +116,18 @@ fn agrees_bitwise(gemm: GemmImpl) {
                                     inside || y.to_bits() == c,
                                     "{l:?} {act:?} {at:?}: c[{i}] written"
                                 );
+                            }
+                            if mode & 32 != 0 {
+                                // The same values as zero column shifts added (up to the sign of
+                                // zero): bit 5 drops the column vector and nothing else.
+                                let zero =
+                                    [factors[0].clone(), factors[1].clone(), vec![0.0; width + 8]];
+                                let at = (rows, cols, kc, mode & !32);
+                                let z = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &zero);
+                                assert!(y
+                                    .iter()
+                                    .zip(&z)
+                                    .all(|(y, z)| y == z || y.is_nan() && z.is_nan()));
                             }
                         }
                     }
@@ -177,13 +190,13 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
             for cols in 1..=width {
                 for l in [side_by_side, apart] {
                     for &act in &acts {
-                        for mode in [16, 17, 18, 19, 20, 23, 31] {
+                        for mode in [16, 17, 18, 19, 20, 23, 31, 50, 51] {
                             let at = (rows, cols, kc, mode);
                             let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
                             let mut x = c0.clone();
                             for j in 0..cols.div_ceil(TILE_N) {
                                 let col0 = j * TILE_N;
-                                let here = (rows, TILE_N.min(cols - col0), kc, mode & 15);
+                                let here = (rows, TILE_N.min(cols - col0), kc, mode & !16);
                                 let c = (&x[..], ldc, col0);
                                 let (g, q) = (j / 4, j % 4);
                                 let b_at = g * l.group + q * l.next;
@@ -197,6 +210,18 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
                                     inside || y.to_bits() == c,
                                     "{l:?} {act:?} {at:?}: c[{i}] written"
                                 );
+                            }
+                            if mode & 32 != 0 {
+                                // The same values as zero column shifts added (up to the sign of
+                                // zero): bit 5 drops the column vector and nothing else.
+                                let zero =
+                                    [factors[0].clone(), factors[1].clone(), vec![0.0; width + 8]];
+                                let at = (rows, cols, kc, mode & !32);
+                                let z = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &zero);
+                                assert!(y
+                                    .iter()
+                                    .zip(&z)
+                                    .all(|(y, z)| y == z || y.is_nan() && z.is_nan()));
                             }
                         }
                     }

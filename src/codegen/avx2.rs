@@ -52,6 +52,8 @@ pub(super) struct GemmArgs {
     /// B is read in place and the next call reads its rows further on (`mode` bit 3): a kernel may
     /// prefetch them.
     pub ahead: bool,
+    /// The epilogue adds the column shifts (`mode` bit 5 clear; a convolution's are all zero).
+    pub shift_cols: bool,
     /// Bytes from a group of [`super::GEMM_WIDEST_N`] columns' B to the next's, when the call has
     /// `mode` bit 4 (read only then; see `KernelId::Gemm`), else 0.
     pub b_group: isize,
@@ -98,6 +100,7 @@ impl GemmArgs {
             last: v[8] & 2 != 0,
             stream: v[8] & 4 != 0,
             ahead: v[8] & 8 != 0,
+            shift_cols: v[8] & 32 == 0,
             b_group: b_group as isize,
             row_scale: v[9] as *const f32,
             row_shift: v[10] as *const f32,
@@ -527,10 +530,12 @@ pub(super) mod imp {
                     s[r] = *a.row_scale.add(row0 + r);
                     t[r] = *a.row_shift.add(row0 + r);
                 }
-                let cs = _mm_set1_ps(*a.col_shift.add(col));
                 let (s, t) = (_mm_loadu_ps(s.as_ptr()), _mm_loadu_ps(t.as_ptr()));
-                let w = _mm256_castps128_ps256(_mm_add_ps(_mm_fmadd_ps(v, s, t), cs));
-                v = _mm256_castps256_ps128(act::<ACT>(w, a.slope));
+                let mut u = _mm_fmadd_ps(v, s, t);
+                if a.shift_cols {
+                    u = _mm_add_ps(u, _mm_set1_ps(*a.col_shift.add(col)));
+                }
+                v = _mm256_castps256_ps128(act::<ACT>(_mm256_castps128_ps256(u), a.slope));
             }
             _mm_storeu_ps(lanes.as_mut_ptr(), v);
             for (r, l) in lanes.iter().enumerate().take(rows) {
@@ -568,12 +573,16 @@ pub(super) mod imp {
             if a.last {
                 let s = _mm256_set1_ps(*a.row_scale.add(row));
                 let t = _mm256_set1_ps(*a.row_shift.add(row));
-                let cs = if full {
-                    _mm256_loadu_ps(col_shift)
-                } else {
-                    _mm256_maskload_ps(col_shift, mask)
-                };
-                v = act::<ACT>(_mm256_add_ps(_mm256_fmadd_ps(v, s, t), cs), a.slope);
+                v = _mm256_fmadd_ps(v, s, t);
+                if a.shift_cols {
+                    let cs = if full {
+                        _mm256_loadu_ps(col_shift)
+                    } else {
+                        _mm256_maskload_ps(col_shift, mask)
+                    };
+                    v = _mm256_add_ps(v, cs);
+                }
+                v = act::<ACT>(v, a.slope);
             }
             if full {
                 _mm256_storeu_ps(c, v);

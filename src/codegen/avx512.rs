@@ -677,8 +677,11 @@ mod imp {
             if a.last {
                 let s = _mm512_set1_ps(*a.row_scale.add(row));
                 let t = _mm512_set1_ps(*a.row_shift.add(row));
-                let cs = load(a.col_shift.add(16 * h));
-                v = act::<ACT>(_mm512_add_ps(_mm512_fmadd_ps(v, s, t), cs), a.slope);
+                v = _mm512_fmadd_ps(v, s, t);
+                if a.shift_cols {
+                    v = _mm512_add_ps(v, load(a.col_shift.add(16 * h)));
+                }
+                v = act::<ACT>(v, a.slope);
             }
             if whole {
                 _mm512_storeu_ps(c, v);

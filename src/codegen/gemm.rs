@@ -194,6 +194,12 @@ fn mode_flags(kb: &mut Kb, a: &Args) -> (Value, Value) {
     (add, last)
 }
 
+/// Whether the epilogue adds the column shifts: `mode` bit 5 clear.
+fn shifts_cols(kb: &mut Kb, a: &Args) -> Value {
+    let none = kb.b.ins().band_imm_u(a.mode, 32);
+    kb.b.ins().icmp_imm_s(IntCC::Equal, none, 0)
+}
+
 fn store_full(kb: &mut Kb, acc: &[Value], a: &Args, row0: Value, act: ActKind) {
     let (add, last) = mode_flags(kb, a);
     let flags = kb.flags;
@@ -215,12 +221,19 @@ fn store_full(kb: &mut Kb, acc: &[Value], a: &Args, row0: Value, act: ActKind) {
             let t = kb.load(Lanes::One, a.row_shift, row);
             let (s, t) = (kb.b.ins().splat(F32X4, s), kb.b.ins().splat(F32X4, t));
             let slope = kb.b.ins().splat(F32X4, a.slope);
+            let cols = shifts_cols(kb, a);
             for (h, &x) in v.iter().enumerate() {
-                let cs = kb.b.ins().load(F32X4, flags, a.col_shift, 16 * h as i32);
                 let cur = kb.b.use_var(x);
                 let y = kb.b.ins().fma(cur, s, t);
-                let y = kb.b.ins().fadd(y, cs);
-                let y = math::act(kb, Lanes::Four, act, y, slope);
+                kb.b.def_var(x, y);
+                kb.when(cols, |kb| {
+                    let cs = kb.b.ins().load(F32X4, flags, a.col_shift, 16 * h as i32);
+                    let cur = kb.b.use_var(x);
+                    let y = kb.b.ins().fadd(cur, cs);
+                    kb.b.def_var(x, y);
+                });
+                let cur = kb.b.use_var(x);
+                let y = math::act(kb, Lanes::Four, act, cur, slope);
                 kb.b.def_var(x, y);
             }
         });
@@ -269,11 +282,18 @@ fn store_partial(
             kb.when(last, |kb| {
                 let s = kb.load(Lanes::One, a.row_scale, row);
                 let t = kb.load(Lanes::One, a.row_shift, row);
-                let cs = kb.load(Lanes::One, a.col_shift, col);
                 let cur = kb.b.use_var(x);
                 let y = kb.b.ins().fma(cur, s, t);
-                let y = kb.b.ins().fadd(y, cs);
-                let y = math::act(kb, Lanes::One, act, y, a.slope);
+                kb.b.def_var(x, y);
+                let cols = shifts_cols(kb, a);
+                kb.when(cols, |kb| {
+                    let cs = kb.load(Lanes::One, a.col_shift, col);
+                    let cur = kb.b.use_var(x);
+                    let y = kb.b.ins().fadd(cur, cs);
+                    kb.b.def_var(x, y);
+                });
+                let cur = kb.b.use_var(x);
+                let y = math::act(kb, Lanes::One, act, cur, a.slope);
                 kb.b.def_var(x, y);
             });
             let val = kb.b.use_var(x);

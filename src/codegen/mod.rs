@@ -156,7 +156,9 @@ pub enum KernelId {
     /// entries of the first row and column); bit 2: a hint that B is read once, from memory (the AVX-512
     /// kernel then prefetches it ahead; it changes no value); bit 3: a hint that the next call reads the
     /// same rows of B at the columns after these (a 1x1 convolution's input read in place; the AVX-512
-    /// kernel prefetches them during its first tile; it changes no value).
+    /// kernel prefetches them during its first tile; it changes no value); bit 5: the column shifts are
+    /// all zero (a convolution's), so the epilogue is `act(v * row_scale[r] + row_shift[r])` without the
+    /// `+ col_shift[c]` (which would turn a -0.0 into +0.0: every kernel skips it alike).
     ///
     /// Wide kernels (the AVX2 one, [`GEMM_WIDE_N`] columns, and the AVX-512 one, [`GEMM_WIDEST_N`]: see
     /// [`Table::gemm_cols`]) also take several column panels at once, 8 < cols, with a 14th argument

@@ -299,10 +299,11 @@ fn call_gemm(
         let out = s
             .out
             .at(image * s.image_stride + group * g.m * g.ldc + (lo - s.first) * g.ldc + col0);
-        // Row factors are indexed by output channel, column shifts by column (a convolution's are zeros).
-        let (rs, cs) = match g.form {
-            Form::Conv { .. } => (group * g.m + lo, 0),
-            Form::Dense { .. } => (lo, col0),
+        // Row factors are indexed by output channel, column shifts by column (a convolution's are zeros,
+        // so its epilogue skips them: `mode` bit 5).
+        let (rs, cs, mode) = match g.form {
+            Form::Conv { .. } => (group * g.m + lo, 0, mode | 32),
+            Form::Dense { .. } => (lo, col0, mode),
         };
         k.call(
             KernelId::Gemm(g.act),
