@@ -51,6 +51,68 @@ fn call(
     c
 }
 
+/// One call of `wide` on C (guards around it) against one Cranelift call per panel (panel `j`'s B at
+/// `b_at(j)`, `mode` `lift_mode`): the same bits, and nothing written outside C's `rows x cols`. With
+/// `mode` bit 5, also the values of `wide` with zero column shifts added (up to the sign of zero): the bit
+/// drops the column vector and nothing else.
+#[allow(clippy::too_many_arguments)]
+fn agrees(
+    (wide, lift): (&Kernels, &Kernels),
+    act: ActKind,
+    (a, b): (&[f32], &[f32]),
+    l: Layout,
+    b_at: impl Fn(usize) -> usize,
+    (c0, ldc): (&[f32], usize),
+    at: (usize, usize, usize, i64),
+    lift_mode: i64,
+    factors: &[Vec<f32>; 3],
+) {
+    let (rows, cols, kc, mode) = at;
+    let y = call(wide, act, a, b, 0, l, (c0, ldc, 0), at, factors);
+    let mut x = c0.to_vec();
+    for j in 0..cols.div_ceil(TILE_N) {
+        let col0 = j * TILE_N;
+        let here = (rows, TILE_N.min(cols - col0), kc, lift_mode);
+        x = call(
+            lift,
+            act,
+            a,
+            b,
+            b_at(j),
+            l,
+            (&x[..], ldc, col0),
+            here,
+            factors,
+        );
+    }
+    for (i, (x, y)) in x.iter().zip(&y).enumerate() {
+        let inside = i / ldc < rows && i % ldc < cols;
+        let (x0, c) = (x.to_bits(), c0[i].to_bits());
+        assert_eq!(x0, y.to_bits(), "{l:?} {act:?} {at:?}: c[{i}] differs");
+        assert!(
+            inside || y.to_bits() == c,
+            "{l:?} {act:?} {at:?}: c[{i}] written"
+        );
+    }
+    if mode & 32 != 0 {
+        let zero = [
+            factors[0].clone(),
+            factors[1].clone(),
+            vec![0.0; factors[2].len()],
+        ];
+        let at = (rows, cols, kc, mode & !32);
+        let z = call(wide, act, a, b, 0, l, (c0, ldc, 0), at, &zero);
+        let same = y
+            .iter()
+            .zip(&z)
+            .all(|(y, z)| y == z || y.is_nan() && z.is_nan());
+        assert!(
+            same,
+            "{l:?} {act:?} {at:?}: bit 5 changes more than the column shifts"
+        );
+    }
+}
+
 /// `gemm`'s calls of 1 to [`super::Table::gemm_cols`] columns give the bits of one Cranelift call per
 /// panel, and write only C's `rows x cols` elements.
 fn agrees_bitwise(gemm: GemmImpl) {
@@ -100,35 +162,18 @@ fn agrees_bitwise(gemm: GemmImpl) {
                         // Bit 5 (no column shifts) skips the column vector in every kernel alike.
                         for mode in (0..16).chain([34, 35, 38, 42]) {
                             let at = (rows, cols, kc, mode);
-                            let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
-                            let mut x = c0.clone();
-                            for j in 0..cols.div_ceil(TILE_N) {
-                                let col0 = j * TILE_N;
-                                let here = (rows, TILE_N.min(cols - col0), kc, mode);
-                                let c = (&x[..], ldc, col0);
-                                x = call(&lift, act, &a, &b, j * l.next, l, c, here, &factors);
-                            }
-                            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
-                                let inside = i / ldc < rows && i % ldc < cols;
-                                let (x0, c) = (x.to_bits(), c0[i].to_bits());
-                                assert_eq!(x0, y.to_bits(), "{l:?} {act:?} {at:?}: c[{i}] differs");
-                                assert!(
-                                    inside || y.to_bits() == c,
-                                    "{l:?} {act:?} {at:?}: c[{i}] written"
-                                );
-                            }
-                            if mode & 32 != 0 {
-                                // The same values as zero column shifts added (up to the sign of
-                                // zero): bit 5 drops the column vector and nothing else.
-                                let zero =
-                                    [factors[0].clone(), factors[1].clone(), vec![0.0; width + 8]];
-                                let at = (rows, cols, kc, mode & !32);
-                                let z = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &zero);
-                                assert!(y
-                                    .iter()
-                                    .zip(&z)
-                                    .all(|(y, z)| y == z || y.is_nan() && z.is_nan()));
-                            }
+                            let ab = (&a[..], &b[..]);
+                            agrees(
+                                (&wide, &lift),
+                                act,
+                                ab,
+                                l,
+                                |j| j * l.next,
+                                (&c0, ldc),
+                                at,
+                                mode,
+                                &factors,
+                            );
                         }
                     }
                 }
@@ -192,37 +237,19 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
                     for &act in &acts {
                         for mode in [16, 17, 18, 19, 20, 23, 31, 50, 51] {
                             let at = (rows, cols, kc, mode);
-                            let y = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &factors);
-                            let mut x = c0.clone();
-                            for j in 0..cols.div_ceil(TILE_N) {
-                                let col0 = j * TILE_N;
-                                let here = (rows, TILE_N.min(cols - col0), kc, mode & !16);
-                                let c = (&x[..], ldc, col0);
-                                let (g, q) = (j / 4, j % 4);
-                                let b_at = g * l.group + q * l.next;
-                                x = call(&lift, act, &a, &b, b_at, l, c, here, &factors);
-                            }
-                            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
-                                let inside = i / ldc < rows && i % ldc < cols;
-                                let (x0, c) = (x.to_bits(), c0[i].to_bits());
-                                assert_eq!(x0, y.to_bits(), "{l:?} {act:?} {at:?}: c[{i}] differs");
-                                assert!(
-                                    inside || y.to_bits() == c,
-                                    "{l:?} {act:?} {at:?}: c[{i}] written"
-                                );
-                            }
-                            if mode & 32 != 0 {
-                                // The same values as zero column shifts added (up to the sign of
-                                // zero): bit 5 drops the column vector and nothing else.
-                                let zero =
-                                    [factors[0].clone(), factors[1].clone(), vec![0.0; width + 8]];
-                                let at = (rows, cols, kc, mode & !32);
-                                let z = call(&wide, act, &a, &b, 0, l, (&c0, ldc, 0), at, &zero);
-                                assert!(y
-                                    .iter()
-                                    .zip(&z)
-                                    .all(|(y, z)| y == z || y.is_nan() && z.is_nan()));
-                            }
+                            let ab = (&a[..], &b[..]);
+                            let b_at = |j: usize| (j / 4) * l.group + (j % 4) * l.next;
+                            agrees(
+                                (&wide, &lift),
+                                act,
+                                ab,
+                                l,
+                                b_at,
+                                (&c0, ldc),
+                                at,
+                                mode & !16,
+                                &factors,
+                            );
                         }
                     }
                 }
