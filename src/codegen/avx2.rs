@@ -54,6 +54,8 @@ pub(super) struct GemmArgs {
     pub ahead: bool,
     /// The epilogue adds the column shifts (`mode` bit 5 clear; a convolution's are all zero).
     pub shift_cols: bool,
+    /// Columns in groups of [`super::GEMM_WIDEST_N`] (`mode` bit 4, see `KernelId::Gemm`).
+    pub groups: bool,
     /// Bytes from a group of [`super::GEMM_WIDEST_N`] columns' B to the next's, when the call has
     /// `mode` bit 4 (read only then; see `KernelId::Gemm`), else 0.
     pub b_group: isize,
@@ -65,21 +67,20 @@ pub(super) struct GemmArgs {
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl GemmArgs {
-    /// Decodes the arguments at `args`, columns clamped to `widest`.
+    /// Decodes the arguments at `args`, columns clamped to the kernel's widest call (`widest.0`, or
+    /// `widest.1` with `mode` bit 4).
     ///
     /// # Safety
     /// `args` points to the kernel's 13 arguments, to a 14th when the call has more than 8 columns, and
     /// to a 15th when `mode` has bit 4.
-    pub(super) unsafe fn decode(args: *const i64, widest: usize) -> GemmArgs {
+    pub(super) unsafe fn decode(args: *const i64, widest: (usize, usize)) -> GemmArgs {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let groups = v[8] & 16 != 0;
+        let widest = if groups { widest.1 } else { widest.0 };
         let cols = v[6].clamp(0, widest as i64) as usize;
         // SAFETY: with `mode` bit 4 the caller passes the 15th argument (see above).
-        let b_group = if v[8] & 16 != 0 {
-            unsafe { *args.add(14) }
-        } else {
-            0
-        };
+        let b_group = if groups { unsafe { *args.add(14) } } else { 0 };
         // SAFETY: with more than 8 columns the caller passes the 14th argument (see above).
         let b_next = if cols > 8 {
             unsafe { *args.add(13) }
@@ -101,6 +102,7 @@ impl GemmArgs {
             stream: v[8] & 4 != 0,
             ahead: v[8] & 8 != 0,
             shift_cols: v[8] & 32 == 0,
+            groups,
             b_group: b_group as isize,
             row_scale: v[9] as *const f32,
             row_shift: v[10] as *const f32,
@@ -172,19 +174,12 @@ pub(super) mod imp {
     /// satisfy `call.rs`'s contract; the CPU has AVX2 and FMA (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes the kernel's arguments (see above); the 9th is `mode`.
-        let groups = unsafe { *args.add(8) } & 16 != 0;
-        let widest = if groups {
-            super::STREAM_N
-        } else {
-            super::super::GEMM_WIDE_N
-        };
-        // SAFETY: as above.
-        let a = unsafe { Args::decode(args, widest) };
+        // SAFETY: the caller passes the kernel's arguments (see above).
+        let a = unsafe { Args::decode(args, (super::super::GEMM_WIDE_N, super::STREAM_N)) };
         // SAFETY: AVX2 and FMA are present (see above); the addresses are valid per the contract (with
         // `mode` bit 4, see `stream_groups`).
         unsafe {
-            if groups {
+            if a.groups {
                 stream_groups::<ACT>(&a);
             } else {
                 columns::<ACT>(&a);

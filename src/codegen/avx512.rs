@@ -111,19 +111,13 @@ mod imp {
     /// satisfy `call.rs`'s contract; the CPU has AVX-512F (guaranteed by [`super::entry`], the only way
     /// to get this pointer).
     unsafe extern "C" fn gemm<const ACT: u8>(args: *const i64) {
-        // SAFETY: the caller passes the kernel's arguments (see above); the 9th is `mode`.
-        let groups = unsafe { *args.add(8) } & 16 != 0;
-        let widest = if groups {
-            super::super::GEMM_STREAM_N
-        } else {
-            super::super::GEMM_WIDEST_N
-        };
-        // SAFETY: as above.
+        let widest = (super::super::GEMM_WIDEST_N, super::super::GEMM_STREAM_N);
+        // SAFETY: the caller passes the kernel's arguments (see above).
         let g = unsafe { GemmArgs::decode(args, widest) };
         // SAFETY: AVX-512F is present (see above); the addresses are valid per the contract (with
         // `mode` bit 4, see `stream_groups`).
         unsafe {
-            if groups {
+            if g.groups {
                 stream_groups::<ACT>(&g);
             } else {
                 columns::<ACT>(g);
