@@ -555,27 +555,23 @@ pub(super) mod imp {
         // access is inside C's, the row vectors' and the column vector's valid elements.
         unsafe {
             let c = a.c.byte_offset(row as isize * a.ldc).add(col0);
-            let col_shift = a.col_shift.add(col0);
             let full = cols == 8;
-            if a.add {
-                let old = if full {
-                    _mm256_loadu_ps(c)
+            let load = |p: *const f32| {
+                if full {
+                    _mm256_loadu_ps(p)
                 } else {
-                    _mm256_maskload_ps(c, mask)
-                };
-                v = _mm256_add_ps(v, old);
+                    _mm256_maskload_ps(p, mask)
+                }
+            };
+            if a.add {
+                v = _mm256_add_ps(v, load(c));
             }
             if a.last {
                 let s = _mm256_set1_ps(*a.row_scale.add(row));
                 let t = _mm256_set1_ps(*a.row_shift.add(row));
                 v = _mm256_fmadd_ps(v, s, t);
                 if a.shift_cols {
-                    let cs = if full {
-                        _mm256_loadu_ps(col_shift)
-                    } else {
-                        _mm256_maskload_ps(col_shift, mask)
-                    };
-                    v = _mm256_add_ps(v, cs);
+                    v = _mm256_add_ps(v, load(a.col_shift.add(col0)));
                 }
                 v = act::<ACT>(v, a.slope);
             }
