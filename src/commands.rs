@@ -84,7 +84,8 @@ pub struct RunArgs {
     pub jit: bool,
     pub threads: usize,
     pub gemm: nnc::codegen::GemmImpl,
-    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`--no-winograd` clears it).
+    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) or F(4x4, 3x3) (`--no-winograd`
+    /// clears it).
     pub winograd: bool,
 }
 

@@ -151,21 +151,24 @@ pub fn compile(
         p.gemm().name()
     );
     out.push_str(&fusion_report(decisions));
-    // The layers computed as Winograd F(2x2, 3x3) (one exec each, or three on small planes).
-    let mut winograd: Vec<&str> = p
-        .steps
-        .iter()
-        .filter(|s| s.kernel_name().contains("inograd"))
-        .map(|s| s.layer.as_str())
-        .collect();
-    winograd.dedup();
-    if !winograd.is_empty() {
-        let _ = writeln!(
-            out,
-            "winograd F(2x2, 3x3): {} convolutions (--no-winograd: direct): {}",
-            winograd.len(),
-            winograd.join(", ")
-        );
+    // The layers computed as Winograd F(4x4, 3x3) and F(2x2, 3x3) (one exec each, or three on small
+    // planes: a transform, the products, a transform).
+    for tile in [4, 2] {
+        let mut winograd: Vec<&str> = p
+            .steps
+            .iter()
+            .filter(|s| s.winograd_tile() == Some(tile))
+            .map(|s| s.layer.as_str())
+            .collect();
+        winograd.dedup();
+        if !winograd.is_empty() {
+            let _ = writeln!(
+                out,
+                "winograd F({tile}x{tile}, 3x3): {} convolutions (--no-winograd: direct): {}",
+                winograd.len(),
+                winograd.join(", ")
+            );
+        }
     }
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let _ = writeln!(
@@ -200,7 +203,7 @@ pub struct BenchArgs {
     pub iters: usize,
     pub json: bool,
     pub gemm: GemmImpl,
-    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3).
+    /// 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) or F(4x4, 3x3).
     pub winograd: bool,
 }
 

@@ -283,7 +283,7 @@ fn dependencies_stay_in_their_rooms() {
 }
 
 /// `unsafe` appears only at the boundary into generated code (`call.rs`) and in the Rust GEMM kernels it
-/// enters (`avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs`, the Winograd twins), each block with a `// SAFETY:` comment in the six lines above it.
+/// enters (`avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs`, the Winograd transforms), each block with a `// SAFETY:` comment in the six lines above it.
 #[test]
 fn unsafe_only_at_the_jit_boundary() {
     let allowed = [
@@ -294,6 +294,7 @@ fn unsafe_only_at_the_jit_boundary() {
         Path::new("src/codegen/patches.rs"),
         Path::new("src/codegen/winograd_avx2.rs"),
         Path::new("src/codegen/winograd_avx512.rs"),
+        Path::new("src/codegen/winograd4.rs"),
     ];
     for file in all(&["src"]) {
         let text = std::fs::read_to_string(&file).expect("readable");

@@ -1,5 +1,6 @@
 //! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs` and the
-//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs` (the Rust kernels it enters), the only `unsafe` of the project.
+//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs` and `winograd4.rs` (the Rust kernels it
+//! enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -14,7 +15,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::{patches, twins, winograd_avx2, winograd_avx512};
+use super::{patches, twins, winograd4, winograd_avx2, winograd_avx512};
 use super::{ActKind, GemmImpl, KernelId, GEMM_STREAM_N, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -82,6 +83,17 @@ impl Kernels {
                     wide.insert(id, panels);
                     continue;
                 }
+            }
+            // F(4x4, 3x3)'s transforms exist in AVX-512 only, used with every GEMM implementation.
+            if let KernelId::Winograd4In | KernelId::Winograd4Out(_) = id {
+                let input = id == KernelId::Winograd4In;
+                let act = match id {
+                    KernelId::Winograd4Out(act) => act,
+                    _ => ActKind::Identity,
+                };
+                let f = winograd4::entry(input, act).ok_or(CodegenError::Winograd4Unavailable)?;
+                fns.insert(id, f);
+                continue;
             }
             let helper = match id {
                 _ if gemm == GemmImpl::Cranelift => None,

@@ -13,6 +13,8 @@ pub enum CodegenError {
     UnsupportedHost(String),
     #[error("this CPU cannot run the {0} GEMM kernel (it needs AVX2 and FMA)")]
     GemmUnavailable(&'static str),
+    #[error("internal error: Winograd F(4x4, 3x3) chosen on a CPU without AVX-512F")]
+    Winograd4Unavailable,
     #[error("internal error: Cranelift rejected kernel `{kernel}`: {message}")]
     Compile { kernel: String, message: String },
 }

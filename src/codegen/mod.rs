@@ -23,6 +23,7 @@ mod pool;
 mod rnn;
 mod twins;
 mod winograd;
+mod winograd4;
 mod winograd_avx2;
 mod winograd_avx512;
 
@@ -35,6 +36,14 @@ pub use call::{Kernels, Table};
 /// implementation computes the same operations and gives the same bits.
 pub fn winograd_by_default() -> bool {
     avx2::supported()
+}
+
+/// Whether this CPU has the transforms of Winograd's F(4x4, 3x3) (`winograd4.rs`, AVX-512 only), and so
+/// computes 3x3 stride-1 convolutions on planes that tile well by 4 as F(4x4, 3x3) rather than F(2x2,
+/// 3x3) when Winograd is on (`runtime::lower::winograd`). The machine's choice, as
+/// [`winograd_by_default`]'s: those transforms run with every GEMM implementation.
+pub fn winograd4_by_default() -> bool {
+    winograd_by_default() && avx512::supported()
 }
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
@@ -248,6 +257,13 @@ pub enum KernelId {
     /// tx`, its 2x2 outputs inside the `h x w` plane `y + c h w` as `act(Y (+ old, mode bit 0) +
     /// shift[c])`.
     WinogradOut(ActKind),
+    /// The input transform of Winograd's F(4x4, 3x3) (see `winograd4.rs`): the arguments of
+    /// [`KernelId::WinogradIn`], for 6x6 tiles of stride 4 (zero padding 1) and 36 values `V[k]`. Only in
+    /// AVX-512 (see [`winograd4_by_default`]).
+    Winograd4In,
+    /// The output transform of F(4x4, 3x3): the arguments of [`KernelId::WinogradOut`], for 36 products
+    /// per tile and its 4x4 outputs.
+    Winograd4Out(ActKind),
     /// One LSTM step for a batch: `[gx, gh, c, h, n, hidden, gx_stride, h_stride]`: gate pre-activations
     /// `gx[b * gx_stride + ..]` (input projection with its bias) and `gh[b * 4 hidden ..]`; updates `c[b *
     /// hidden ..]` and writes `h[b * h_stride ..]`. PyTorch gate order i, f, g, o.
@@ -274,6 +290,11 @@ fn build(
         KernelId::LstmCell | KernelId::GruCell | KernelId::RnnCell(_) => rnn::build(id, config),
         KernelId::WinogradIn => winograd::build(true, ActKind::Identity, config),
         KernelId::WinogradOut(act) => winograd::build(false, act, config),
+        KernelId::Winograd4In | KernelId::Winograd4Out(_) => {
+            unreachable!(
+                "`Kernels::compile_with` takes F(4x4, 3x3)'s transforms from `winograd4.rs`"
+            )
+        }
         KernelId::Unary(_)
         | KernelId::Add
         | KernelId::Mul

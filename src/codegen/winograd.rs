@@ -212,15 +212,22 @@ mod tests {
     use super::super::{ActKind, GemmImpl, KernelId, Kernels};
     use crate::tensor::Rng;
 
-    /// Tiles and `V`/`M` row length of an `h x w` plane.
-    fn tiles(h: usize, w: usize) -> (usize, usize, usize) {
-        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    /// Tiles of `tile x tile` outputs and `V`/`M` row length of an `h x w` plane.
+    fn tiles(h: usize, w: usize, tile: usize) -> (usize, usize, usize) {
+        let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
         (th, tw, (th * tw).next_multiple_of(16))
     }
 
-    fn transform_in(k: &Kernels, x: &[f32], c: usize, (h, w): (usize, usize)) -> Vec<f32> {
-        let (th, tw, ld) = tiles(h, w);
-        let mut v = vec![f32::NAN; 16 * c * ld];
+    /// The input transform of F(tile x tile, 3x3).
+    fn transform_in(
+        k: &Kernels,
+        x: &[f32],
+        c: usize,
+        (h, w): (usize, usize),
+        tile: usize,
+    ) -> Vec<f32> {
+        let (th, tw, ld) = tiles(h, w, tile);
+        let mut v = vec![f32::NAN; (tile + 2) * (tile + 2) * c * ld];
         let args = [
             x.as_ptr() as i64,
             v.as_mut_ptr() as i64,
@@ -229,7 +236,12 @@ mod tests {
             w as i64,
         ];
         let more = [tw as i64, (th * tw) as i64, ld as i64, (c * ld) as i64, 0];
-        k.call(KernelId::WinogradIn, &[&args[..], &more[..]].concat());
+        let id = if tile == 4 {
+            KernelId::Winograd4In
+        } else {
+            KernelId::WinogradIn
+        };
+        k.call(id, &[&args[..], &more[..]].concat());
         v
     }
 
@@ -241,10 +253,10 @@ mod tests {
         y0: &[f32],
         (c, h, w): (usize, usize, usize),
         shift: &[f32],
-        mode: i64,
-        slope: f32,
+        (mode, slope): (i64, f32),
+        tile: usize,
     ) -> Vec<f32> {
-        let (th, tw, ld) = tiles(h, w);
+        let (th, tw, ld) = tiles(h, w, tile);
         let mut y = y0.to_vec();
         // Guards: the plane starts 16 values into `y` and is followed by 16 more.
         let args = [
@@ -262,34 +274,40 @@ mod tests {
             shift.as_ptr() as i64,
         ];
         let last = [mode, slope.to_bits() as i64, 0];
-        k.call(
-            KernelId::WinogradOut(act),
-            &[&args[..], &more[..], &last[..]].concat(),
-        );
+        let id = if tile == 4 {
+            KernelId::Winograd4Out(act)
+        } else {
+            KernelId::WinogradOut(act)
+        };
+        k.call(id, &[&args[..], &more[..], &last[..]].concat());
         y
     }
 
+    /// `G` of F(2x2, 3x3) and of F(4x4, 3x3).
+    const G2: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    const G4: [[f64; 3]; 6] = [
+        [0.25, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+
     /// `U = G g Gᵀ` of one 3x3 filter, in f64.
-    fn u_of(g: &[f64]) -> [f64; 16] {
-        let gm = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
-        let mut t = [[0.0; 3]; 4];
-        for i in 0..4 {
-            for j in 0..3 {
-                t[i][j] = (0..3).map(|k| gm[i][k] * g[k * 3 + j]).sum();
-            }
-        }
-        let mut u = [0.0; 16];
-        for i in 0..4 {
-            for j in 0..4 {
-                u[4 * i + j] = (0..3).map(|k| t[i][k] * gm[j][k]).sum();
-            }
-        }
-        u
+    fn u_of(g: &[f64], gm: &[[f64; 3]]) -> Vec<f64> {
+        let n = gm.len();
+        let t: Vec<[f64; 3]> = (0..n)
+            .map(|i| [0, 1, 2].map(|j| (0..3).map(|k| gm[i][k] * g[k * 3 + j]).sum()))
+            .collect();
+        (0..n * n)
+            .map(|ij| (0..3).map(|k| t[ij / n][k] * gm[ij % n][k]).sum())
+            .collect()
     }
 
     /// The transforms with the products between them give a 3x3 convolution (stride 1, padding 1) to
@@ -310,6 +328,33 @@ mod tests {
             .filter(|g| g.available())
             .map(|g| Kernels::compile_with(&ids, g).unwrap())
             .collect();
+        check(&lift, &twins, 2, 1e-5);
+    }
+
+    /// F(4x4, 3x3)'s AVX-512 transforms (where this CPU has them) likewise, on planes with partial
+    /// tiles at the right and bottom and tile rows longer than one vector of 16 tiles (a 70-wide plane
+    /// has 18). Within 2e-5 of the convolution in f64: their constants round more than F(2x2)'s.
+    #[test]
+    fn f4_transforms_compute_a_3x3_convolution() {
+        let ids = [
+            KernelId::Winograd4In,
+            KernelId::Winograd4Out(ActKind::Identity),
+            KernelId::Winograd4Out(ActKind::Relu),
+            KernelId::Winograd4Out(ActKind::LeakyRelu),
+        ];
+        if !super::super::winograd4_by_default() {
+            return;
+        }
+        let k = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+        check(&k, &[], 4, 2e-5);
+    }
+
+    /// The transforms of F(tile x tile, 3x3) in `lift`, with the products between them computed in f64,
+    /// against a direct 3x3 convolution in f64 (within `tolerance`), writing nothing outside the plane;
+    /// `twins` give the same bits.
+    fn check(lift: &Kernels, twins: &[Kernels], tile: usize, tolerance: f64) {
+        let gm: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
+        let n2 = gm.len() * gm.len();
         let mut rng = Rng::new(31);
         for (h, w, ci, co) in [
             (1, 1, 1, 1),
@@ -320,17 +365,18 @@ mod tests {
             (17, 35, 3, 2),
             (6, 40, 1, 2),
             (33, 2, 2, 1),
+            (9, 70, 2, 2),
         ] {
-            let (th, tw, ld) = tiles(h, w);
+            let (th, tw, ld) = tiles(h, w, tile);
             let x: Vec<f32> = (0..ci * h * w)
                 .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
                 .collect();
             let g: Vec<f64> = (0..co * ci * 9)
                 .map(|_| rng.uniform_in(-1.0, 1.0))
                 .collect();
-            let v = transform_in(&lift, &x, ci, (h, w));
-            for wide in &twins {
-                let v2 = transform_in(wide, &x, ci, (h, w));
+            let v = transform_in(lift, &x, ci, (h, w), tile);
+            for wide in twins {
+                let v2 = transform_in(wide, &x, ci, (h, w), tile);
                 for (a, b) in v.iter().zip(&v2) {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
@@ -339,13 +385,13 @@ mod tests {
                 }
             }
             // M[k][o][t] = sum over c of U[o][c][k] V[k][c][t].
-            let mut m = vec![0.0f32; 16 * co * ld];
-            for k in 0..16 {
+            let mut m = vec![0.0f32; n2 * co * ld];
+            for k in 0..n2 {
                 for o in 0..co {
                     for t in 0..th * tw {
                         let s: f64 = (0..ci)
                             .map(|c| {
-                                u_of(&g[(o * ci + c) * 9..][..9])[k]
+                                u_of(&g[(o * ci + c) * 9..][..9], gm)[k]
                                     * v[(k * ci + c) * ld + t] as f64
                             })
                             .sum();
@@ -362,7 +408,7 @@ mod tests {
                 (ActKind::Relu, 1, 0.0),
                 (ActKind::LeakyRelu, 1, 0.1),
             ] {
-                let y = transform_out(&lift, act, &m, &y0, (co, h, w), &shift, mode, slope);
+                let y = transform_out(lift, act, &m, &y0, (co, h, w), &shift, (mode, slope), tile);
                 assert_eq!(&y[..16], &y0[..16], "{h}x{w}: wrote before the plane");
                 assert_eq!(
                     &y[16 + co * h * w..],
@@ -391,13 +437,14 @@ mod tests {
                         }
                         let got = y[at] as f64;
                         assert!(
-                            (got - want).abs() < 1e-5,
+                            (got - want).abs() < tolerance,
                             "{h}x{w} {act:?}: {got} against {want}"
                         );
                     }
                 }
-                for wide in &twins {
-                    let y2 = transform_out(wide, act, &m, &y0, (co, h, w), &shift, mode, slope);
+                for wide in twins {
+                    let y2 =
+                        transform_out(wide, act, &m, &y0, (co, h, w), &shift, (mode, slope), tile);
                     let same = y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{h}x{w} {act:?}: the {:?} twin differs", wide.gemm);
                 }

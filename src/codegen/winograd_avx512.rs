@@ -27,6 +27,9 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use imp::{act, inside};
+
+#[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::*;
 
@@ -44,7 +47,7 @@ mod imp {
     }
 
     /// Lanes `l < 16` with `0 <= start + l < len`.
-    fn inside(start: isize, len: usize) -> __mmask16 {
+    pub(in crate::codegen) fn inside(start: isize, len: usize) -> __mmask16 {
         let lo = (-start).clamp(0, 16) as u32;
         let hi = (len as isize - start).clamp(0, 16) as u32;
         if hi <= lo {
@@ -173,7 +176,7 @@ mod imp {
     /// The activation of the Cranelift kernels (`math::act`): `v < 0 ? 0 (or v slope) : v`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn act<const ACT: u8>(v: __m512, slope: f32) -> __m512 {
+    pub(in crate::codegen) fn act<const ACT: u8>(v: __m512, slope: f32) -> __m512 {
         let zero = _mm512_setzero_ps();
         let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
         match ACT {

@@ -177,8 +177,8 @@ impl Gemm {
     }
 }
 
-/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) (`lower::winograd`), block by block of tiles: a
-/// task takes one block of one image through the input transform, the 16 products and the output
+/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) or F(4x4, 3x3) (`lower::winograd`), block by block
+/// of tiles: a task takes one block of one image through the input transform, the 16 or 36 products and the output
 /// transform, with the block's transformed inputs `V` and products `M` in its thread's scratch (after the
 /// products' packing area), so they stay in L2 from one stage to the next.
 #[derive(Clone, Debug)]
@@ -191,7 +191,9 @@ pub struct Winograd {
     pub filters: u64,
     pub h: u64,
     pub w: u64,
-    /// Tiles per block (in row-major tile order, 2x2 outputs each).
+    /// Outputs per tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)).
+    pub tile: u64,
+    /// Tiles per block (in row-major tile order).
     pub block: u64,
     /// Per filter, added after the output transform (bias and batch-norm shift).
     pub shift: Addr,
@@ -200,19 +202,24 @@ pub struct Winograd {
     /// The output holds a residual to add.
     pub accumulate: bool,
     pub images: u64,
-    /// The 16 products of a whole block and of the last one (fewer tiles): one group each, `V` and
-    /// `M` in scratch at [`Winograd::v_at`] and [`Winograd::m_at`].
+    /// The 16 (or 36) products of a whole block and of the last one (fewer tiles): one group each, `V`
+    /// and `M` in scratch at [`Winograd::v_at`] and [`Winograd::m_at`].
     pub full: Gemm,
     pub last: Gemm,
 }
 
 impl Winograd {
     pub fn tile_rows(&self) -> u64 {
-        self.h.div_ceil(2)
+        self.h.div_ceil(self.tile)
     }
 
     pub fn tile_cols(&self) -> u64 {
-        self.w.div_ceil(2)
+        self.w.div_ceil(self.tile)
+    }
+
+    /// Transformed values per tile: 16 or 36, the products' groups.
+    pub fn values(&self) -> u64 {
+        (self.tile + 2) * (self.tile + 2)
     }
 
     pub fn tiles(&self) -> u64 {
@@ -228,24 +235,26 @@ impl Winograd {
         self.block.next_multiple_of(16)
     }
 
-    /// Where `V` and `M` start in a task's scratch, for a layer of `channels` whose products' calls take
-    /// `call_panels` panels (k blocks of `KC`) and whose blocks have rows of `ld` values: after the
-    /// products' packing area, on a cache line, one after the other.
-    pub fn scratch_at(call_panels: u64, channels: u64, ld: u64) -> (u64, u64) {
+    /// Where `V` and `M` start in a task's scratch, for products whose calls take `call_panels` panels
+    /// (k blocks of `KC`) and whose `V` has `rows` rows (values per tile times channels) of `ld` values:
+    /// after the products' packing area, on a cache line, one after the other.
+    pub fn scratch_at(call_panels: u64, rows: u64, ld: u64) -> (u64, u64) {
         let v = conv_pack_scratch(call_panels, crate::codegen::KC as u64).next_multiple_of(16);
-        (v, v + 16 * channels * ld)
+        (v, v + rows * ld)
     }
 
     pub fn v_at(&self) -> u64 {
-        Self::scratch_at(self.full.call_panels, self.channels, self.block_ld()).0
+        let rows = self.values() * self.channels;
+        Self::scratch_at(self.full.call_panels, rows, self.block_ld()).0
     }
 
     pub fn m_at(&self) -> u64 {
-        Self::scratch_at(self.full.call_panels, self.channels, self.block_ld()).1
+        let rows = self.values() * self.channels;
+        Self::scratch_at(self.full.call_panels, rows, self.block_ld()).1
     }
 
     fn scratch(&self) -> u64 {
-        self.m_at() + 16 * self.filters * self.block_ld()
+        self.m_at() + self.values() * self.filters * self.block_ld()
     }
 }
 

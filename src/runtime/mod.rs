@@ -69,13 +69,27 @@ impl Kernel {
                 exec::Form::Conv { .. } => "Gemm(conv, packed patches)".into(),
                 exec::Form::Dense { .. } => "Gemm(dense)".into(),
             },
-            Exec::Winograd(_) => "Winograd 3x3 (F(2x2, 3x3))".into(),
+            Exec::Winograd(w) => format!("Winograd 3x3 (F({0}x{0}, 3x3))", w.tile),
             Exec::Recurrent(r) => format!("{:?}", r.cell),
         }
     }
 
     pub fn tasks(&self) -> u64 {
         self.exec.tasks()
+    }
+
+    /// The output tile side (2 or 4) of a Winograd convolution's exec: the blocked exec, or the
+    /// transforms of the staged form (not its products, which are a GEMM).
+    pub fn winograd_tile(&self) -> Option<u64> {
+        match &self.exec {
+            Exec::Winograd(w) => Some(w.tile),
+            Exec::Simple(s) => match s.kernel {
+                KernelId::WinogradIn | KernelId::WinogradOut(_) => Some(2),
+                KernelId::Winograd4In | KernelId::Winograd4Out(_) => Some(4),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -230,8 +244,16 @@ impl Program {
             match &s.exec {
                 Exec::Simple(x) => ids.push(x.kernel),
                 Exec::Winograd(w) => ids.extend([
-                    KernelId::WinogradIn,
-                    KernelId::WinogradOut(w.act),
+                    if w.tile == 4 {
+                        KernelId::Winograd4In
+                    } else {
+                        KernelId::WinogradIn
+                    },
+                    if w.tile == 4 {
+                        KernelId::Winograd4Out(w.act)
+                    } else {
+                        KernelId::WinogradOut(w.act)
+                    },
                     KernelId::Gemm(crate::codegen::ActKind::Identity),
                     KernelId::PackPatches,
                 ]),

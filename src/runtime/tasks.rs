@@ -238,7 +238,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
 }
 
 /// Task `t` of a Winograd convolution: one block of tiles of one image, through the input transform
-/// into the thread's scratch, the 16 products (one group each) and the output transform.
+/// into the thread's scratch, the 16 or 36 products (one group each) and the output transform.
 pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let tiles = wg.tiles();
     let blocks = tiles.div_ceil(wg.block);
@@ -261,8 +261,13 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     let mut args = vec![x, v, c as i64];
     args.extend(geometry);
     args.extend([(c * ld) as i64, t0 as i64]);
-    k.call(KernelId::WinogradIn, &args);
-    for group in 0..16 {
+    let (kin, kout) = if wg.tile == 4 {
+        (KernelId::Winograd4In, KernelId::Winograd4Out(wg.act))
+    } else {
+        (KernelId::WinogradIn, KernelId::WinogradOut(wg.act))
+    };
+    k.call(kin, &args);
+    for group in 0..wg.values() {
         gemm_task(g, k, bases, scratch, group);
     }
     let y = res(wg.y.at(image * wg.y_image_stride));
@@ -275,7 +280,7 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
         wg.slope.to_bits() as i64,
         t0 as i64,
     ]);
-    k.call(KernelId::WinogradOut(wg.act), &args);
+    k.call(kout, &args);
 }
 
 /// Where macro-kernel calls work: image, group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.

@@ -38,9 +38,11 @@ pub struct Lower<'a> {
     /// Column panels per call of the GEMM kernel ([`GemmImpl::panels_per_call`]; work splits and
     /// packing layouts only).
     pub call_panels: u64,
-    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`winograd.rs`): with the
-    /// AVX-512 kernels, whose transforms are vectorized.
+    /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`winograd.rs`): on CPUs
+    /// whose transforms are vectorized (AVX2 and FMA).
     pub winograd: bool,
+    /// Whether they may run as F(4x4, 3x3) on planes that suit it (this CPU has its transforms).
+    pub winograd4: bool,
     /// The buffers of staged Winograd convolutions' transformed inputs and products (`winograd.rs`).
     winograd_mem: Option<(Addr, Addr)>,
 }
@@ -81,6 +83,7 @@ impl<'a> Lower<'a> {
             threads: threads.max(1) as u64,
             call_panels: gemm.panels_per_call() as u64,
             winograd: plan.winograd && crate::codegen::winograd_by_default(),
+            winograd4: plan.winograd && crate::codegen::winograd4_by_default(),
             winograd_mem: None,
         }
     }

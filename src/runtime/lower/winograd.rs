@@ -1,14 +1,19 @@
-//! 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of
-//! outputs from a 4x4 tile of inputs with 16 multiplications per input and output channel instead of 36.
-//! [`KernelId::WinogradIn`] writes each tile's 16 transformed values `V = Bᵀ d B` as 16 matrices `V_k
-//! [channels x tiles]`; a GEMM multiplies each by its transformed weights `U_k = (G g Gᵀ)_k [filters x
-//! channels]` (computed in f64 and packed at compile time, the batch-norm factor folded in) as 16 groups
-//! of a 1x1 convolution that reads `V_k` in place and stores raw sums; [`KernelId::WinogradOut`] turns
-//! each tile's 16 sums into its 2x2 outputs `Aᵀ M A` and applies the layer's epilogue (residual, bias and
-//! batch-norm shift, activation).
+//! 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3) or F(4x4, 3x3) (Lavin and Gray, 2016): each 2x2
+//! (4x4) block of outputs from a 4x4 (6x6) tile of inputs with 16 (36) multiplications per input and
+//! output channel instead of 36 (144). [`KernelId::WinogradIn`] (`Winograd4In`) writes each tile's
+//! transformed values `V = Bᵀ d B` as 16 (36) matrices `V_k [channels x tiles]`; a GEMM multiplies each
+//! by its transformed weights `U_k = (G g Gᵀ)_k [filters x channels]` (computed in f64 and packed at
+//! compile time, the batch-norm factor folded in) as 16 (36) groups of a 1x1 convolution that reads
+//! `V_k` in place and stores raw sums; [`KernelId::WinogradOut`] (`Winograd4Out`) turns each tile's sums
+//! into its outputs `Aᵀ M A` and applies the layer's epilogue (residual, bias and batch-norm shift,
+//! activation).
+//!
+//! F(4x4, 3x3) where this CPU has its transforms (AVX-512: `codegen::winograd4_by_default`) and the
+//! plane makes at least [`MIN_TILES4`] tiles of 4 with at most a fifth more outputs computed than kept
+//! (ResNet's 56x56 and 28x28, VGG's 224x224 to 28x28, Inception v3's 35x35); otherwise F(2x2, 3x3).
 //!
 //! Two forms with the same operations (so the same bits): one `exec::Winograd`, a task per block of
-//! [`BLOCK`] tiles through all three stages with `V` and `M` in its thread's scratch (they stay in L2);
+//! tiles ([`BLOCK`], or [`block4`]'s) through all three stages with `V` and `M` in its thread's scratch;
 //! or, when blocks make fewer than four tasks per thread, three execs over whole planes with `V` and `M`
 //! in two program buffers every such layer reuses (execs run one after another).
 //!
@@ -17,7 +22,9 @@
 //! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA
 //! (`codegen::winograd_by_default`: the Cranelift transforms work value by value; they are the reference
 //! the AVX2 and AVX-512 ones are checked against). Results differ from the direct convolution's by rounding only:
-//! the transforms take additions and halvings, and every JIT test compares against the interpreter.
+//! the transforms of F(2x2, 3x3) take additions and halvings, those of F(4x4, 3x3) small constants (up
+//! to 8, and sixths in `G`), so about ten times F(2x2)'s rounding; every JIT test compares against the
+//! interpreter.
 
 use crate::codegen::{ActKind, KernelId, KC, TILE_N};
 use crate::ir::Op;
@@ -34,40 +41,92 @@ const MIN_PLANE: u64 = 8 * 8;
 /// is faster direct, with 27 taps per product).
 const MIN_CHANNELS: u64 = 32;
 
-/// Tiles per block: two macro-kernel calls of 32 columns.
+/// The fewest tiles per image for F(4x4, 3x3): fewer make products of too few columns (a 14x14 plane's
+/// 16 tiles would also compute 31% more outputs than it keeps).
+const MIN_TILES4: u64 = 36;
+
+/// Tiles per block of F(2x2, 3x3): two macro-kernel calls of 32 columns.
 const BLOCK: u64 = 64;
 
-/// `G`, which takes a 3x3 filter `g` to `U = G g Gᵀ`.
-const G: [[f64; 3]; 4] = [
+/// `G` of F(2x2, 3x3), which takes a 3x3 filter `g` to `U = G g Gᵀ`.
+const G2: [[f64; 3]; 4] = [
     [1.0, 0.0, 0.0],
     [0.5, 0.5, 0.5],
     [0.5, -0.5, 0.5],
     [0.0, 0.0, 1.0],
 ];
 
-/// `U = G g Gᵀ` of every 3x3 filter of `w` (`[filters, channels, 3, 3]`), as 16 matrices `U_k
-/// [filters, channels]` one after another.
-fn transform_weights<T: Copy + Into<f64>>(w: &[T], filters: usize, channels: usize) -> Vec<f64> {
-    let mut u = vec![0.0; 16 * filters * channels];
+/// `G` of F(4x4, 3x3) (see `codegen/winograd4.rs`).
+const G4: [[f64; 3]; 6] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// `U = G g Gᵀ` of every 3x3 filter of `w` (`[filters, channels, 3, 3]`), as `n²` matrices `U_k
+/// [filters, channels]` one after another (`G` has `n` rows).
+fn transform_weights<T: Copy + Into<f64>>(
+    w: &[T],
+    filters: usize,
+    channels: usize,
+    g_mat: &[[f64; 3]],
+) -> Vec<f64> {
+    let n = g_mat.len();
+    let mut u = vec![0.0; n * n * filters * channels];
     for (f, g) in w.chunks_exact(9).enumerate() {
-        let mut t = [[0.0; 3]; 4];
+        let mut t = vec![[0.0; 3]; n];
         for (i, row) in t.iter_mut().enumerate() {
             for (j, e) in row.iter_mut().enumerate() {
-                *e = (0..3).map(|k| G[i][k] * g[k * 3 + j].into()).sum();
+                *e = (0..3).map(|k| g_mat[i][k] * g[k * 3 + j].into()).sum();
             }
         }
-        for i in 0..4 {
-            for j in 0..4 {
-                let v: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
-                u[(4 * i + j) * filters * channels + f] = v;
+        for i in 0..n {
+            for j in 0..n {
+                let v: f64 = (0..3).map(|k| t[i][k] * g_mat[j][k]).sum();
+                u[(n * i + j) * filters * channels + f] = v;
             }
         }
     }
     u
 }
 
+/// Output tiles of `m x m` (2 or 4) for an `h x w` plane: rows, columns, and whether they compute at
+/// most a fifth more outputs than they keep (odd sides round up to whole tiles: with tiles of 2, 13x13
+/// computes 14x14 (1.16x), 7x7 8x8 (1.31x); with tiles of 4, 14x14 computes 16x16 (1.31x)).
+fn tiling(m: u64, h: u64, w: u64) -> (u64, u64, bool) {
+    let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
+    (th, tw, 5 * (m * m * th * tw) <= 6 * h * w)
+}
+
+/// Tiles of F(4x4, 3x3) per block, from a cost per tile in bytes moved to or from L3: every block
+/// reads all the transformed weights `U` (`36 c m` values; for 256 channels and filters 9 MiB, never
+/// in L2), and a block whose `V` and `M` (`36 (c + m)` values per tile) pass 2 MiB, the L2 of this
+/// machine's cores, writes and reads them back through L3. One thread, best of 20 (both variants in
+/// one process, alternating): 256 -> 256 at 56x56 9.5 ms with blocks of 16, 8.4 with 64, 7.6 with 128,
+/// 7.1 with 196; 128 -> 128 at 112x112 9.5 with 32 against 11.0 with 64; 128 -> 256 at 56x56 4.9 with
+/// 32 against 5.5 with 64 (VGG16's layers).
+fn block4(channels: u64, filters: u64) -> u64 {
+    let u = 36 * channels * filters * 4;
+    let per_tile = 36 * (channels + filters) * 4;
+    let cost = |b: u64| {
+        u / b
+            + if per_tile * b > 2 << 20 {
+                2 * per_tile
+            } else {
+                0
+            }
+    };
+    [16, 32, 64, 128, 256]
+        .into_iter()
+        .min_by_key(|&b| cost(b))
+        .expect("candidates")
+}
+
 impl Lower<'_> {
-    /// The execs of convolution `op` as Winograd F(2x2, 3x3), or `None` when it does not apply (see the
+    /// The execs of convolution `op` as Winograd F(4x4, 3x3) or F(2x2, 3x3), or `None` when it does not apply (see the
     /// module documentation).
     pub(super) fn winograd(
         &mut self,
@@ -89,7 +148,6 @@ impl Lower<'_> {
         };
         let (xv, out) = (&step.inputs[0], &step.output);
         let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
-        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
         let fits = kernel == [3, 3]
             && stride == [1, 1]
             && dilation == [1, 1]
@@ -102,25 +160,31 @@ impl Lower<'_> {
             && c >= MIN_CHANNELS
             && filters >= MIN_CHANNELS
             && h * w >= MIN_PLANE
-            // At most a fifth more outputs computed than kept (odd sides round up to whole tiles):
-            // 13x13 computes 14x14 (1.16x), 7x7 8x8 (1.31x).
-            && 5 * (4 * th * tw) <= 6 * h * w
             && out.dims[2..] == [h, w];
         if !self.winograd || !fits {
             return Ok(None);
         }
+        // Tiles of 4 where they fit the plane and are many enough, else of 2.
+        let tile = match (tiling(4, h, w), tiling(2, h, w)) {
+            ((th, tw, true), _) if self.winograd4 && th * tw >= MIN_TILES4 => 4,
+            (_, (_, _, true)) => 2,
+            _ => return Ok(None),
+        };
+        let (th, tw, _) = tiling(tile, h, w);
+        let n2 = (tile + 2) * (tile + 2);
         let (m, batch) = (filters, self.plan.batch);
         let kblock = KC as u64;
-        let shape = (16, m as usize, c as usize, kblock as usize);
-        // The batch-norm factor of each filter, for each of the 16 matrices.
-        let factor: Option<Vec<f64>> = epi.factor.as_ref().map(|f| f.repeat(16));
+        let shape = (n2 as usize, m as usize, c as usize, kblock as usize);
+        // The batch-norm factor of each filter, for each of the matrices.
+        let factor: Option<Vec<f64>> = epi.factor.as_ref().map(|f| f.repeat(n2 as usize));
+        let g_mat: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
         let packed = match self.weight_to_pack(step, 1)? {
             ToPack::F64(wt) => {
-                let u = transform_weights(wt, m as usize, c as usize);
+                let u = transform_weights(wt, m as usize, c as usize, g_mat);
                 pack_conv(&u, shape, factor.as_deref())
             }
             ToPack::F32(wt) => {
-                let u = transform_weights(&wt, m as usize, c as usize);
+                let u = transform_weights(&wt, m as usize, c as usize, g_mat);
                 self.done_with(wt);
                 pack_conv(&u, shape, factor.as_deref())
             }
@@ -139,7 +203,7 @@ impl Lower<'_> {
         let (xa, xs, _) = self.image(step, xv)?;
         let (ya, ys, _) = self.image(step, out)?;
         let tiles = th * tw;
-        let block = BLOCK.min(tiles);
+        let block = if tile == 4 { block4(c, m) } else { BLOCK }.min(tiles);
         let call_panels = self.call_panels;
         if self.threads > 1 && batch * tiles.div_ceil(block) < 4 * self.threads {
             let geometry = Geometry {
@@ -149,6 +213,7 @@ impl Lower<'_> {
                 m,
                 h,
                 w,
+                tile,
             };
             return Ok(Some(self.staged(
                 geometry,
@@ -158,7 +223,7 @@ impl Lower<'_> {
             )));
         }
         let ld = block.next_multiple_of(16);
-        let (v_at, m_at) = Winograd::scratch_at(call_panels, c, ld);
+        let (v_at, m_at) = Winograd::scratch_at(call_panels, c * n2, ld);
         let scratch = |offset: u64| Addr {
             region: Region::Scratch,
             offset,
@@ -168,7 +233,8 @@ impl Lower<'_> {
             let panels = n.div_ceil(TILE_N as u64);
             let split = (whole_calls(panels, panels, call_panels), 1);
             let at = ((scratch(v_at), 0), (scratch(m_at), 0));
-            self.products((weights, group_weight_stride), (m, c, n, ld), at, 1, split)
+            let shape = (m, c, n, ld, n2);
+            self.products((weights, group_weight_stride), shape, at, 1, split)
         };
         let full = product(block);
         let last = match tiles % block {
@@ -184,6 +250,7 @@ impl Lower<'_> {
             filters: m,
             h,
             w,
+            tile,
             block,
             shift,
             act: epi.act,
@@ -202,16 +269,30 @@ impl Lower<'_> {
     /// run one after another). The same operations as the blocked exec, so the same bits.
     fn staged(
         &mut self,
-        Geometry { x, y, c, m, h, w }: Geometry,
+        Geometry {
+            x,
+            y,
+            c,
+            m,
+            h,
+            w,
+            tile,
+        }: Geometry,
         (weights, group_weight_stride): (Addr, u64),
         shift: Addr,
         epi: &Epilogue,
     ) -> Vec<Exec> {
         let batch = self.plan.batch;
-        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let (th, tw, _) = tiling(tile, h, w);
+        let n2 = (tile + 2) * (tile + 2);
         let tiles = th * tw;
         let ld = tiles.next_multiple_of(16);
-        let (va, ma) = self.winograd_buffers(batch * 16 * c * ld, batch * 16 * m * ld);
+        let (va, ma) = self.winograd_buffers(batch * n2 * c * ld, batch * n2 * m * ld);
+        let (kin, kout) = if tile == 4 {
+            (KernelId::Winograd4In, KernelId::Winograd4Out(epi.act))
+        } else {
+            (KernelId::WinogradIn, KernelId::WinogradOut(epi.act))
+        };
         let ptr = |addr: Addr, image_stride: u64, chunk_stride: u64| Arg::Ptr {
             addr,
             image_stride,
@@ -222,7 +303,7 @@ impl Lower<'_> {
         let (ci, co) = (c.div_ceil(16), m.div_ceil(16));
         let mut args = vec![
             ptr(x.0, x.1, ci * h * w),
-            ptr(va, 16 * c * ld, ci * ld),
+            ptr(va, n2 * c * ld, ci * ld),
             Arg::Len {
                 total: c,
                 chunk: ci,
@@ -230,25 +311,25 @@ impl Lower<'_> {
         ];
         args.extend(ints(&[h, w, tw, tiles, ld, c * ld, 0]));
         let input = Exec::Simple(Simple {
-            kernel: KernelId::WinogradIn,
+            kernel: kin,
             scratch: 0,
             images: batch,
             chunks: c.div_ceil(ci),
             args,
         });
         let panels = tiles.div_ceil(TILE_N as u64);
-        let split = split(batch * 16, panels, (m, c), (self.threads, self.call_panels));
-        let at = ((va, 16 * c * ld), (ma, 16 * m * ld));
+        let split = split(batch * n2, panels, (m, c), (self.threads, self.call_panels));
+        let at = ((va, n2 * c * ld), (ma, n2 * m * ld));
         let product = self.products(
             (weights, group_weight_stride),
-            (m, c, tiles, ld),
+            (m, c, tiles, ld, n2),
             at,
             batch,
             split,
         );
         let product = Exec::Gemm(Box::new(product));
         let mut args = vec![
-            ptr(ma, 16 * m * ld, co * ld),
+            ptr(ma, n2 * m * ld, co * ld),
             ptr(y.0, y.1, co * h * w),
             Arg::Len {
                 total: m,
@@ -261,7 +342,7 @@ impl Lower<'_> {
         args.push(Arg::Int(epi.slope.to_bits() as i64));
         args.push(Arg::Int(0));
         let output = Exec::Simple(Simple {
-            kernel: KernelId::WinogradOut(epi.act),
+            kernel: kout,
             scratch: 0,
             images: batch,
             chunks: m.div_ceil(co),
@@ -276,7 +357,7 @@ impl Lower<'_> {
     fn products(
         &mut self,
         (weights, group_weight_stride): (Addr, u64),
-        (m, c, n, ld): (u64, u64, u64, u64),
+        (m, c, n, ld, n2): (u64, u64, u64, u64, u64),
         ((v, v_image), (out, out_image)): ((Addr, u64), (Addr, u64)),
         images: u64,
         (panels_per_task, row_splits): (u64, u64),
@@ -315,7 +396,7 @@ impl Lower<'_> {
                 image_stride: out_image,
             }],
             ldc: ld,
-            groups: 16,
+            groups: n2,
             images,
             panels_per_task,
             row_splits,
@@ -355,4 +436,6 @@ struct Geometry {
     m: u64,
     h: u64,
     w: u64,
+    /// Outputs per tile side: 2 or 4.
+    tile: u64,
 }

@@ -1,0 +1,319 @@
+//! The transforms of Winograd's F(4x4, 3x3) convolution in AVX-512 (Lavin and Gray, 2016): each 4x4
+//! block of outputs from a 6x6 tile of inputs, 36 multiplications per input and output channel instead
+//! of 144 (F(2x2, 3x3) takes 64 for the same 16 outputs). [`KernelId::Winograd4In`] takes each tile `d`
+//! (stride 4, zero padding 1) to `V = Bᵀ d B`, [`KernelId::Winograd4Out`] each tile of products `M` to
+//! `Y = Aᵀ M A` with the layer's epilogue; between them the runtime multiplies the 36 matrices as one
+//! GEMM (`runtime::lower::winograd`), as for F(2x2, 3x3).
+//!
+//! ```text
+//! Bᵀ = [4  0 -5  0 1 0]    G = [ 1/4     0     0]    Aᵀ = [1 1  1 1  1 0]
+//!      [0 -4 -4  1 1 0]        [-1/6  -1/6  -1/6]         [0 1 -1 2 -2 0]
+//!      [0  4 -4 -1 1 0]        [-1/6   1/6  -1/6]         [0 1  1 4  4 0]
+//!      [0 -2 -1  2 1 0]        [1/24  1/12   1/6]         [0 1 -1 8 -8 1]
+//!      [0  2 -1 -2 1 0]        [1/24 -1/12   1/6]
+//!      [0  4  0 -5 0 1]        [   0     0     1]
+//! ```
+//!
+//! Sixteen tiles of a tile row per vector. Input columns of a tile step by 4: each transformed row of
+//! 66 values is split into its four phases (`x mod 4`, two `vpermt2ps` and a blend each) and the first
+//! two shifted by one tile (`valignd`) for the tile's fifth and sixth columns; the 4x4 outputs of sixteen
+//! tiles are interleaved back into four runs of 16 output values. Values outside the plane are masked:
+//! masked-off lanes of AVX-512 loads and stores are neither read nor written.
+//!
+//! Only AVX-512 has them: F(4x4, 3x3) is chosen by the machine (`codegen::winograd4_by_default`), and its
+//! transforms are these whichever GEMM implementation runs the products, so every implementation still
+//! gives the same bits on a given machine. The transforms' constants (4, 5, 2, 8) round more than F(2x2,
+//! 3x3)'s additions: a convolution's error against the direct one is about ten times F(2x2)'s (both far
+//! below the tests' tolerances); the tests check these kernels against the transforms in f64.
+//!
+//! Safety: as `twins.rs` (entered through `call.rs`'s table under its contract; handed out only when the
+//! CPU has AVX-512F).
+
+use super::avx2::KernelFn;
+use super::ActKind;
+
+/// `KernelId::Winograd4In` (`input`) or `KernelId::Winograd4Out(act)`, or `None` when this CPU lacks
+/// AVX-512F or for an activation other than identity, ReLU and leaky ReLU.
+pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
+    if !super::avx512::supported() {
+        return None;
+    }
+    imp::entry(input, act)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    pub fn entry(_: bool, _: super::ActKind) -> Option<super::KernelFn> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::super::winograd::segments;
+    use super::super::winograd_avx512::{act, inside};
+    use super::{ActKind, KernelFn};
+
+    pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
+        Some(match (input, act) {
+            (true, _) => transform_in,
+            (false, ActKind::Identity) => transform_out::<0>,
+            (false, ActKind::Relu) => transform_out::<1>,
+            (false, ActKind::LeakyRelu) => transform_out::<2>,
+            _ => return None,
+        })
+    }
+
+    /// `Bᵀ d` for a column (or row) `d0 .. d5`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn bt([d0, d1, d2, d3, d4, d5]: [__m512; 6]) -> [__m512; 6] {
+        let (two, four, five) = (
+            _mm512_set1_ps(2.0),
+            _mm512_set1_ps(4.0),
+            _mm512_set1_ps(5.0),
+        );
+        // 4 d0 - 5 d2 + d4
+        let v0 = _mm512_fnmadd_ps(five, d2, _mm512_fmadd_ps(four, d0, d4));
+        // (d3 + d4) - 4 (d1 + d2), (d4 - d3) + 4 (d1 - d2)
+        let v1 = _mm512_fnmadd_ps(four, _mm512_add_ps(d1, d2), _mm512_add_ps(d3, d4));
+        let v2 = _mm512_fmadd_ps(four, _mm512_sub_ps(d1, d2), _mm512_sub_ps(d4, d3));
+        // (d4 - d2) +- 2 (d3 - d1)
+        let (p, q) = (_mm512_sub_ps(d4, d2), _mm512_sub_ps(d3, d1));
+        let v3 = _mm512_fmadd_ps(two, q, p);
+        let v4 = _mm512_fnmadd_ps(two, q, p);
+        // 4 d1 - 5 d3 + d5
+        let v5 = _mm512_fnmadd_ps(five, d3, _mm512_fmadd_ps(four, d1, d5));
+        [v0, v1, v2, v3, v4, v5]
+    }
+
+    /// `Aᵀ m` for a column (or row) `m0 .. m5`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn at([m0, m1, m2, m3, m4, m5]: [__m512; 6]) -> [__m512; 4] {
+        let (a, b) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
+        let (c, d) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
+        [
+            _mm512_add_ps(_mm512_add_ps(m0, a), c),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.0), d, b),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d, b), m5),
+        ]
+    }
+
+    /// The six columns of sixteen tiles from a row of 66 values `r` (values `16 q ..` in `r[q]`, only
+    /// the first two of `r[4]` used): lane `t` of column `j` is value `4 t + j`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn columns(r: &[__m512; 5]) -> [__m512; 6] {
+        let idx = |q: i32| {
+            _mm512_setr_epi32(
+                q,
+                4 + q,
+                8 + q,
+                12 + q,
+                16 + q,
+                20 + q,
+                24 + q,
+                28 + q,
+                q,
+                4 + q,
+                8 + q,
+                12 + q,
+                16 + q,
+                20 + q,
+                24 + q,
+                28 + q,
+            )
+        };
+        let phase = |q: i32| {
+            let lo = _mm512_permutex2var_ps(r[0], idx(q), r[1]);
+            let hi = _mm512_permutex2var_ps(r[2], idx(q), r[3]);
+            _mm512_mask_blend_ps(0xff00, lo, hi)
+        };
+        let (p0, p1, p2, p3) = (phase(0), phase(1), phase(2), phase(3));
+        let shift = |next: __m512, p: __m512| {
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                _mm512_castps_si512(next),
+                _mm512_castps_si512(p),
+            ))
+        };
+        // Lane 15 of the fifth and sixth columns: values 64 and 65.
+        let r4 = _mm512_castps_si512(r[4]);
+        let r4_1 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(r4, r4));
+        [p0, p1, p2, p3, shift(r[4], p0), shift(r4_1, p1)]
+    }
+
+    /// `KernelId::Winograd4In`: `[x, v, channels, h, w, tw, t1, ld, xi_stride, t0]`.
+    ///
+    /// # Safety
+    /// `args` points to the kernel's 10 arguments, whose addresses satisfy `call.rs`'s contract; the CPU
+    /// has AVX-512F (guaranteed by [`super::entry`], the only way to get this pointer).
+    unsafe extern "C" fn transform_in(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 10 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 10) };
+        let (x, out) = (v[0] as *const f32, v[1] as *mut f32);
+        let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
+        // SAFETY: as above.
+        unsafe { tin(x, out, n) }
+    }
+
+    /// # Safety
+    /// As [`transform_in`]: the plane of each channel is readable, `V`'s rows writable.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tin(x: *const f32, out: *mut f32, [channels, h, w, tw, t1, ld, xs, t0]: [usize; 8]) {
+        let zero = _mm512_setzero_ps();
+        for c in 0..channels {
+            let xc = x.wrapping_add(c * h * w);
+            let vc = out.wrapping_add(c * ld);
+            for (ty, tx0, tx1) in segments(tw, t0, t1) {
+                let mut tx0 = tx0;
+                while tx0 < tx1 {
+                    let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
+                    let s = 4 * tx0 as isize - 1;
+                    // Input rows 4 ty - 1 .. 4 ty + 5, columns s .. s + 66 (zero outside).
+                    let mut d = [[zero; 5]; 6];
+                    for (i, row) in d.iter_mut().enumerate() {
+                        let y = 4 * ty as isize - 1 + i as isize;
+                        if y < 0 || y >= h as isize {
+                            continue;
+                        }
+                        let p = xc.wrapping_offset(y * w as isize);
+                        for (q, e) in row.iter_mut().enumerate() {
+                            let start = s + 16 * q as isize;
+                            let m = inside(start, w) & if q == 4 { 0b11 } else { 0xffff };
+                            // SAFETY: only lanes inside the row are read (masked-off lanes do not
+                            // fault).
+                            *e = unsafe { _mm512_maskz_loadu_ps(m, p.wrapping_offset(start)) };
+                        }
+                    }
+                    // Down the columns, then along the rows.
+                    let mut a = [[zero; 5]; 6];
+                    for q in 0..5 {
+                        let col = bt([d[0][q], d[1][q], d[2][q], d[3][q], d[4][q], d[5][q]]);
+                        for i in 0..6 {
+                            a[i][q] = col[i];
+                        }
+                    }
+                    let t = ty * tw + tx0 - t0;
+                    for (i, row) in a.iter().enumerate() {
+                        for (j, value) in bt(columns(row)).into_iter().enumerate() {
+                            let to = vc.wrapping_add((6 * i + j) * xs + t);
+                            // SAFETY: the segment's tiles of row `6 i + j` of `V` are writable.
+                            unsafe { _mm512_mask_storeu_ps(to, keep, value) };
+                        }
+                    }
+                    tx0 += 16;
+                }
+            }
+        }
+    }
+
+    /// `KernelId::Winograd4Out(act)`: `[m, y, channels, h, w, tw, t1, ld, xi_stride, shift, mode,
+    /// slope, t0]`, `ACT` 0 identity, 1 ReLU, 2 leaky ReLU.
+    ///
+    /// # Safety
+    /// As [`transform_in`], with 13 arguments.
+    unsafe extern "C" fn transform_out<const ACT: u8>(args: *const i64) {
+        // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 13) };
+        let (m, y, shift) = (v[0] as *const f32, v[1] as *mut f32, v[9] as *const f32);
+        let n = [2, 3, 4, 5, 6, 7, 8, 12].map(|i| v[i].max(0) as usize);
+        let slope = f32::from_bits(v[11] as u32);
+        // SAFETY: as above.
+        unsafe { tout::<ACT>((m, y, shift), n, v[10] & 1 != 0, slope) }
+    }
+
+    /// # Safety
+    /// As [`transform_out`].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tout<const ACT: u8>(
+        (m, y, shift): (*const f32, *mut f32, *const f32),
+        [channels, h, w, tw, t1, ld, xs, t0]: [usize; 8],
+        add_old: bool,
+        slope: f32,
+    ) {
+        // Two columns' values of tiles 0..8 (`lo`) or 8..16 (`hi`) interleaved, then two such pairs
+        // into runs of four tiles' four outputs.
+        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let pair_hi =
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let quad_lo = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+        let quad_hi =
+            _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+        let zero = _mm512_setzero_ps();
+        for c in 0..channels {
+            let yc = y.wrapping_add(c * h * w);
+            let mc = m.wrapping_add(c * ld);
+            // SAFETY: `shift` holds a value per channel.
+            let sh = _mm512_set1_ps(unsafe { *shift.add(c) });
+            for (ty, tx0, tx1) in segments(tw, t0, t1) {
+                let mut tx0 = tx0;
+                while tx0 < tx1 {
+                    let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
+                    let t = ty * tw + tx0 - t0;
+                    let mut mv = [zero; 36];
+                    for (k, e) in mv.iter_mut().enumerate() {
+                        // SAFETY: the segment's tiles of row `k` of `M` are readable.
+                        *e = unsafe { _mm512_maskz_loadu_ps(keep, mc.wrapping_add(k * xs + t)) };
+                    }
+                    let mut u = [[zero; 6]; 4];
+                    for j in 0..6 {
+                        let col = at([
+                            mv[j],
+                            mv[6 + j],
+                            mv[12 + j],
+                            mv[18 + j],
+                            mv[24 + j],
+                            mv[30 + j],
+                        ]);
+                        for i in 0..4 {
+                            u[i][j] = col[i];
+                        }
+                    }
+                    for (i, row) in u.into_iter().enumerate() {
+                        let oy = 4 * ty + i;
+                        if oy >= h {
+                            continue;
+                        }
+                        let [y0, y1, y2, y3] = at(row);
+                        let (a_lo, a_hi) = (
+                            _mm512_permutex2var_ps(y0, pair_lo, y1),
+                            _mm512_permutex2var_ps(y0, pair_hi, y1),
+                        );
+                        let (b_lo, b_hi) = (
+                            _mm512_permutex2var_ps(y2, pair_lo, y3),
+                            _mm512_permutex2var_ps(y2, pair_hi, y3),
+                        );
+                        let runs = [
+                            _mm512_permutex2var_ps(a_lo, quad_lo, b_lo),
+                            _mm512_permutex2var_ps(a_lo, quad_hi, b_lo),
+                            _mm512_permutex2var_ps(a_hi, quad_lo, b_hi),
+                            _mm512_permutex2var_ps(a_hi, quad_hi, b_hi),
+                        ];
+                        for (q, mut v) in runs.into_iter().enumerate() {
+                            let start = 4 * tx0 + 16 * q;
+                            // Columns of this segment's tiles inside the row (later tiles of the
+                            // row may be another call's).
+                            let mask = inside(start as isize, w.min(4 * tx1));
+                            if mask == 0 {
+                                continue;
+                            }
+                            let p = yc.wrapping_add(oy * w + start);
+                            if add_old {
+                                // SAFETY: lanes inside the row are readable.
+                                v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(mask, p) });
+                            }
+                            let v = act::<ACT>(_mm512_add_ps(v, sh), slope);
+                            // SAFETY: lanes inside the row are writable.
+                            unsafe { _mm512_mask_storeu_ps(p, mask, v) };
+                        }
+                    }
+                    tx0 += 16;
+                }
+            }
+        }
+    }
+}
