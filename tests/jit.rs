@@ -601,28 +601,30 @@ fn winograd_convolutions_agree_with_the_interpreter_and_direct_ones() {
 }
 
 const WINOGRAD4_CASES: &str = r#"
-model winograd4(x: f32[N, 32, 36, 70], s: f32[N, 40, 30, 26]) -> (y: f32[N, 48, 36, 70], z: f32[N, 40, 30, 26]) {
+model winograd4(x: f32[N, 32, 36, 70], s: f32[N, 40, 30, 26]) -> (y: f32[N, 48, 36, 70], z: f32[N, 40, 30, 26], v: f32[N, 40, 28, 24]) {
     a = x |> c1: conv2d(48, 3, padding=1) |> relu
     b = a |> c2: conv2d(48, 3, padding=1, bias=false) |> b2: batchnorm
     y = relu(b + a)
     z = s |> c3: conv2d(40, 3, padding=1) |> leaky_relu(slope=0.1) |> c4: conv2d(40, 3, padding=1, bias=false)
-    return y, z
+    v = s |> c5: conv2d(40, 3) |> relu
+    return y, z, v
 }
 "#;
 
 /// The same as F(4x4, 3x3) on a CPU with its (AVX-512) transforms: a 36x70 plane (tile rows of 18
 /// tiles, more than one vector of 16; 162 tiles in three blocks, the last of 34, so blocks start
-/// inside tile rows) and a 30x26 one (the last tile row and column half outside the plane). Against the
+/// inside tile rows), a 30x26 one (the last tile row and column half outside the plane) and a valid
+/// convolution (padding 0: tiles from the first row and column, F(4x4, 3x3) only). Against the
 /// direct convolution within 1e-5 of the largest output, as F(2x2, 3x3): its transforms round more
 /// (constants up to 8), but a numpy model of them on ResNet-50's layers stays under 1e-5.
 #[test]
 fn winograd4_convolutions_agree_with_the_interpreter_and_direct_ones() {
-    let tile = if nnc::codegen::winograd4_by_default() {
-        4
+    let (layers, tile) = if nnc::codegen::winograd4_by_default() {
+        (5, 4)
     } else {
-        2
+        (4, 2)
     };
-    check_winograd("winograd4.nn", WINOGRAD4_CASES, (4, tile), 1e-5);
+    check_winograd("winograd4.nn", WINOGRAD4_CASES, (layers, tile), 1e-5);
 }
 
 /// The model `text` against the interpreter at batches 1 and 3 on one and two threads; its `layers`

@@ -257,9 +257,10 @@ pub enum KernelId {
     /// tx`, its 2x2 outputs inside the `h x w` plane `y + c h w` as `act(Y (+ old, mode bit 0) +
     /// shift[c])`.
     WinogradOut(ActKind),
-    /// The input transform of Winograd's F(4x4, 3x3) (see `winograd4.rs`): the arguments of
-    /// [`KernelId::WinogradIn`], for 6x6 tiles of stride 4 (zero padding 1) and 36 values `V[k]`. Only in
-    /// AVX-512 (see [`winograd4_by_default`]).
+    /// The input transform of Winograd's F(4x4, 3x3) (see `winograd4.rs`): `[x, v, channels, h, w, tw,
+    /// th, ld, xi_stride, ty0, pad]`, as [`KernelId::WinogradIn`]'s for 6x6 tiles of stride 4 (of
+    /// `tw` per row) starting at row and column `4 t - pad` of the `h x w` plane (zero padding `pad`,
+    /// 0 or 1), and 36 values `V[k]`. Only in AVX-512 (see [`winograd4_by_default`]).
     Winograd4In,
     /// The output transform of F(4x4, 3x3): the arguments of [`KernelId::WinogradOut`], for 36 products
     /// per tile and its 4x4 outputs.

@@ -218,15 +218,16 @@ mod tests {
         (th, tw, (th * tw).next_multiple_of(16))
     }
 
-    /// The input transform of F(tile x tile, 3x3).
+    /// The input transform of F(tile x tile, 3x3) of an `h x w` plane with zero padding `pad` (0 with
+    /// tiles of 4 only).
     fn transform_in(
         k: &Kernels,
         x: &[f32],
         c: usize,
         (h, w): (usize, usize),
-        tile: usize,
+        (tile, pad): (usize, usize),
     ) -> Vec<f32> {
-        let (th, tw, ld) = tiles(h, w, tile);
+        let (th, tw, ld) = tiles(h + 2 * pad - 2, w + 2 * pad - 2, tile);
         let mut v = vec![f32::NAN; (tile + 2) * (tile + 2) * c * ld];
         let args = [
             x.as_ptr() as i64,
@@ -236,12 +237,14 @@ mod tests {
             w as i64,
         ];
         let more = [tw as i64, (th * tw) as i64, ld as i64, (c * ld) as i64, 0];
-        let id = if tile == 4 {
-            KernelId::Winograd4In
+        if tile == 4 {
+            k.call(
+                KernelId::Winograd4In,
+                &[&args[..], &more[..], &[pad as i64]].concat(),
+            );
         } else {
-            KernelId::WinogradIn
-        };
-        k.call(id, &[&args[..], &more[..]].concat());
+            k.call(KernelId::WinogradIn, &[&args[..], &more[..]].concat());
+        }
         v
     }
 
@@ -353,6 +356,18 @@ mod tests {
     /// against a direct 3x3 convolution in f64 (within `tolerance`), writing nothing outside the plane;
     /// `twins` give the same bits.
     fn check(lift: &Kernels, twins: &[Kernels], tile: usize, tolerance: f64) {
+        for pad in if tile == 4 { &[1, 0][..] } else { &[1][..] } {
+            check_padded(lift, twins, (tile, *pad), tolerance);
+        }
+    }
+
+    /// [`check`] with zero padding `pad` (1: outputs the input's size; 0: a valid convolution).
+    fn check_padded(
+        lift: &Kernels,
+        twins: &[Kernels],
+        (tile, pad): (usize, usize),
+        tolerance: f64,
+    ) {
         let gm: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
         let n2 = gm.len() * gm.len();
         let mut rng = Rng::new(31);
@@ -367,16 +382,21 @@ mod tests {
             (33, 2, 2, 1),
             (9, 70, 2, 2),
         ] {
-            let (th, tw, ld) = tiles(h, w, tile);
+            // The output plane (none for a valid convolution of fewer than 3 rows or columns).
+            if h + 2 * pad < 3 || w + 2 * pad < 3 {
+                continue;
+            }
+            let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+            let (th, tw, ld) = tiles(oh, ow, tile);
             let x: Vec<f32> = (0..ci * h * w)
                 .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
                 .collect();
             let g: Vec<f64> = (0..co * ci * 9)
                 .map(|_| rng.uniform_in(-1.0, 1.0))
                 .collect();
-            let v = transform_in(lift, &x, ci, (h, w), tile);
+            let v = transform_in(lift, &x, ci, (h, w), (tile, pad));
             for wide in twins {
-                let v2 = transform_in(wide, &x, ci, (h, w), tile);
+                let v2 = transform_in(wide, &x, ci, (h, w), (tile, pad));
                 for (a, b) in v.iter().zip(&v2) {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
@@ -400,7 +420,7 @@ mod tests {
                 }
             }
             let shift: Vec<f32> = (0..co).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect();
-            let y0: Vec<f32> = (0..co * h * w + 32)
+            let y0: Vec<f32> = (0..co * oh * ow + 32)
                 .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
                 .collect();
             for (act, mode, slope) in [
@@ -408,27 +428,38 @@ mod tests {
                 (ActKind::Relu, 1, 0.0),
                 (ActKind::LeakyRelu, 1, 0.1),
             ] {
-                let y = transform_out(lift, act, &m, &y0, (co, h, w), &shift, (mode, slope), tile);
+                let y = transform_out(
+                    lift,
+                    act,
+                    &m,
+                    &y0,
+                    (co, oh, ow),
+                    &shift,
+                    (mode, slope),
+                    tile,
+                );
                 assert_eq!(&y[..16], &y0[..16], "{h}x{w}: wrote before the plane");
                 assert_eq!(
-                    &y[16 + co * h * w..],
-                    &y0[16 + co * h * w..],
+                    &y[16 + co * oh * ow..],
+                    &y0[16 + co * oh * ow..],
                     "{h}x{w}: wrote after it"
                 );
                 for o in 0..co {
-                    for (r, cc) in (0..h).flat_map(|r| (0..w).map(move |cc| (r, cc))) {
+                    for (r, cc) in (0..oh).flat_map(|r| (0..ow).map(move |cc| (r, cc))) {
                         let mut want = shift[o] as f64;
                         for c in 0..ci {
                             for (kh, kw) in (0..3).flat_map(|a| (0..3).map(move |b| (a, b))) {
-                                let (iy, ix) =
-                                    (r as isize + kh as isize - 1, cc as isize + kw as isize - 1);
+                                let (iy, ix) = (
+                                    (r + kh) as isize - pad as isize,
+                                    (cc + kw) as isize - pad as isize,
+                                );
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                     let xv = x[c * h * w + iy as usize * w + ix as usize] as f64;
                                     want += g[(o * ci + c) * 9 + kh * 3 + kw] * xv;
                                 }
                             }
                         }
-                        let at = 16 + o * h * w + r * w + cc;
+                        let at = 16 + o * oh * ow + r * ow + cc;
                         if mode == 1 {
                             want += y0[at] as f64;
                         }
@@ -438,13 +469,13 @@ mod tests {
                         let got = y[at] as f64;
                         assert!(
                             (got - want).abs() < tolerance,
-                            "{h}x{w} {act:?}: {got} against {want}"
+                            "{h}x{w} padding {pad} {act:?}: {got} against {want}"
                         );
                     }
                 }
                 for wide in twins {
-                    let y2 =
-                        transform_out(wide, act, &m, &y0, (co, h, w), &shift, (mode, slope), tile);
+                    let (plane, mode) = ((co, oh, ow), (mode, slope));
+                    let y2 = transform_out(wide, act, &m, &y0, plane, &shift, mode, tile);
                     let same = y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{h}x{w} {act:?}: the {:?} twin differs", wide.gemm);
                 }

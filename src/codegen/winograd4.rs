@@ -2,7 +2,8 @@
 //! block of outputs from a 6x6 tile of inputs, 36 multiplications per input and output channel instead
 //! of 144 (F(2x2, 3x3) takes 64 for the same 16 outputs). [`KernelId::Winograd4In`] takes each tile `d`
 //! (stride 4, zero padding 1) to `V = Bᵀ d B`, [`KernelId::Winograd4Out`] each tile of products `M` to
-//! `Y = Aᵀ M A` with the layer's epilogue; between them the runtime multiplies the 36 matrices as one
+//! `Y = Aᵀ M A` with the layer's epilogue (with zero padding 0 too: a valid convolution's tiles start at
+//! the plane's first row and column); between them the runtime multiplies the 36 matrices as one
 //! GEMM (`runtime::lower::winograd`), as for F(2x2, 3x3).
 //!
 //! ```text
@@ -146,24 +147,29 @@ mod imp {
         [p0, p1, p2, p3, shift(r[4], p0), shift(r4_1, p1)]
     }
 
-    /// `KernelId::Winograd4In`: `[x, v, channels, h, w, tw, t1, ld, xi_stride, t0]`.
+    /// `KernelId::Winograd4In`: `[x, v, channels, h, w, tw, t1, ld, xi_stride, t0, pad]`.
     ///
     /// # Safety
-    /// `args` points to the kernel's 10 arguments, whose addresses satisfy `call.rs`'s contract; the CPU
+    /// `args` points to the kernel's 11 arguments, whose addresses satisfy `call.rs`'s contract; the CPU
     /// has AVX-512F (guaranteed by [`super::entry`], the only way to get this pointer).
     unsafe extern "C" fn transform_in(args: *const i64) {
-        // SAFETY: the caller passes a pointer to the kernel's 10 arguments (see above).
-        let v = unsafe { std::slice::from_raw_parts(args, 10) };
+        // SAFETY: the caller passes a pointer to the kernel's 11 arguments (see above).
+        let v = unsafe { std::slice::from_raw_parts(args, 11) };
         let (x, out) = (v[0] as *const f32, v[1] as *mut f32);
         let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
         // SAFETY: as above.
-        unsafe { tin(x, out, n) }
+        unsafe { tin(x, out, n, v[10] as isize) }
     }
 
     /// # Safety
     /// As [`transform_in`]: the plane of each channel is readable, `V`'s rows writable.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tin(x: *const f32, out: *mut f32, [channels, h, w, tw, t1, ld, xs, t0]: [usize; 8]) {
+    unsafe fn tin(
+        x: *const f32,
+        out: *mut f32,
+        [channels, h, w, tw, t1, ld, xs, t0]: [usize; 8],
+        pad: isize,
+    ) {
         let zero = _mm512_setzero_ps();
         for c in 0..channels {
             let xc = x.wrapping_add(c * h * w);
@@ -172,11 +178,11 @@ mod imp {
                 let mut tx0 = tx0;
                 while tx0 < tx1 {
                     let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
-                    let s = 4 * tx0 as isize - 1;
-                    // Input rows 4 ty - 1 .. 4 ty + 5, columns s .. s + 66 (zero outside).
+                    let s = 4 * tx0 as isize - pad;
+                    // Input rows 4 ty - pad .. 4 ty - pad + 6, columns s .. s + 66 (zero outside).
                     let mut d = [[zero; 5]; 6];
                     for (i, row) in d.iter_mut().enumerate() {
-                        let y = 4 * ty as isize - 1 + i as isize;
+                        let y = 4 * ty as isize - pad + i as isize;
                         if y < 0 || y >= h as isize {
                             continue;
                         }

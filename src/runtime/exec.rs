@@ -189,8 +189,13 @@ pub struct Winograd {
     pub y_image_stride: u64,
     pub channels: u64,
     pub filters: u64,
+    /// The output plane.
     pub h: u64,
     pub w: u64,
+    /// The input plane and its zero padding (1, the output's size; or 0, a valid convolution: tiles
+    /// of 4 only).
+    pub in_hw: (u64, u64),
+    pub pad: u64,
     /// Outputs per tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)).
     pub tile: u64,
     /// Tiles per block (in row-major tile order).

@@ -258,9 +258,12 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     let (c, f) = (wg.channels, wg.filters);
     let geometry = [wg.h, wg.w, wg.tile_cols(), t1, ld].map(|x| x as i64);
     let x = res(wg.x.at(image * wg.x_image_stride));
-    let mut args = vec![x, v, c as i64];
-    args.extend(geometry);
+    let mut args = vec![x, v, c as i64, wg.in_hw.0 as i64, wg.in_hw.1 as i64];
+    args.extend(&geometry[2..]);
     args.extend([(c * ld) as i64, t0 as i64]);
+    if wg.tile == 4 {
+        args.push(wg.pad as i64);
+    }
     let (kin, kout) = if wg.tile == 4 {
         (KernelId::Winograd4In, KernelId::Winograd4Out(wg.act))
     } else {

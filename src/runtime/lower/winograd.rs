@@ -11,13 +11,16 @@
 //! F(4x4, 3x3) where this CPU has its transforms (AVX-512: `codegen::winograd4_by_default`) and the
 //! plane makes at least [`MIN_TILES4`] tiles of 4 with at most a fifth more outputs computed than kept
 //! (ResNet's 56x56 and 28x28, VGG's 224x224 to 28x28, Inception v3's 35x35); otherwise F(2x2, 3x3).
+//! F(4x4, 3x3) also takes valid convolutions (padding 0, the output two rows and columns smaller:
+//! Inception v3's stem), its input transform starting tiles at the plane's first row and column.
 //!
 //! Two forms with the same operations (so the same bits): one `exec::Winograd`, a task per block of
 //! tiles ([`BLOCK`], or [`block4`]'s) through all three stages with `V` and `M` in its thread's scratch;
 //! or, when blocks make fewer than four tasks per thread, three execs over whole planes with `V` and `M`
 //! in two program buffers every such layer reuses (execs run one after another).
 //!
-//! It does not apply to other kernels, strides, dilations, paddings or groups, to sigmoid or tanh
+//! It does not apply to other kernels, strides, dilations, paddings (or padding 0 without F(4x4, 3x3))
+//! or groups, to sigmoid or tanh
 //! epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would compute more than a fifth more
 //! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA
 //! (`codegen::winograd_by_default`: the Cranelift transforms work value by value; they are the reference
@@ -147,11 +150,15 @@ impl Lower<'_> {
             return Ok(None);
         };
         let (xv, out) = (&step.inputs[0], &step.output);
-        let (c, h, w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        let (c, in_h, in_w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
+        // Padding 1 (the output the input's size), or 0 (a valid convolution, two rows and columns
+        // smaller).
+        let p = pad[0];
+        let (h, w) = (out.dims[2], out.dims[3]);
         let fits = kernel == [3, 3]
             && stride == [1, 1]
             && dilation == [1, 1]
-            && pad == [1; 4]
+            && (pad == [1; 4] || pad == [0; 4])
             && groups == 1
             && matches!(
                 epi.act,
@@ -160,14 +167,15 @@ impl Lower<'_> {
             && c >= MIN_CHANNELS
             && filters >= MIN_CHANNELS
             && h * w >= MIN_PLANE
-            && out.dims[2..] == [h, w];
+            && [h + 2 - 2 * p, w + 2 - 2 * p] == [in_h, in_w];
         if !self.winograd || !fits {
             return Ok(None);
         }
-        // Tiles of 4 where they fit the plane and are many enough, else of 2.
+        // Tiles of 4 where they fit the plane and are many enough, else of 2 (padding 1 only: the
+        // Cranelift and AVX2 transforms take no other).
         let tile = match (tiling(4, h, w), tiling(2, h, w)) {
             ((th, tw, true), _) if self.winograd4 && th * tw >= MIN_TILES4 => 4,
-            (_, (_, _, true)) => 2,
+            (_, (_, _, true)) if p == 1 => 2,
             _ => return Ok(None),
         };
         let (th, tw, _) = tiling(tile, h, w);
@@ -213,6 +221,7 @@ impl Lower<'_> {
                 m,
                 h,
                 w,
+                input: (in_h, in_w, p),
                 tile,
             };
             return Ok(Some(self.staged(
@@ -250,6 +259,8 @@ impl Lower<'_> {
             filters: m,
             h,
             w,
+            in_hw: (in_h, in_w),
+            pad: p,
             tile,
             block,
             shift,
@@ -276,6 +287,7 @@ impl Lower<'_> {
             m,
             h,
             w,
+            input: (in_h, in_w, p),
             tile,
         }: Geometry,
         (weights, group_weight_stride): (Addr, u64),
@@ -302,14 +314,17 @@ impl Lower<'_> {
         // About 16 tasks per image for each transform.
         let (ci, co) = (c.div_ceil(16), m.div_ceil(16));
         let mut args = vec![
-            ptr(x.0, x.1, ci * h * w),
+            ptr(x.0, x.1, ci * in_h * in_w),
             ptr(va, n2 * c * ld, ci * ld),
             Arg::Len {
                 total: c,
                 chunk: ci,
             },
         ];
-        args.extend(ints(&[h, w, tw, tiles, ld, c * ld, 0]));
+        args.extend(ints(&[in_h, in_w, tw, tiles, ld, c * ld, 0]));
+        if tile == 4 {
+            args.push(Arg::Int(p as i64));
+        }
         let input = Exec::Simple(Simple {
             kernel: kin,
             scratch: 0,
@@ -428,7 +443,7 @@ impl Lower<'_> {
 }
 
 /// Where a staged Winograd convolution reads and writes (address and image stride of its input and
-/// output), its channels, filters and plane.
+/// output), its channels, filters and output plane.
 struct Geometry {
     x: (Addr, u64),
     y: (Addr, u64),
@@ -436,6 +451,8 @@ struct Geometry {
     m: u64,
     h: u64,
     w: u64,
+    /// The input plane and its padding (0 or 1).
+    input: (u64, u64, u64),
     /// Outputs per tile side: 2 or 4.
     tile: u64,
 }
