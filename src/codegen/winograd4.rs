@@ -179,6 +179,10 @@ mod imp {
                 while tx0 < tx1 {
                     let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
                     let s = 4 * tx0 as isize - pad;
+                    // The lanes of each of a row's five vectors inside the plane's columns.
+                    let masks: [__mmask16; 5] = std::array::from_fn(|q| {
+                        inside(s + 16 * q as isize, w) & if q == 4 { 0b11 } else { 0xffff }
+                    });
                     // Input rows 4 ty - pad .. 4 ty - pad + 6, columns s .. s + 66 (zero outside).
                     let mut d = [[zero; 5]; 6];
                     for (i, row) in d.iter_mut().enumerate() {
@@ -186,13 +190,11 @@ mod imp {
                         if y < 0 || y >= h as isize {
                             continue;
                         }
-                        let p = xc.wrapping_offset(y * w as isize);
+                        let p = xc.wrapping_offset(y * w as isize + s);
                         for (q, e) in row.iter_mut().enumerate() {
-                            let start = s + 16 * q as isize;
-                            let m = inside(start, w) & if q == 4 { 0b11 } else { 0xffff };
                             // SAFETY: only lanes inside the row are read (masked-off lanes do not
                             // fault).
-                            *e = unsafe { _mm512_maskz_loadu_ps(m, p.wrapping_offset(start)) };
+                            *e = unsafe { _mm512_maskz_loadu_ps(masks[q], p.wrapping_add(16 * q)) };
                         }
                     }
                     // Down the columns, then along the rows.
@@ -203,12 +205,14 @@ mod imp {
                             a[i][q] = col[i];
                         }
                     }
-                    let t = ty * tw + tx0 - t0;
-                    for (i, row) in a.iter().enumerate() {
-                        for (j, value) in bt(columns(row)).into_iter().enumerate() {
-                            let to = vc.wrapping_add((6 * i + j) * xs + t);
-                            // SAFETY: the segment's tiles of row `6 i + j` of `V` are writable.
+                    // Row `6 i + j` of `V` for value `(i, j)`: one pointer stepping by `xs` (36
+                    // offsets kept apart would not stay in registers).
+                    let mut to = vc.wrapping_add(ty * tw + tx0 - t0);
+                    for row in &a {
+                        for value in bt(columns(row)) {
+                            // SAFETY: the segment's tiles of this row of `V` are writable.
                             unsafe { _mm512_mask_storeu_ps(to, keep, value) };
+                            to = to.wrapping_add(xs);
                         }
                     }
                     tx0 += 16;
@@ -261,9 +265,11 @@ mod imp {
                     let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
                     let t = ty * tw + tx0 - t0;
                     let mut mv = [zero; 36];
-                    for (k, e) in mv.iter_mut().enumerate() {
-                        // SAFETY: the segment's tiles of row `k` of `M` are readable.
-                        *e = unsafe { _mm512_maskz_loadu_ps(keep, mc.wrapping_add(k * xs + t)) };
+                    let mut from = mc.wrapping_add(t);
+                    for e in mv.iter_mut() {
+                        // SAFETY: the segment's tiles of this row of `M` are readable.
+                        *e = unsafe { _mm512_maskz_loadu_ps(keep, from) };
+                        from = from.wrapping_add(xs);
                     }
                     let mut u = [[zero; 6]; 4];
                     for j in 0..6 {

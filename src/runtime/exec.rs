@@ -153,6 +153,15 @@ pub enum Form {
 }
 
 impl Gemm {
+    /// Values from one group's output (rows of C) to the next: `m` rows of `ldc`, or a Winograd
+    /// product's matrices of `M` ([`winograd_matrix_stride`]).
+    pub(super) fn out_group_stride(&self) -> u64 {
+        match self.form {
+            Form::Conv { winograd: true, .. } => winograd_matrix_stride(self.m, self.ldc),
+            _ => self.m * self.ldc,
+        }
+    }
+
     pub(super) fn col_panels(&self) -> u64 {
         self.n.div_ceil(TILE_N as u64)
     }
@@ -240,27 +249,43 @@ impl Winograd {
         self.block.next_multiple_of(16)
     }
 
+    /// Values from one matrix of the block's `V` to the next.
+    pub fn v_stride(&self) -> u64 {
+        winograd_matrix_stride(self.channels, self.block_ld())
+    }
+
+    /// Values from one matrix of the block's `M` to the next.
+    pub fn m_stride(&self) -> u64 {
+        winograd_matrix_stride(self.filters, self.block_ld())
+    }
+
     /// Where `V` and `M` start in a task's scratch, for products whose calls take `call_panels` panels
-    /// (k blocks of `KC`) and whose `V` has `rows` rows (values per tile times channels) of `ld` values:
-    /// after the products' packing area, on a cache line, one after the other.
-    pub fn scratch_at(call_panels: u64, rows: u64, ld: u64) -> (u64, u64) {
+    /// (k blocks of `KC`) and whose `V` takes `v_len` values: after the products' packing area, on a
+    /// cache line, one after the other.
+    pub fn scratch_at(call_panels: u64, v_len: u64) -> (u64, u64) {
         let v = conv_pack_scratch(call_panels, crate::codegen::KC as u64).next_multiple_of(16);
-        (v, v + rows * ld)
+        (v, v + v_len)
     }
 
     pub fn v_at(&self) -> u64 {
-        let rows = self.values() * self.channels;
-        Self::scratch_at(self.full.call_panels, rows, self.block_ld()).0
+        Self::scratch_at(self.full.call_panels, self.values() * self.v_stride()).0
     }
 
     pub fn m_at(&self) -> u64 {
-        let rows = self.values() * self.channels;
-        Self::scratch_at(self.full.call_panels, rows, self.block_ld()).1
+        Self::scratch_at(self.full.call_panels, self.values() * self.v_stride()).1
     }
 
     fn scratch(&self) -> u64 {
-        self.m_at() + self.values() * self.filters * self.block_ld()
+        self.m_at() + self.values() * self.m_stride()
     }
+}
+
+/// Values between consecutive matrices of a Winograd convolution's `V` (or `M`) beyond their `rows`
+/// rows of `ld`: one cache line more, so that the 16 or 36 values of a tile (one in each matrix), which
+/// a transform writes (or reads) together, fall in 16 or 36 different L1 sets. Without it a matrix of
+/// 64 channels by 64 tiles is 16 KiB, and all of a tile's values share one set of 12 ways.
+pub fn winograd_matrix_stride(rows: u64, ld: u64) -> u64 {
+    rows * ld + 16
 }
 
 /// f32 elements of scratch a convolution's task packs B's panels into: one call's panels (`call_panels`

@@ -260,7 +260,7 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     let x = res(wg.x.at(image * wg.x_image_stride));
     let mut args = vec![x, v, c as i64, wg.in_hw.0 as i64, wg.in_hw.1 as i64];
     args.extend(&geometry[2..]);
-    args.extend([(c * ld) as i64, t0 as i64]);
+    args.extend([wg.v_stride() as i64, t0 as i64]);
     if wg.tile == 4 {
         args.push(wg.pad as i64);
     }
@@ -277,7 +277,7 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     let mut args = vec![m, y, f as i64];
     args.extend(geometry);
     args.extend([
-        (f * ld) as i64,
+        wg.m_stride() as i64,
         res(wg.shift),
         wg.accumulate as i64,
         wg.slope.to_bits() as i64,
@@ -304,9 +304,10 @@ fn call_gemm(
         if lo >= hi {
             continue;
         }
-        let out = s
-            .out
-            .at(image * s.image_stride + group * g.m * g.ldc + (lo - s.first) * g.ldc + col0);
+        let out = s.out.at(image * s.image_stride
+            + group * g.out_group_stride()
+            + (lo - s.first) * g.ldc
+            + col0);
         // Row factors are indexed by output channel, column shifts by column (a convolution's are zeros,
         // so its epilogue skips them: `mode` bit 5).
         let (rs, cs, mode) = match g.form {

@@ -33,7 +33,9 @@ use crate::codegen::{ActKind, KernelId, KC, TILE_N};
 use crate::ir::Op;
 use crate::plan::Step;
 
-use super::super::exec::{Addr, Arg, Exec, Form, Gemm, Region, Segment, Simple, Winograd};
+use super::super::exec::{
+    winograd_matrix_stride, Addr, Arg, Exec, Form, Gemm, Region, Segment, Simple, Winograd,
+};
 use super::products::{pack_conv, patches, split, whole_calls, Epilogue};
 use super::{CompileError, Lower, ToPack};
 
@@ -232,7 +234,7 @@ impl Lower<'_> {
             )));
         }
         let ld = block.next_multiple_of(16);
-        let (v_at, m_at) = Winograd::scratch_at(call_panels, c * n2, ld);
+        let (v_at, m_at) = Winograd::scratch_at(call_panels, n2 * winograd_matrix_stride(c, ld));
         let scratch = |offset: u64| Addr {
             region: Region::Scratch,
             offset,
@@ -299,7 +301,8 @@ impl Lower<'_> {
         let n2 = (tile + 2) * (tile + 2);
         let tiles = th * tw;
         let ld = tiles.next_multiple_of(16);
-        let (va, ma) = self.winograd_buffers(batch * n2 * c * ld, batch * n2 * m * ld);
+        let (vs, ms) = (winograd_matrix_stride(c, ld), winograd_matrix_stride(m, ld));
+        let (va, ma) = self.winograd_buffers(batch * n2 * vs, batch * n2 * ms);
         let (kin, kout) = if tile == 4 {
             (KernelId::Winograd4In, KernelId::Winograd4Out(epi.act))
         } else {
@@ -315,13 +318,13 @@ impl Lower<'_> {
         let (ci, co) = (c.div_ceil(16), m.div_ceil(16));
         let mut args = vec![
             ptr(x.0, x.1, ci * in_h * in_w),
-            ptr(va, n2 * c * ld, ci * ld),
+            ptr(va, n2 * vs, ci * ld),
             Arg::Len {
                 total: c,
                 chunk: ci,
             },
         ];
-        args.extend(ints(&[in_h, in_w, tw, tiles, ld, c * ld, 0]));
+        args.extend(ints(&[in_h, in_w, tw, tiles, ld, vs, 0]));
         if tile == 4 {
             args.push(Arg::Int(p as i64));
         }
@@ -334,7 +337,7 @@ impl Lower<'_> {
         });
         let panels = tiles.div_ceil(TILE_N as u64);
         let split = split(batch * n2, panels, (m, c), (self.threads, self.call_panels));
-        let at = ((va, n2 * c * ld), (ma, n2 * m * ld));
+        let at = ((va, n2 * vs), (ma, n2 * ms));
         let product = self.products(
             (weights, group_weight_stride),
             (m, c, tiles, ld, n2),
@@ -344,14 +347,14 @@ impl Lower<'_> {
         );
         let product = Exec::Gemm(Box::new(product));
         let mut args = vec![
-            ptr(ma, n2 * m * ld, co * ld),
+            ptr(ma, n2 * ms, co * ld),
             ptr(y.0, y.1, co * h * w),
             Arg::Len {
                 total: m,
                 chunk: co,
             },
         ];
-        args.extend(ints(&[h, w, tw, tiles, ld, m * ld]));
+        args.extend(ints(&[h, w, tw, tiles, ld, ms]));
         args.push(ptr(shift, 0, co));
         args.push(Arg::Int(epi.accumulate as i64));
         args.push(Arg::Int(epi.slope.to_bits() as i64));
@@ -390,7 +393,7 @@ impl Lower<'_> {
             form: Form::Conv {
                 input: v,
                 in_image_stride: v_image,
-                in_group_stride: c * ld,
+                in_group_stride: winograd_matrix_stride(c, ld),
                 plane: ld,
                 taps: 1,
                 table: self.own(table),
