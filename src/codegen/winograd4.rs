@@ -285,6 +285,11 @@ mod imp {
                             u[i][j] = col[i];
                         }
                     }
+                    // Columns of this segment's tiles inside the row, per run of 16 (later tiles
+                    // of the row may be another call's).
+                    let masks: [__mmask16; 4] = std::array::from_fn(|q| {
+                        inside((4 * tx0 + 16 * q) as isize, w.min(4 * tx1))
+                    });
                     for (i, row) in u.into_iter().enumerate() {
                         let oy = 4 * ty + i;
                         if oy >= h {
@@ -306,14 +311,11 @@ mod imp {
                             _mm512_permutex2var_ps(a_hi, quad_hi, b_hi),
                         ];
                         for (q, mut v) in runs.into_iter().enumerate() {
-                            let start = 4 * tx0 + 16 * q;
-                            // Columns of this segment's tiles inside the row (later tiles of the
-                            // row may be another call's).
-                            let mask = inside(start as isize, w.min(4 * tx1));
+                            let mask = masks[q];
                             if mask == 0 {
                                 continue;
                             }
-                            let p = yc.wrapping_add(oy * w + start);
+                            let p = yc.wrapping_add(oy * w + 4 * tx0 + 16 * q);
                             if add_old {
                                 // SAFETY: lanes inside the row are readable.
                                 v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(mask, p) });

@@ -108,6 +108,10 @@ mod imp {
                 while tx0 < tx1 {
                     let keep = ((1u32 << (tx1 - tx0).min(16)) - 1) as __mmask16;
                     let s = 2 * tx0 as isize - 1;
+                    // The lanes of each of a row's three vectors inside the plane's columns.
+                    let masks: [__mmask16; 3] = std::array::from_fn(|q| {
+                        inside(s + 16 * q as isize, w) & if q == 2 { 0b11 } else { 0xffff }
+                    });
                     // Input rows 2 ty - 1 .. 2 ty + 3, columns s .. s + 34 (zero outside).
                     let mut d = [[zero; 3]; 4];
                     for (i, row) in d.iter_mut().enumerate() {
@@ -115,13 +119,11 @@ mod imp {
                         if y < 0 || y >= h as isize {
                             continue;
                         }
-                        let p = xc.wrapping_offset(y * w as isize);
+                        let p = xc.wrapping_offset(y * w as isize + s);
                         for (q, e) in row.iter_mut().enumerate() {
-                            let start = s + 16 * q as isize;
-                            let m = inside(start, w) & if q == 2 { 0b11 } else { 0xffff };
                             // SAFETY: only lanes inside the row are read (masked-off lanes do not
                             // fault).
-                            *e = unsafe { _mm512_maskz_loadu_ps(m, p.wrapping_offset(start)) };
+                            *e = unsafe { _mm512_maskz_loadu_ps(masks[q], p.wrapping_add(16 * q)) };
                         }
                     }
                     // Down the columns, then along the rows.
@@ -219,22 +221,24 @@ mod imp {
                         u[0][j] = u0;
                         u[1][j] = u1;
                     }
+                    // Columns of this segment's tiles inside the row, per run of 16 (later tiles
+                    // of the row may be another call's).
+                    let x0 = 2 * tx0;
+                    let masks: [__mmask16; 2] = std::array::from_fn(|half| {
+                        inside((x0 + 16 * half) as isize, w.min(2 * tx1))
+                    });
                     for (i, row) in u.into_iter().enumerate() {
                         let oy = 2 * ty + i;
                         if oy >= h {
                             continue;
                         }
                         let [y0, y1] = at(row);
-                        let x0 = 2 * tx0;
                         for (half, idx) in [lo_idx, hi_idx].into_iter().enumerate() {
-                            let start = x0 + 16 * half;
-                            // Columns of this segment's tiles inside the row (later tiles of the
-                            // row may be another call's).
-                            let mask = inside(start as isize, w.min(2 * tx1));
+                            let mask = masks[half];
                             if mask == 0 {
                                 continue;
                             }
-                            let p = yc.wrapping_add(oy * w + start);
+                            let p = yc.wrapping_add(oy * w + x0 + 16 * half);
                             let mut v = _mm512_permutex2var_ps(y0, idx, y1);
                             if add_old {
                                 // SAFETY: lanes inside the row are readable.
