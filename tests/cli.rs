@@ -515,7 +515,7 @@ fn no_winograd_runs_3x3_convolutions_directly() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         text(&out.stdout)
     };
-    // With F(4x4, 3x3)'s transforms (AVX-512), the seven at 56x56 and 28x28 are of tiles of 4; the
+    // With F(4x4, 3x3)'s transforms (AVX2), the seven at 56x56 and 28x28 are of tiles of 4; the
     // three at 14x14 stay F(2x2, 3x3) (16 tiles of 4 would compute 31% more outputs than they keep).
     let lines: &[&str] = if nnc::codegen::winograd4_by_default() {
         &[

@@ -611,7 +611,7 @@ model winograd4(x: f32[N, 32, 36, 70], s: f32[N, 40, 30, 26]) -> (y: f32[N, 48, 
 }
 "#;
 
-/// The same as F(4x4, 3x3) on a CPU with its (AVX-512) transforms: a 36x70 plane (tile rows of 18
+/// The same as F(4x4, 3x3) on a CPU with its (AVX2 or AVX-512) transforms: a 36x70 plane (tile rows of 18
 /// tiles, more than one vector of 16; 162 tiles in three blocks, the last of 34, so blocks start
 /// inside tile rows), a 30x26 one (the last tile row and column half outside the plane) and a valid
 /// convolution (padding 0: tiles from the first row and column, F(4x4, 3x3) only). Against the

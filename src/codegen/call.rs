@@ -84,14 +84,21 @@ impl Kernels {
                     continue;
                 }
             }
-            // F(4x4, 3x3)'s transforms exist in AVX-512 only, used with every GEMM implementation.
+            // F(4x4, 3x3)'s transforms exist in AVX-512 and AVX2 only, used with every GEMM
+            // implementation.
             if let KernelId::Winograd4In | KernelId::Winograd4Out(_) = id {
                 let input = id == KernelId::Winograd4In;
                 let act = match id {
                     KernelId::Winograd4Out(act) => act,
                     _ => ActKind::Identity,
                 };
-                let f = winograd4::entry(input, act).ok_or(CodegenError::Winograd4Unavailable)?;
+                // The AVX2 twins with the AVX2 GEMM or on CPUs without AVX-512 (the same bits).
+                let f = match gemm {
+                    GemmImpl::Avx2 => None,
+                    _ => winograd4::entry(input, act),
+                }
+                .or_else(|| winograd4::entry_avx2(input, act))
+                .ok_or(CodegenError::Winograd4Unavailable)?;
                 fns.insert(id, f);
                 continue;
             }

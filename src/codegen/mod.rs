@@ -38,12 +38,13 @@ pub fn winograd_by_default() -> bool {
     avx2::supported()
 }
 
-/// Whether this CPU has the transforms of Winograd's F(4x4, 3x3) (`winograd4.rs`, AVX-512 only), and so
-/// computes 3x3 stride-1 convolutions on planes that tile well by 4 as F(4x4, 3x3) rather than F(2x2,
-/// 3x3) when Winograd is on (`runtime::lower::winograd`). The machine's choice, as
-/// [`winograd_by_default`]'s: those transforms run with every GEMM implementation.
+/// Whether this CPU has the transforms of Winograd's F(4x4, 3x3) (`winograd4.rs`: AVX-512 and AVX2 with
+/// FMA, no Cranelift ones), and so computes 3x3 stride-1 convolutions on planes that tile well by 4 as
+/// F(4x4, 3x3) rather than F(2x2, 3x3) when Winograd is on (`runtime::lower::winograd`). The machine's
+/// choice, as [`winograd_by_default`]'s: those transforms run with every GEMM implementation (with
+/// `--gemm cranelift` the AVX-512 or AVX2 ones).
 pub fn winograd4_by_default() -> bool {
-    winograd_by_default() && avx512::supported()
+    winograd_by_default()
 }
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};

@@ -334,9 +334,10 @@ mod tests {
         check(&lift, &twins, 2, 1e-5);
     }
 
-    /// F(4x4, 3x3)'s AVX-512 transforms (where this CPU has them) likewise, on planes with partial
-    /// tiles at the right and bottom and tile rows longer than one vector of 16 tiles (a 70-wide plane
-    /// has 18). Within 2e-5 of the convolution in f64: their constants round more than F(2x2)'s.
+    /// F(4x4, 3x3)'s AVX-512 and AVX2 transforms (where this CPU has them) likewise, bit for bit the
+    /// same, on planes with partial tiles at the right and bottom and tile rows longer than one vector of
+    /// 16 tiles (a 70-wide plane has 18), with padding 1 and 0. Within 2e-5 of the convolution in f64:
+    /// their constants round more than F(2x2)'s.
     #[test]
     fn f4_transforms_compute_a_3x3_convolution() {
         let ids = [
@@ -348,8 +349,14 @@ mod tests {
         if !super::super::winograd4_by_default() {
             return;
         }
+        // AVX-512 where the CPU has it (any GEMM but AVX2's), against the AVX2 twins.
         let k = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-        check(&k, &[], 4, 2e-5);
+        let twins: Vec<Kernels> = [GemmImpl::Avx2]
+            .into_iter()
+            .filter(|g| g.available())
+            .map(|g| Kernels::compile_with(&ids, g).unwrap())
+            .collect();
+        check(&k, &twins, 4, 2e-5);
     }
 
     /// The transforms of F(tile x tile, 3x3) in `lift`, with the products between them computed in f64,

@@ -27,6 +27,9 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use imp::{act, inside};
+
+#[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::*;
 
@@ -47,7 +50,7 @@ mod imp {
     /// Lanes `l < 8` with `0 <= start + l < len`, as a `vmaskmovps` mask.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn inside(start: isize, len: usize) -> __m256i {
+    pub(in crate::codegen) fn inside(start: isize, len: usize) -> __m256i {
         let lo = (-start).clamp(0, 8) as i32;
         let hi = (len as isize - start).clamp(0, 8) as i32;
         let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -187,7 +190,7 @@ mod imp {
     /// The activation of the Cranelift kernels (`math::act`): `v < 0 ? 0 (or v slope) : v`.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn act<const ACT: u8>(v: __m256, slope: f32) -> __m256 {
+    pub(in crate::codegen) fn act<const ACT: u8>(v: __m256, slope: f32) -> __m256 {
         let zero = _mm256_setzero_ps();
         let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero);
         match ACT {

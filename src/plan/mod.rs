@@ -97,8 +97,7 @@ pub struct KernelPlan {
     /// Bytes of the largest single activation.
     pub largest_activation: u64,
     /// Whether the runtime may compute 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) or F(4x4, 3x3)
-    /// (true from [`build`]; `--no-winograd` clears it). It does so on CPUs with AVX2 and FMA (F(4x4,
-    /// 3x3) with AVX-512F).
+    /// (true from [`build`]; `--no-winograd` clears it). It does so on CPUs with AVX2 and FMA.
     pub winograd: bool,
 }
 

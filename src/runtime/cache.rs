@@ -48,7 +48,7 @@ impl<'a> Compiled<'a> {
     }
 
     /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) or F(4x4, 3x3) (the default;
-    /// they do on CPUs with AVX2 and FMA, F(4x4, 3x3) with AVX-512F).
+    /// they do on CPUs with AVX2 and FMA).
     pub fn with_winograd(mut self, on: bool) -> Compiled<'a> {
         self.winograd = on;
         self

@@ -41,7 +41,8 @@ pub struct Lower<'a> {
     /// Whether 3x3 stride-1 convolutions may run as Winograd F(2x2, 3x3) (`winograd.rs`): on CPUs
     /// whose transforms are vectorized (AVX2 and FMA).
     pub winograd: bool,
-    /// Whether they may run as F(4x4, 3x3) on planes that suit it (this CPU has its transforms).
+    /// Whether they may run as F(4x4, 3x3) on planes that suit it (this CPU has its transforms: AVX2
+    /// and FMA).
     pub winograd4: bool,
     /// The buffers of staged Winograd convolutions' transformed inputs and products (`winograd.rs`).
     winograd_mem: Option<(Addr, Addr)>,

@@ -8,7 +8,7 @@
 //! into its outputs `Aᵀ M A` and applies the layer's epilogue (residual, bias and batch-norm shift,
 //! activation).
 //!
-//! F(4x4, 3x3) where this CPU has its transforms (AVX-512: `codegen::winograd4_by_default`) and the
+//! F(4x4, 3x3) where this CPU has its transforms (AVX2 and FMA: `codegen::winograd4_by_default`) and the
 //! plane makes at least [`MIN_TILES4`] tiles of 4 with at most a fifth more outputs computed than kept
 //! (ResNet's 56x56 and 28x28, VGG's 224x224 to 28x28, Inception v3's 35x35); otherwise F(2x2, 3x3).
 //! F(4x4, 3x3) also takes valid convolutions (padding 0, the output two rows and columns smaller:
@@ -173,8 +173,8 @@ impl Lower<'_> {
         if !self.winograd || !fits {
             return Ok(None);
         }
-        // Tiles of 4 where they fit the plane and are many enough, else of 2 (padding 1 only: the
-        // Cranelift and AVX2 transforms take no other).
+        // Tiles of 4 where they fit the plane and are many enough, else of 2 (padding 1 only: F(2x2)'s
+        // transforms take no other).
         let tile = match (tiling(4, h, w), tiling(2, h, w)) {
             ((th, tw, true), _) if self.winograd4 && th * tw >= MIN_TILES4 => 4,
             (_, (_, _, true)) if p == 1 => 2,
