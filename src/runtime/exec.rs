@@ -187,9 +187,9 @@ impl Gemm {
 }
 
 /// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) or F(4x4, 3x3) (`lower::winograd`), block by block
-/// of tiles: a task takes one block of one image through the input transform, the 16 or 36 products and the output
-/// transform, with the block's transformed inputs `V` and products `M` in its thread's scratch (after the
-/// products' packing area), so they stay in L2 from one stage to the next.
+/// of tiles: a task takes one block of one image through the input transform, the 16 or 36 products and
+/// the output transform, with the block's transformed inputs `V` and products `M` in its thread's
+/// scratch (after the products' packing area), so they stay in L2 from one stage to the next.
 #[derive(Clone, Debug)]
 pub struct Winograd {
     pub x: Addr,

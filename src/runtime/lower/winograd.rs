@@ -20,11 +20,11 @@
 //! in two program buffers every such layer reuses (execs run one after another).
 //!
 //! It does not apply to other kernels, strides, dilations, paddings (or padding 0 without F(4x4, 3x3))
-//! or groups, to sigmoid or tanh
-//! epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would compute more than a fifth more
-//! outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA
-//! (`codegen::winograd_by_default`: the Cranelift transforms work value by value; they are the reference
-//! the AVX2 and AVX-512 ones are checked against). Results differ from the direct convolution's by rounding only:
+//! or groups, to sigmoid or tanh epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would
+//! compute more than a fifth more outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or
+//! filters, or on CPUs without AVX2 and FMA (`codegen::winograd_by_default`: F(2x2)'s Cranelift
+//! transforms work value by value; they are the reference the AVX2 and AVX-512 ones are checked
+//! against). Results differ from the direct convolution's by rounding only:
 //! the transforms of F(2x2, 3x3) take additions and halvings, those of F(4x4, 3x3) small constants (up
 //! to 8, and sixths in `G`), so about ten times F(2x2)'s rounding; every JIT test compares against the
 //! interpreter.
@@ -131,8 +131,8 @@ fn block4(channels: u64, filters: u64) -> u64 {
 }
 
 impl Lower<'_> {
-    /// The execs of convolution `op` as Winograd F(4x4, 3x3) or F(2x2, 3x3), or `None` when it does not apply (see the
-    /// module documentation).
+    /// The execs of convolution `op` as Winograd F(4x4, 3x3) or F(2x2, 3x3), or `None` when it does not
+    /// apply (see the module documentation).
     pub(super) fn winograd(
         &mut self,
         step: &Step,
