@@ -193,6 +193,24 @@ fn load_inside(kb: &mut Kb, p: Value, (y, x): (Value, Value), (h, w): (Value, Va
     kb.b.ins().select(inside, v, zero)
 }
 
+/// An input transform's arguments (`KernelId::WinogradIn`, `Winograd4In`) as the vector kernels take
+/// them: the plane, `V`, and `[channels, h, w, tw, t1, ld, xi_stride, t0]`.
+pub(super) fn in_args(v: &[i64]) -> (*const f32, *mut f32, [usize; 8]) {
+    let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
+    (v[0] as *const f32, v[1] as *mut f32, n)
+}
+
+/// An output transform's arguments (`KernelId::WinogradOut`, `Winograd4Out`): `(M, y, shift)`, `[channels,
+/// h, w, tw, t1, ld, xi_stride, t0]`, whether to add the old output (`mode` bit 0), the leaky slope.
+pub(super) type OutArgs = ((*const f32, *mut f32, *const f32), [usize; 8], bool, f32);
+
+/// See [`OutArgs`].
+pub(super) fn out_args(v: &[i64]) -> OutArgs {
+    let ptrs = (v[0] as *const f32, v[1] as *mut f32, v[9] as *const f32);
+    let n = [2, 3, 4, 5, 6, 7, 8, 12].map(|i| v[i].max(0) as usize);
+    (ptrs, n, v[10] & 1 != 0, f32::from_bits(v[11] as u32))
+}
+
 /// The tile rows of tiles `t0 .. t1` (rows of `tw`), each as `(ty, tx0, tx1)`: how the vector twins
 /// walk a block of tiles.
 pub(super) fn segments(

@@ -75,7 +75,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::super::twins::imp::lanes;
-    use super::super::winograd::segments;
+    use super::super::winograd::{in_args, out_args, segments};
     use super::super::winograd_avx2::{act, inside};
     use super::{ActKind, KernelFn};
 
@@ -155,8 +155,7 @@ mod avx2 {
     unsafe extern "C" fn transform_in(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 11 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 11) };
-        let (x, out) = (v[0] as *const f32, v[1] as *mut f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
+        let (x, out, n) = in_args(v);
         // SAFETY: as above.
         unsafe { tin(x, out, n, v[10] as isize) }
     }
@@ -230,11 +229,9 @@ mod avx2 {
     unsafe extern "C" fn transform_out<const ACT: u8>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
-        let (m, y, shift) = (v[0] as *const f32, v[1] as *mut f32, v[9] as *const f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 12].map(|i| v[i].max(0) as usize);
-        let slope = f32::from_bits(v[11] as u32);
+        let (ptrs, n, add_old, slope) = out_args(v);
         // SAFETY: as above.
-        unsafe { tout::<ACT>((m, y, shift), n, v[10] & 1 != 0, slope) }
+        unsafe { tout::<ACT>(ptrs, n, add_old, slope) }
     }
 
     /// # Safety
@@ -326,7 +323,7 @@ mod avx2 {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::winograd::segments;
+    use super::super::winograd::{in_args, out_args, segments};
     use super::super::winograd_avx512::{act, inside};
     use super::{ActKind, KernelFn};
 
@@ -428,8 +425,7 @@ mod imp {
     unsafe extern "C" fn transform_in(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 11 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 11) };
-        let (x, out) = (v[0] as *const f32, v[1] as *mut f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
+        let (x, out, n) = in_args(v);
         // SAFETY: as above.
         unsafe { tin(x, out, n, v[10] as isize) }
     }
@@ -502,11 +498,9 @@ mod imp {
     unsafe extern "C" fn transform_out<const ACT: u8>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
-        let (m, y, shift) = (v[0] as *const f32, v[1] as *mut f32, v[9] as *const f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 12].map(|i| v[i].max(0) as usize);
-        let slope = f32::from_bits(v[11] as u32);
+        let (ptrs, n, add_old, slope) = out_args(v);
         // SAFETY: as above.
-        unsafe { tout::<ACT>((m, y, shift), n, v[10] & 1 != 0, slope) }
+        unsafe { tout::<ACT>(ptrs, n, add_old, slope) }
     }
 
     /// # Safety

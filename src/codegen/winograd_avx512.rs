@@ -33,7 +33,7 @@ pub(super) use imp::{act, inside};
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::winograd::segments;
+    use super::super::winograd::{in_args, out_args, segments};
     use super::{ActKind, KernelFn};
 
     pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
@@ -87,8 +87,7 @@ mod imp {
     unsafe extern "C" fn transform_in(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 10 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 10) };
-        let (x, out) = (v[0] as *const f32, v[1] as *mut f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 9].map(|i| v[i].max(0) as usize);
+        let (x, out, n) = in_args(v);
         // SAFETY: as above.
         unsafe { tin(x, out, n) }
     }
@@ -168,11 +167,9 @@ mod imp {
     unsafe extern "C" fn transform_out<const ACT: u8>(args: *const i64) {
         // SAFETY: the caller passes a pointer to the kernel's 13 arguments (see above).
         let v = unsafe { std::slice::from_raw_parts(args, 13) };
-        let (m, y, shift) = (v[0] as *const f32, v[1] as *mut f32, v[9] as *const f32);
-        let n = [2, 3, 4, 5, 6, 7, 8, 12].map(|i| v[i].max(0) as usize);
-        let slope = f32::from_bits(v[11] as u32);
+        let (ptrs, n, add_old, slope) = out_args(v);
         // SAFETY: as above.
-        unsafe { tout::<ACT>((m, y, shift), n, v[10] & 1 != 0, slope) }
+        unsafe { tout::<ACT>(ptrs, n, add_old, slope) }
     }
 
     /// The activation of the Cranelift kernels (`math::act`): `v < 0 ? 0 (or v slope) : v`.
