@@ -113,17 +113,27 @@ fn agrees(
     }
 }
 
+/// The epilogues the agreement tests call.
+const ACTS: [ActKind; 3] = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
+
+/// The GEMM kernels (the [`ACTS`] epilogues) of the Cranelift set and of `gemm`'s, or
+/// `None` (with a note) when this CPU cannot run `gemm`.
+fn cranelift_and(gemm: GemmImpl) -> Option<(Kernels, Kernels)> {
+    if !gemm.available() {
+        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+        return None;
+    }
+    let ids: Vec<KernelId> = ACTS.iter().map(|&a| KernelId::Gemm(a)).collect();
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    Some((lift, Kernels::compile_with(&ids, gemm).unwrap()))
+}
+
 /// `gemm`'s calls of 1 to [`super::Table::gemm_cols`] columns give the bits of one Cranelift call per
 /// panel, and write only C's `rows x cols` elements.
 fn agrees_bitwise(gemm: GemmImpl) {
-    if !gemm.available() {
-        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+    let Some((lift, wide)) = cranelift_and(gemm) else {
         return;
-    }
-    let acts = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
-    let ids: Vec<KernelId> = acts.iter().map(|&a| KernelId::Gemm(a)).collect();
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    let wide = Kernels::compile_with(&ids, gemm).unwrap();
+    };
     let width = wide.table().gemm_cols(ActKind::Identity);
     assert_eq!(width, gemm.panels_per_call() * TILE_N);
     let mut rng = Rng::new(7);
@@ -156,7 +166,7 @@ fn agrees_bitwise(gemm: GemmImpl) {
                 let factors = [rand(rows + 8), rand(rows + 8), rand(width + 8)];
                 let c0 = rand(rows * ldc + 16);
                 for l in [apart, side_by_side] {
-                    for &act in &acts {
+                    for &act in &ACTS {
                         // Bits 2 and 3 (B streams, B in place: hints the AVX-512 kernel prefetches
                         // by) change no value.
                         // Bit 5 (no column shifts) skips the column vector in every kernel alike.
@@ -197,14 +207,9 @@ fn avx512_and_cranelift_agree_bitwise() {
 /// panel, and write only C's `rows x cols` elements: one to four rows, every column count, groups whose
 /// panels are side by side (a dense layer's packed weights) or apart.
 fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
-    if !gemm.available() {
-        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+    let Some((lift, wide)) = cranelift_and(gemm) else {
         return;
-    }
-    let acts = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
-    let ids: Vec<KernelId> = acts.iter().map(|&a| KernelId::Gemm(a)).collect();
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    let wide = Kernels::compile_with(&ids, gemm).unwrap();
+    };
     let width = wide.table().stream_cols(ActKind::Identity);
     assert_eq!(width, groups * GEMM_WIDEST_N);
     let mut rng = Rng::new(11);
@@ -234,7 +239,7 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
             let c0 = rand(rows * ldc + 16);
             for cols in 1..=width {
                 for l in [side_by_side, apart] {
-                    for &act in &acts {
+                    for &act in &ACTS {
                         for mode in [16, 17, 18, 19, 20, 23, 31, 50, 51] {
                             let at = (rows, cols, kc, mode);
                             let ab = (&a[..], &b[..]);

@@ -276,6 +276,18 @@ pub enum KernelId {
     RnnCell(ActKind),
 }
 
+impl KernelId {
+    /// The input and output transforms of a Winograd convolution with tiles of `tile x tile` outputs
+    /// (2: F(2x2, 3x3), 4: F(4x4, 3x3)) and epilogue `act`.
+    pub fn winograd(tile: u64, act: ActKind) -> [KernelId; 2] {
+        if tile == 4 {
+            [KernelId::Winograd4In, KernelId::Winograd4Out(act)]
+        } else {
+            [KernelId::WinogradIn, KernelId::WinogradOut(act)]
+        }
+    }
+}
+
 /// Generates the Cranelift function of kernel `id`.
 fn build(
     id: KernelId,

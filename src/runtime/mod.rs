@@ -243,20 +243,13 @@ impl Program {
         for s in &steps {
             match &s.exec {
                 Exec::Simple(x) => ids.push(x.kernel),
-                Exec::Winograd(w) => ids.extend([
-                    if w.tile == 4 {
-                        KernelId::Winograd4In
-                    } else {
-                        KernelId::WinogradIn
-                    },
-                    if w.tile == 4 {
-                        KernelId::Winograd4Out(w.act)
-                    } else {
-                        KernelId::WinogradOut(w.act)
-                    },
-                    KernelId::Gemm(crate::codegen::ActKind::Identity),
-                    KernelId::PackPatches,
-                ]),
+                Exec::Winograd(w) => {
+                    ids.extend(KernelId::winograd(w.tile, w.act));
+                    ids.extend([
+                        KernelId::Gemm(crate::codegen::ActKind::Identity),
+                        KernelId::PackPatches,
+                    ]);
+                }
                 Exec::Gemm(gm) => ids.extend([
                     KernelId::Gemm(gm.act),
                     KernelId::PackPatches,

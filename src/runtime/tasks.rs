@@ -264,11 +264,7 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     if wg.tile == 4 {
         args.push(wg.pad as i64);
     }
-    let (kin, kout) = if wg.tile == 4 {
-        (KernelId::Winograd4In, KernelId::Winograd4Out(wg.act))
-    } else {
-        (KernelId::WinogradIn, KernelId::WinogradOut(wg.act))
-    };
+    let [kin, kout] = KernelId::winograd(wg.tile, wg.act);
     k.call(kin, &args);
     for group in 0..wg.values() {
         gemm_task(g, k, bases, scratch, group);

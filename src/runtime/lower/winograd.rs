@@ -303,11 +303,7 @@ impl Lower<'_> {
         let ld = tiles.next_multiple_of(16);
         let (vs, ms) = (winograd_matrix_stride(c, ld), winograd_matrix_stride(m, ld));
         let (va, ma) = self.winograd_buffers(batch * n2 * vs, batch * n2 * ms);
-        let (kin, kout) = if tile == 4 {
-            (KernelId::Winograd4In, KernelId::Winograd4Out(epi.act))
-        } else {
-            (KernelId::WinogradIn, KernelId::WinogradOut(epi.act))
-        };
+        let [kin, kout] = KernelId::winograd(tile, epi.act);
         let ptr = |addr: Addr, image_stride: u64, chunk_stride: u64| Arg::Ptr {
             addr,
             image_stride,
