@@ -2,101 +2,16 @@
 //! larger batch, agrees within 1e-4 (largest error over largest magnitude of each output); results are
 //! bitwise identical on one and two threads.
 
+mod agree;
 mod common;
 
 use std::path::Path;
 
+use agree::{agree, optimized, same_bits_everywhere, write_model};
 use nnc::codegen::GemmImpl;
-use nnc::interp::{self, Mode, RunOptions};
-use nnc::ir::{Graph, Op, ParamRole};
+use nnc::ir::{Graph, Op};
 use nnc::runtime::Program;
-use nnc::tensor::{self, Rng, Tensor, Weights};
-
-/// `max |a - b| / max |b|` over an output.
-fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
-    let (g, w) = (got.to_f64(), want.to_f64());
-    assert_eq!(g.shape(), w.shape());
-    let scale = w.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    g.iter()
-        .zip(w.iter())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
-        / scale
-}
-
-/// Batch-norm parameters and statistics drawn at random: initialization leaves them at 1 and 0, which
-/// would hide a wrong fold of batch norm into a convolution.
-fn randomize_bn(g: &Graph, w: &mut Weights, rng: &mut Rng) {
-    for id in g.node_ids() {
-        let node = g.node(id);
-        let Op::Param(p) = &node.op else { continue };
-        let (lo, hi) = match p.role {
-            ParamRole::Gamma | ParamRole::RunningVar => (0.5, 2.0),
-            ParamRole::Beta | ParamRole::RunningMean => (-0.5, 0.5),
-            _ => continue,
-        };
-        if let Some(a) = w.get_mut(&node.path) {
-            a.mapv_inplace(|_| rng.uniform_in(lo, hi));
-        }
-    }
-}
-
-/// The compilation of the model at `path` with the inference optimizations (fusion) applied.
-fn optimized(path: &Path) -> nnc::Compilation {
-    let options = nnc::Options {
-        optimize: true,
-        ..nnc::Options::default()
-    };
-    nnc::compile(path, &options)
-}
-
-/// The model at `path` with the inference optimizations (fusion) applied.
-fn fused_model(path: &Path) -> Graph {
-    let c = optimized(path);
-    assert!(c.diags.is_empty(), "{}", common::rendered(&c));
-    c.graph.expect("a graph")
-}
-
-/// Runs `path` at `batch` on the interpreter as written, and checks against it: the interpreter on the
-/// fused graph (within 1e-9: the same math in another order; models under 2 GMACs), the JIT on the graph as
-/// written and on the fused graph (within 1e-4). Returns the fused JIT's outputs.
-fn agree(path: &Path, batch: usize, threads: usize) -> Vec<(String, Tensor)> {
-    let g = common::model(path);
-    let fused = fused_model(path);
-    let mut weights = tensor::initialize(&g, 1);
-    let mut rng = Rng::new(7);
-    randomize_bn(&g, &mut weights, &mut rng);
-    let inputs = common::random_inputs(&g, batch, &mut rng, 100);
-    let eval = RunOptions {
-        mode: Mode::Eval,
-        seed: 0,
-    };
-    let want = interp::run(&g, &weights, &inputs, eval).expect("the interpreter runs");
-    let check = |got: &[(String, Tensor)], what: &str, tolerance: f64| {
-        for ((name, a), (_, b)) in got.iter().zip(&want.outputs) {
-            let err = relative_error(a, b);
-            assert!(
-                err <= tolerance,
-                "{} batch {batch}, {what}: output {name} differs from the interpreter by {err:e}",
-                path.display()
-            );
-        }
-    };
-    // The interpreter is slow on the largest models; ResNet-18, GoogLeNet and the smaller ones cover every
-    // fusion rule on the interpreter, and the JIT check below covers every model.
-    if nnc::passes::count(&g, batch as u64).macs < 2_000_000_000 {
-        let refused = interp::run(&fused, &weights, &inputs, eval).expect("the interpreter runs");
-        check(&refused.outputs, "interpreter on the fused graph", 1e-9);
-    }
-    let mut got = Vec::new();
-    for (graph, what) in [(&g, "JIT as written"), (&fused, "JIT fused")] {
-        let plan = nnc::plan::build(graph, batch as u64);
-        let mut program = Program::compile(graph, &plan, &weights, threads).expect("compiles");
-        got = program.run(&inputs).expect("runs");
-        check(&got, what, 1e-4);
-    }
-    got
-}
+use nnc::tensor::{self, Rng, Tensor};
 
 /// Every other zoo model, starting at `first`, at batch 1 (two tests, so two cores share the work);
 /// the small ones also at batch 3.
@@ -338,17 +253,6 @@ fn elementwise_chains_agree_with_the_interpreter_and_the_unfused_kernels() {
     }
 }
 
-thread_local! {
-    /// This test's files: a directory per test thread, removed when the test ends.
-    static DIR: tempfile::TempDir = tempfile::Builder::new().prefix("nnc-jit-").tempdir().expect("temp dir");
-}
-
-fn write_model(name: &str, text: &str) -> std::path::PathBuf {
-    let path = DIR.with(|d| d.path().join(name));
-    std::fs::write(&path, text).expect("writable");
-    path
-}
-
 #[test]
 fn odd_convolutions_and_pools_agree_at_several_batches() {
     let path = write_model("odd.nn", ODD_SHAPES);
@@ -578,101 +482,6 @@ fn deep_dense_layers_agree_in_one_k_block_and_in_many() {
     }
 }
 
-const WINOGRAD_CASES: &str = r#"
-model winograd(x: f32[N, 32, 25, 19], s: f32[N, 40, 8, 8]) -> (y: f32[N, 48, 25, 19], z: f32[N, 40, 8, 8], u: f32[N, 36, 27, 19]) {
-    a = x |> c1: conv2d(48, 3, padding=1) |> relu
-    b = a |> c2: conv2d(48, 3, padding=1, bias=false) |> b2: batchnorm
-    y = relu(b + a)
-    z = s |> c3: conv2d(40, 3, padding=1) |> leaky_relu(slope=0.1) |> c4: conv2d(40, 3, padding=1, bias=false)
-    u = x |> c5: conv2d(36, 3, padding=[2, 1]) |> relu
-    return y, z, u
-}
-"#;
-
-/// 3x3 stride-1 convolutions computed as Winograd F(2x2, 3x3): odd and even planes (25x19: three blocks of
-/// tiles, the last of 2; 8x8; a padding
-/// of 2 and 1 stays direct), with bias, batch norm, residual, ReLU and leaky
-/// ReLU fused, at batches 1 and 3 on one and two threads, against the interpreter and against the same
-/// programs with Winograd off; bit for bit across GEMM implementations and threads.
-#[test]
-fn winograd_convolutions_agree_with_the_interpreter_and_direct_ones() {
-    // F(2x2, 3x3) everywhere: the planes have fewer than 36 tiles of 4.
-    check_winograd("winograd.nn", WINOGRAD_CASES, (4, 2), 1e-5);
-}
-
-const WINOGRAD4_CASES: &str = r#"
-model winograd4(x: f32[N, 32, 36, 70], s: f32[N, 40, 30, 26]) -> (y: f32[N, 48, 36, 70], z: f32[N, 40, 30, 26], v: f32[N, 40, 28, 24]) {
-    a = x |> c1: conv2d(48, 3, padding=1) |> relu
-    b = a |> c2: conv2d(48, 3, padding=1, bias=false) |> b2: batchnorm
-    y = relu(b + a)
-    z = s |> c3: conv2d(40, 3, padding=1) |> leaky_relu(slope=0.1) |> c4: conv2d(40, 3, padding=1, bias=false)
-    v = s |> c5: conv2d(40, 3) |> relu
-    return y, z, v
-}
-"#;
-
-/// The same as F(4x4, 3x3) on a CPU with its (AVX2 or AVX-512) transforms: a 36x70 plane (tile rows of 18
-/// tiles, more than one vector of 16; 162 tiles in three blocks, the last of 34, so blocks start
-/// inside tile rows), a 30x26 one (the last tile row and column half outside the plane) and a valid
-/// convolution (padding 0: tiles from the first row and column, F(4x4, 3x3) only). Against the
-/// direct convolution within 1e-5 of the largest output, as F(2x2, 3x3): its transforms round more
-/// (constants up to 8), but a numpy model of them on ResNet-50's layers stays under 1e-5.
-#[test]
-fn winograd4_convolutions_agree_with_the_interpreter_and_direct_ones() {
-    let (layers, tile) = if nnc::codegen::winograd4_by_default() {
-        (5, 4)
-    } else {
-        (4, 2)
-    };
-    check_winograd("winograd4.nn", WINOGRAD4_CASES, (layers, tile), 1e-5);
-}
-
-/// The model `text` against the interpreter at batches 1 and 3 on one and two threads; its `layers`
-/// Winograd convolutions (when this CPU runs Winograd, as F(tile x tile, 3x3)) against the same program
-/// with Winograd off within `tolerance`; bit for bit across GEMM implementations and threads.
-fn check_winograd(file: &str, text: &str, (layers, tile): (usize, u64), tolerance: f64) {
-    let path = write_model(file, text);
-    for (batch, threads) in [(1, 1), (1, 2), (3, 2)] {
-        agree(&path, batch, threads);
-    }
-    let g = fused_model(&path);
-    let mut weights = tensor::initialize(&g, 1);
-    randomize_bn(&g, &mut weights, &mut Rng::new(3));
-    let inputs = common::random_inputs(&g, 2, &mut Rng::new(9), 100);
-    let run = |winograd: bool| {
-        let mut plan = nnc::plan::build(&g, 2);
-        plan.winograd = winograd;
-        let mut p = Program::compile(&g, &plan, &weights, 2).expect("compiles");
-        // Layers with a Winograd exec (one per layer, or two transforms around a GEMM), all of `tile`.
-        let mut named: Vec<(&str, u64)> = p
-            .steps
-            .iter()
-            .filter_map(|s| Some((s.layer.as_str(), s.winograd_tile()?)))
-            .collect();
-        named.dedup();
-        let want = if winograd && nnc::codegen::winograd_by_default() {
-            layers
-        } else {
-            0
-        };
-        assert_eq!(named.len(), want, "{named:?}");
-        assert!(
-            named.iter().all(|l| l.1 == tile),
-            "{named:?}: tiles of {tile}"
-        );
-        p.run(&inputs).expect("runs")
-    };
-    let (fast, direct) = (run(true), run(false));
-    for ((name, a), (_, b)) in fast.iter().zip(&direct) {
-        let err = relative_error(a, b);
-        assert!(
-            err < tolerance,
-            "output {name}: Winograd and direct differ by {err:e}"
-        );
-    }
-    same_bits_everywhere(&g, 2, file);
-}
-
 #[test]
 fn results_are_bitwise_identical_for_any_threads_and_gemm() {
     for (model, batch) in [
@@ -681,34 +490,6 @@ fn results_are_bitwise_identical_for_any_threads_and_gemm() {
         ("models/lstm.nn", 3),
     ] {
         same_bits_everywhere(&common::model(Path::new(model)), batch, model);
-    }
-}
-
-/// Runs `g` with every GEMM implementation this CPU runs (each with its packing and pooling kernels), on
-/// one and two threads, and checks the outputs have the bits of the Cranelift kernels on one thread.
-fn same_bits_everywhere(g: &Graph, batch: usize, model: &str) {
-    let runs: Vec<(GemmImpl, usize)> = [GemmImpl::Cranelift, GemmImpl::Avx2, GemmImpl::Avx512]
-        .into_iter()
-        .filter(|g| g.available())
-        .flat_map(|g| [(g, 1), (g, 2)])
-        .collect();
-    let weights = tensor::initialize(g, 3);
-    let inputs = common::random_inputs(g, batch, &mut Rng::new(5), 50);
-    let plan = nnc::plan::build(g, batch as u64);
-    let run = |(gemm, threads): (GemmImpl, usize)| {
-        let mut p = Program::compile_with(g, &plan, &weights, threads, gemm).expect("compiles");
-        p.run(&inputs).expect("runs")
-    };
-    let bits = |t: &Tensor| t.to_f64().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let want = run(runs[0]);
-    for &at in &runs[1..] {
-        for ((name, a), (_, b)) in want.iter().zip(&run(at)) {
-            assert!(
-                bits(a) == bits(b),
-                "{model}: output {name} differs between {:?} and {at:?}",
-                runs[0]
-            );
-        }
     }
 }
 

@@ -11,17 +11,26 @@
 //! F(4x4, 3x3) where this CPU has its transforms (AVX2 and FMA: `codegen::winograd4_by_default`) and the
 //! plane makes at least [`MIN_TILES4`] tiles of 4 with at most a fifth more outputs computed than kept
 //! (ResNet's 56x56 and 28x28, VGG's 224x224 to 28x28, Inception v3's 35x35); otherwise F(2x2, 3x3).
+//! Small planes whose tiles compute up to a third more than they keep (14x14 in tiles of 4, 7x7 in
+//! tiles of 2 or 4) run as Winograd too when they have at least [`MIN_SMALL_CHANNELS`] channels and
+//! filters and all images make at least [`MIN_SMALL`] tiles, in the staged form: ResNet's 14x14 as
+//! F(4x4) on two threads (F(2x2) on one), its 7x7 as F(2x2) at batches 1 to 3 and F(4x4) from 4. Two
+//! threads (in-process A/B, medians of paired ratios): ResNet-18 batch 1 1.065-1.085x, ResNet-50
+//! batch 1 1.04x, batch 8 1.065x (its 7x7 3x3 layers 7.1 -> 3.5 ms); GoogLeNet's 14x14 and 7x7
+//! layers (96-192 channels) were 10-20% slower so, hence the channel bound.
 //! F(4x4, 3x3) also takes valid convolutions (padding 0, the output two rows and columns smaller:
 //! Inception v3's stem), its input transform starting tiles at the plane's first row and column.
 //!
 //! Two forms with the same operations (so the same bits): one `exec::Winograd`, a task per block of
 //! tiles ([`BLOCK`], or [`block4`]'s) through all three stages with `V` and `M` in its thread's scratch;
-//! or, when blocks make fewer than four tasks per thread, three execs over whole planes with `V` and `M`
-//! in two program buffers every such layer reuses (execs run one after another).
+//! or, when blocks make fewer than four tasks per thread (and for small planes), three execs over whole
+//! planes with `V` and `M` in two program buffers every such layer reuses (execs run one after
+//! another), the images' tiles side by side in them, so the products are one GEMM of all images' tiles.
 //!
 //! It does not apply to other kernels, strides, dilations, paddings (or padding 0 without F(4x4, 3x3))
 //! or groups, to sigmoid or tanh epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would
-//! compute more than a fifth more outputs than they keep, to fewer than [`MIN_CHANNELS`] channels or
+//! compute more than a fifth more outputs than they keep (a third for small planes, as above), to fewer
+//! than [`MIN_CHANNELS`] channels or
 //! filters, or on CPUs without AVX2 and FMA (`codegen::winograd_by_default`: F(2x2)'s Cranelift
 //! transforms work value by value; they are the reference the AVX2 and AVX-512 ones are checked
 //! against). Results differ from the direct convolution's by rounding only:
@@ -40,15 +49,26 @@ use super::products::{pack_conv, patches, split, whole_calls, Epilogue};
 use super::{CompileError, Lower, ToPack};
 
 /// The smallest plane (pixels) a convolution runs as Winograd on.
-const MIN_PLANE: u64 = 8 * 8;
+const MIN_PLANE: u64 = 7 * 7;
 
 /// The fewest input channels and filters: the products' depth is the input channels (a 3-channel stem
 /// is faster direct, with 27 taps per product).
 const MIN_CHANNELS: u64 = 32;
 
-/// The fewest tiles per image for F(4x4, 3x3): fewer make products of too few columns (a 14x14 plane's
-/// 16 tiles would also compute 31% more outputs than it keeps).
+/// The fewest tiles per image for F(4x4, 3x3) on planes that fit tiles of 4 within a fifth: fewer make
+/// products of too few columns.
 const MIN_TILES4: u64 = 36;
+
+/// The fewest tiles of all images for a small plane's Winograd convolution (see [`Fit::Third`]): a
+/// 7x7 plane's 16 tiles of 2 at batch 1, its 4 tiles of 4 from batch 4. One layer alone, two threads,
+/// best of 3 x 30 (512 -> 512 at 7x7: direct, F(2x2), F(4x4)): batch 1 0.92, 0.64, 0.96 ms; batch 2 1.67,
+/// 1.02, 1.71; batch 4 3.34, 2.41, 1.73; batch 8 6.68, 5.01, 3.00. 256 -> 256 at 14x14 (F(2x2) as
+/// before, F(4x4)): batch 1 0.53, 0.40; batch 2 0.97, 0.71; batch 4 2.07, 1.69; batch 8 3.55, 3.50.
+const MIN_SMALL: u64 = 16;
+
+/// The fewest input channels and filters for a small plane's Winograd convolution (GoogLeNet's 96-192
+/// were slower than direct or F(2x2); ResNet's 256 and 512 faster).
+const MIN_SMALL_CHANNELS: u64 = 256;
 
 /// Tiles per block of F(2x2, 3x3): two macro-kernel calls of 32 columns.
 const BLOCK: u64 = 64;
@@ -98,12 +118,30 @@ fn transform_weights<T: Copy + Into<f64>>(
     u
 }
 
-/// Output tiles of `m x m` (2 or 4) for an `h x w` plane: rows, columns, and whether they compute at
-/// most a fifth more outputs than they keep (odd sides round up to whole tiles: with tiles of 2, 13x13
-/// computes 14x14 (1.16x), 7x7 8x8 (1.31x); with tiles of 4, 14x14 computes 16x16 (1.31x)).
-fn tiling(m: u64, h: u64, w: u64) -> (u64, u64, bool) {
+/// Output tiles of `m x m` (2 or 4) for an `h x w` plane: rows, columns, and how many more outputs they
+/// compute than they keep (odd sides round up to whole tiles: with tiles of 2, 13x13 computes 14x14
+/// (1.16x), 7x7 8x8 (1.31x); with tiles of 4, 14x14 computes 16x16 (1.31x), 17x17 20x20 (1.38x)).
+fn tiling(m: u64, h: u64, w: u64) -> (u64, u64, Fit) {
     let (th, tw) = (h.div_ceil(m), w.div_ceil(m));
-    (th, tw, 5 * (m * m * th * tw) <= 6 * h * w)
+    let (computed, kept) = (m * m * th * tw, h * w);
+    let fit = if 5 * computed <= 6 * kept {
+        Fit::Fifth
+    } else if 3 * computed <= 4 * kept {
+        Fit::Third
+    } else {
+        Fit::Over
+    };
+    (th, tw, fit)
+}
+
+/// How many more outputs a plane's tiles compute than it keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// At most a fifth more.
+    Fifth,
+    /// At most a third more.
+    Third,
+    Over,
 }
 
 /// Tiles of F(4x4, 3x3) per block, from a cost per tile in bytes moved to or from L3: every block
@@ -175,14 +213,26 @@ impl Lower<'_> {
         }
         // Tiles of 4 where they fit the plane and are many enough, else of 2 (padding 1 only: F(2x2)'s
         // transforms take no other).
-        let tile = match (tiling(4, h, w), tiling(2, h, w)) {
-            ((th, tw, true), _) if self.winograd4 && th * tw >= MIN_TILES4 => 4,
-            (_, (_, _, true)) if p == 1 => 2,
+        let batch = self.plan.batch;
+        // Small planes (a third more outputs computed than kept) need many channels and filters, and
+        // enough tiles in all images for the products.
+        let wide = c.min(filters) >= MIN_SMALL_CHANNELS;
+        let small = |th: u64, tw: u64| wide && batch * th * tw >= MIN_SMALL;
+        let (tile, small) = match (tiling(4, h, w), tiling(2, h, w)) {
+            ((th, tw, Fit::Fifth), _) if self.winograd4 && th * tw >= MIN_TILES4 => (4, false),
+            // On one thread F(2x2)'s blocked form beats a small plane's F(4x4) where F(2x2) fits.
+            ((th, tw, Fit::Third), (_, _, fit2))
+                if self.winograd4 && small(th, tw) && (self.threads > 1 || fit2 != Fit::Fifth) =>
+            {
+                (4, true)
+            }
+            (_, (_, _, Fit::Fifth)) if p == 1 => (2, false),
+            (_, (th, tw, Fit::Third)) if p == 1 && small(th, tw) => (2, true),
             _ => return Ok(None),
         };
         let (th, tw, _) = tiling(tile, h, w);
         let n2 = (tile + 2) * (tile + 2);
-        let (m, batch) = (filters, self.plan.batch);
+        let m = filters;
         let kblock = KC as u64;
         let shape = (n2 as usize, m as usize, c as usize, kblock as usize);
         // The batch-norm factor of each filter, for each of the matrices.
@@ -215,7 +265,7 @@ impl Lower<'_> {
         let tiles = th * tw;
         let block = if tile == 4 { block4(c, m) } else { BLOCK }.min(tiles);
         let call_panels = self.call_panels;
-        if self.threads > 1 && batch * tiles.div_ceil(block) < 4 * self.threads {
+        if small || self.threads > 1 && batch * tiles.div_ceil(block) < 4 * self.threads {
             let geometry = Geometry {
                 x: (xa, xs),
                 y: (ya, ys),
@@ -276,10 +326,11 @@ impl Lower<'_> {
     }
 
     /// A Winograd convolution as three execs over whole planes, for planes whose blocks make too few
-    /// tasks to share between the threads (at batch 1 on two threads: 28x28 and smaller): the input
-    /// transform shared by channels, the 16 products by groups, rows and columns as any GEMM, the output
-    /// transform by filters, with `V` and `M` in two program buffers that every such layer reuses (execs
-    /// run one after another). The same operations as the blocked exec, so the same bits.
+    /// tasks to share between the threads (at batch 1 on two threads: 28x28 and smaller) and small
+    /// planes: the input transform shared by channels, the 16 (36) products by groups, rows and columns
+    /// as any GEMM, the output transform by filters, with `V` and `M` in two program buffers that every
+    /// such layer reuses (execs run one after another), all images' tiles side by side in them. The
+    /// same operations as the blocked exec, so the same bits.
     fn staged(
         &mut self,
         Geometry {
@@ -300,9 +351,13 @@ impl Lower<'_> {
         let (th, tw, _) = tiling(tile, h, w);
         let n2 = (tile + 2) * (tile + 2);
         let tiles = th * tw;
-        let ld = tiles.next_multiple_of(16);
+        // The images' tiles side by side: image `i`'s tile `t` is column `i tiles + t` of each matrix,
+        // so the products are one GEMM of `batch tiles` columns per matrix (a 7x7 plane's 16 tiles
+        // would make products of one panel, reading all the weights per image).
+        let n = batch * tiles;
+        let ld = n.next_multiple_of(16);
         let (vs, ms) = (winograd_matrix_stride(c, ld), winograd_matrix_stride(m, ld));
-        let (va, ma) = self.winograd_buffers(batch * n2 * vs, batch * n2 * ms);
+        let (va, ma) = self.winograd_buffers(n2 * vs, n2 * ms);
         let [kin, kout] = KernelId::winograd(tile, epi.act);
         let ptr = |addr: Addr, image_stride: u64, chunk_stride: u64| Arg::Ptr {
             addr,
@@ -314,7 +369,7 @@ impl Lower<'_> {
         let (ci, co) = (c.div_ceil(16), m.div_ceil(16));
         let mut args = vec![
             ptr(x.0, x.1, ci * in_h * in_w),
-            ptr(va, n2 * vs, ci * ld),
+            ptr(va, tiles, ci * ld),
             Arg::Len {
                 total: c,
                 chunk: ci,
@@ -331,19 +386,19 @@ impl Lower<'_> {
             chunks: c.div_ceil(ci),
             args,
         });
-        let panels = tiles.div_ceil(TILE_N as u64);
-        let split = split(batch * n2, panels, (m, c), (self.threads, self.call_panels));
-        let at = ((va, n2 * vs), (ma, n2 * ms));
+        let panels = n.div_ceil(TILE_N as u64);
+        let split = split(n2, panels, (m, c), (self.threads, self.call_panels));
+        let at = ((va, 0), (ma, 0));
         let product = self.products(
             (weights, group_weight_stride),
-            (m, c, tiles, ld, n2),
+            (m, c, n, ld, n2),
             at,
-            batch,
+            1,
             split,
         );
         let product = Exec::Gemm(Box::new(product));
         let mut args = vec![
-            ptr(ma, n2 * ms, co * ld),
+            ptr(ma, tiles, co * ld),
             ptr(y.0, y.1, co * h * w),
             Arg::Len {
                 total: m,
