@@ -46,6 +46,8 @@ pub struct Lower<'a> {
     pub winograd4: bool,
     /// The buffers of staged Winograd convolutions' transformed inputs and products (`winograd.rs`).
     winograd_mem: Option<(Addr, Addr)>,
+    /// Transformed Winograd weights before packing, reused from layer to layer (`winograd.rs`).
+    winograd_u: Vec<f64>,
 }
 
 /// A weight's values for packing (see [`Lower::weight_to_pack`]).
@@ -86,6 +88,7 @@ impl<'a> Lower<'a> {
             winograd: plan.winograd && crate::codegen::winograd_by_default(),
             winograd4: plan.winograd && crate::codegen::winograd4_by_default(),
             winograd_mem: None,
+            winograd_u: Vec::new(),
         }
     }
 

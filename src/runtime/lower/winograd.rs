@@ -93,17 +93,22 @@ const G4: [[f64; 3]; 6] = [
 
 /// `U = G g Gᵀ` of every 3x3 filter of `w` (`[filters, channels, 3, 3]`), as `n²` matrices `U_k
 /// [filters, channels]` one after another (`G` has `n` rows).
+/// `u`'s memory is reused from layer to layer (fresh pages cost a fault each: a 512 -> 512 layer's
+/// `U` of F(2x2, 3x3) takes 34 MB in f64).
 fn transform_weights<T: Copy + Into<f64>>(
     w: &[T],
     filters: usize,
     channels: usize,
     g_mat: &[[f64; 3]],
-) -> Vec<f64> {
+    u: &mut Vec<f64>,
+) {
     let n = g_mat.len();
-    let mut u = vec![0.0; n * n * filters * channels];
+    // Every value is written below.
+    u.resize(n * n * filters * channels, 0.0);
     for (f, g) in w.chunks_exact(9).enumerate() {
-        let mut t = vec![[0.0; 3]; n];
-        for (i, row) in t.iter_mut().enumerate() {
+        // `G g` (at most 6 rows).
+        let mut t = [[0.0; 3]; 6];
+        for (i, row) in t[..n].iter_mut().enumerate() {
             for (j, e) in row.iter_mut().enumerate() {
                 *e = (0..3).map(|k| g_mat[i][k] * g[k * 3 + j].into()).sum();
             }
@@ -115,7 +120,6 @@ fn transform_weights<T: Copy + Into<f64>>(
             }
         }
     }
-    u
 }
 
 /// Output tiles of `m x m` (2 or 4) for an `h x w` plane: rows, columns, and how many more outputs they
@@ -238,17 +242,19 @@ impl Lower<'_> {
         // The batch-norm factor of each filter, for each of the matrices.
         let factor: Option<Vec<f64>> = epi.factor.as_ref().map(|f| f.repeat(n2 as usize));
         let g_mat: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
+        let mut u = std::mem::take(&mut self.winograd_u);
         let packed = match self.weight_to_pack(step, 1)? {
             ToPack::F64(wt) => {
-                let u = transform_weights(wt, m as usize, c as usize, g_mat);
+                transform_weights(wt, m as usize, c as usize, g_mat, &mut u);
                 pack_conv(&u, shape, factor.as_deref())
             }
             ToPack::F32(wt) => {
-                let u = transform_weights(&wt, m as usize, c as usize, g_mat);
+                transform_weights(&wt, m as usize, c as usize, g_mat, &mut u);
                 self.done_with(wt);
                 pack_conv(&u, shape, factor.as_deref())
             }
         };
+        self.winograd_u = u;
         let group_weight_stride = crate::codegen::packed_a_len(m as usize, c as usize) as u64;
         let weights = self.own(packed);
         let b = if bias {
