@@ -522,8 +522,7 @@ fn no_winograd_runs_3x3_convolutions_directly() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         text(&out.stdout)
     };
-    // With F(4x4, 3x3)'s transforms (AVX2), the seven at 56x56 and 28x28 and, on two threads, the
-    // three at 14x14 (a small plane: 16 tiles of 4, 31% more outputs than kept, 256 channels) are of
+    // With F(4x4, 3x3)'s transforms (AVX2), the seven at 56x56 and 28x28 and the three at 14x14 (a small plane: 16 tiles of 4, 31% more outputs than kept, 256 channels) are of
     // tiles of 4; the three at 7x7 (16 tiles of 2) are F(2x2, 3x3).
     let lines: &[&str] = if nnc::codegen::winograd4_by_default() {
         &[

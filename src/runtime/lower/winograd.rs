@@ -14,7 +14,7 @@
 //! Small planes whose tiles compute up to a third more than they keep (14x14 in tiles of 4, 7x7 in
 //! tiles of 2 or 4) run as Winograd too when they have at least [`MIN_SMALL_CHANNELS`] channels and
 //! filters and all images make at least [`MIN_SMALL`] tiles, in the staged form: ResNet's 14x14 as
-//! F(4x4) on two threads (F(2x2) on one), its 7x7 as F(2x2) at batches 1 to 3 and F(4x4) from 4. Two
+//! F(4x4), its 7x7 as F(2x2) at batches 1 to 3 and F(4x4) from 4. Two
 //! threads (in-process A/B, medians of paired ratios): ResNet-18 batch 1 1.065-1.085x, ResNet-50
 //! batch 1 1.04x, batch 8 1.065x (its 7x7 3x3 layers 7.1 -> 3.5 ms); GoogLeNet's 14x14 and 7x7
 //! layers (96-192 channels) were 10-20% slower so, hence the channel bound.
@@ -224,12 +224,9 @@ impl Lower<'_> {
         let small = |th: u64, tw: u64| wide && batch * th * tw >= MIN_SMALL;
         let (tile, small) = match (tiling(4, h, w), tiling(2, h, w)) {
             ((th, tw, Fit::Fifth), _) if self.winograd4 && th * tw >= MIN_TILES4 => (4, false),
-            // On one thread F(2x2)'s blocked form beats a small plane's F(4x4) where F(2x2) fits.
-            ((th, tw, Fit::Third), (_, _, fit2))
-                if self.winograd4 && small(th, tw) && (self.threads > 1 || fit2 != Fit::Fifth) =>
-            {
-                (4, true)
-            }
+            // Not by threads: results must not depend on them (on one thread F(2x2)'s blocked form
+            // would beat F(4x4) at 14x14, 1.00 against 1.09 ms, two threads the other way round).
+            ((th, tw, Fit::Third), _) if self.winograd4 && small(th, tw) => (4, true),
             (_, (_, _, Fit::Fifth)) if p == 1 => (2, false),
             (_, (th, tw, Fit::Third)) if p == 1 && small(th, tw) => (2, true),
             _ => return Ok(None),
