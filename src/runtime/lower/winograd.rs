@@ -14,10 +14,10 @@
 //! Small planes whose tiles compute up to a third more than they keep (14x14 in tiles of 4, 7x7 in
 //! tiles of 2 or 4) run as Winograd too when they have at least [`MIN_SMALL_CHANNELS`] channels and
 //! filters and all images make at least [`MIN_SMALL`] tiles, in the staged form: ResNet's 14x14 as
-//! F(4x4), its 7x7 as F(2x2) at batches 1 to 3 and F(4x4) from 4. Two
-//! threads (in-process A/B, medians of paired ratios): ResNet-18 batch 1 1.065-1.085x, ResNet-50
-//! batch 1 1.04x, batch 8 1.065x (its 7x7 3x3 layers 7.1 -> 3.5 ms); GoogLeNet's 14x14 and 7x7
-//! layers (96-192 channels) were 10-20% slower so, hence the channel bound.
+//! F(4x4), its 7x7 as F(2x2) at batches 1 to 3 and F(4x4) from 4. Two threads (in-process A/B,
+//! medians of paired ratios): ResNet-18 batch 1 1.065-1.085x, ResNet-50 batch 1 1.04x, batch 8 1.065x
+//! (its 7x7 3x3 layers 7.1 -> 3.5 ms); GoogLeNet's 14x14 and 7x7 layers (96-192 channels) were 10-20%
+//! slower so, hence the channel bound.
 //! F(4x4, 3x3) also takes valid convolutions (padding 0, the output two rows and columns smaller:
 //! Inception v3's stem), its input transform starting tiles at the plane's first row and column.
 //!
@@ -30,8 +30,7 @@
 //! It does not apply to other kernels, strides, dilations, paddings (or padding 0 without F(4x4, 3x3))
 //! or groups, to sigmoid or tanh epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would
 //! compute more than a fifth more outputs than they keep (a third for small planes, as above), to fewer
-//! than [`MIN_CHANNELS`] channels or
-//! filters, or on CPUs without AVX2 and FMA (`codegen::winograd_by_default`: F(2x2)'s Cranelift
+//! than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA (`codegen::winograd_by_default`: F(2x2)'s Cranelift
 //! transforms work value by value; they are the reference the AVX2 and AVX-512 ones are checked
 //! against). Results differ from the direct convolution's by rounding only:
 //! the transforms of F(2x2, 3x3) take additions and halvings, those of F(4x4, 3x3) small constants (up
@@ -296,9 +295,9 @@ impl Lower<'_> {
         let mut product = |n: u64| {
             let panels = n.div_ceil(TILE_N as u64);
             let split = (whole_calls(panels, panels, call_panels), 1);
-            let at = ((scratch(v_at), 0), (scratch(m_at), 0));
             let shape = (m, c, n, ld, n2);
-            self.products((weights, group_weight_stride), shape, at, 1, split)
+            let at = (scratch(v_at), scratch(m_at));
+            self.products((weights, group_weight_stride), shape, at, split)
         };
         let full = product(block);
         let last = match tiles % block {
@@ -391,12 +390,10 @@ impl Lower<'_> {
         });
         let panels = n.div_ceil(TILE_N as u64);
         let split = split(n2, panels, (m, c), (self.threads, self.call_panels));
-        let at = ((va, 0), (ma, 0));
         let product = self.products(
             (weights, group_weight_stride),
             (m, c, n, ld, n2),
-            at,
-            1,
+            (va, ma),
             split,
         );
         let product = Exec::Gemm(Box::new(product));
@@ -423,15 +420,14 @@ impl Lower<'_> {
         vec![input, product, output]
     }
 
-    /// The 16 products `M_k = U_k V_k` of `n` tiles (per image) as one GEMM of 16 groups: `V_k` read in
-    /// place (rows of `ld` values, whole panels long) from `v`, `M_k` written raw (no epilogue) to `out`,
-    /// `images` images apart by the given strides, in tasks of `split` (panels per task, row splits).
+    /// The 16 (36) products `M_k = U_k V_k` of `n` tiles (a block's, or all images' side by side) as
+    /// one GEMM of 16 (36) groups: `V_k` read in place (rows of `ld` values, whole panels long) from `v`,
+    /// `M_k` written raw (no epilogue) to `out`, in tasks of `split` (panels per task, row splits).
     fn products(
         &mut self,
         (weights, group_weight_stride): (Addr, u64),
         (m, c, n, ld, n2): (u64, u64, u64, u64, u64),
-        ((v, v_image), (out, out_image)): ((Addr, u64), (Addr, u64)),
-        images: u64,
+        (v, out): (Addr, Addr),
         (panels_per_task, row_splits): (u64, u64),
     ) -> Gemm {
         let (table, runs, panel_map) = patches([1, 1], ([1, 1], [0; 4], [1, 1]), (1, ld), (n, n));
@@ -446,7 +442,7 @@ impl Lower<'_> {
             kblock: KC as u64,
             form: Form::Conv {
                 input: v,
-                in_image_stride: v_image,
+                in_image_stride: 0,
                 in_group_stride: winograd_matrix_stride(c, ld),
                 plane: ld,
                 taps: 1,
@@ -465,11 +461,11 @@ impl Lower<'_> {
                 first: 0,
                 rows: m,
                 out,
-                image_stride: out_image,
+                image_stride: 0,
             }],
             ldc: ld,
             groups: n2,
-            images,
+            images: 1,
             panels_per_task,
             row_splits,
             call_panels: self.call_panels,
