@@ -220,14 +220,14 @@ impl Lower<'_> {
         // Small planes (a third more outputs computed than kept) need many channels and filters, and
         // enough tiles in all images for the products.
         let wide = c.min(filters) >= MIN_SMALL_CHANNELS;
-        let small = |th: u64, tw: u64| wide && batch * th * tw >= MIN_SMALL;
+        let enough = |th: u64, tw: u64| wide && batch * th * tw >= MIN_SMALL;
         let (tile, small) = match (tiling(4, h, w), tiling(2, h, w)) {
             ((th, tw, Fit::Fifth), _) if self.winograd4 && th * tw >= MIN_TILES4 => (4, false),
             // Not by threads: results must not depend on them (on one thread F(2x2)'s blocked form
             // would beat F(4x4) at 14x14, 1.00 against 1.09 ms, two threads the other way round).
-            ((th, tw, Fit::Third), _) if self.winograd4 && small(th, tw) => (4, true),
+            ((th, tw, Fit::Third), _) if self.winograd4 && enough(th, tw) => (4, true),
             (_, (_, _, Fit::Fifth)) if p == 1 => (2, false),
-            (_, (th, tw, Fit::Third)) if p == 1 && small(th, tw) => (2, true),
+            (_, (th, tw, Fit::Third)) if p == 1 && enough(th, tw) => (2, true),
             _ => return Ok(None),
         };
         let (th, tw, _) = tiling(tile, h, w);
