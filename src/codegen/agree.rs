@@ -170,7 +170,8 @@ fn agrees_bitwise(gemm: GemmImpl) {
                         // Bits 2 and 3 (B streams, B in place: hints the AVX-512 kernel prefetches
                         // by) change no value.
                         // Bit 5 (no column shifts) skips the column vector in every kernel alike.
-                        for mode in (0..16).chain([34, 35, 38, 42]) {
+                        // Bit 6 (A from L3: the AVX2 kernel prefetches it) changes no value either.
+                        for mode in (0..16).chain([34, 35, 38, 42, 64, 65, 66, 67, 98, 99]) {
                             let at = (rows, cols, kc, mode);
                             let ab = (&a[..], &b[..]);
                             agrees(

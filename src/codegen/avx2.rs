@@ -10,8 +10,10 @@
 //! That tile spends one `vbroadcastss` per FMA, and on Zen 1 a ymm broadcast from memory also takes an FP
 //! pipe, which caps it near 32 GFLOP/s. So the kernel also takes two B panels per call (9 to 16 columns,
 //! the 14th argument `b_next_bytes`; what the runtime sends when [`Table::gemm_cols`](super::Table::gemm_cols)
-//! says so) and runs them as `4 x 16` tiles: per k, two loads of B, four broadcasts of A each feeding two
-//! FMAs, eight ymm accumulators (15 of the 16 ymm registers in use).
+//! says so) and ran them as `4 x 16` tiles: per k, two loads of B, four broadcasts of A each feeding two
+//! FMAs, eight ymm accumulators. On Zen 4 (two 256-bit FMA pipes of 4 cycles' latency) eight chains
+//! leave the pipes no slack, so those calls now run `6 x 16` tiles (twelve accumulators, 15 of the 16
+//! ymm registers; see `wide`).
 //!
 //! It computes exactly [`KernelId::Gemm`](super::KernelId::Gemm): per element one FMA per k in ascending
 //! order, then the same epilogue operations in the same order as the Cranelift kernel (`v + old`, then
@@ -52,6 +54,8 @@ pub(super) struct GemmArgs {
     /// B is read in place and the next call reads its rows further on (`mode` bit 3): a kernel may
     /// prefetch them.
     pub ahead: bool,
+    /// A's rows come from L3 or memory rather than L2 (`mode` bit 6): a kernel may prefetch them.
+    pub a_far: bool,
     /// The epilogue adds the column shifts (`mode` bit 5 clear; a convolution's are all zero).
     pub shift_cols: bool,
     /// Columns in groups of [`super::GEMM_WIDEST_N`] (`mode` bit 4, see `KernelId::Gemm`).
@@ -101,6 +105,7 @@ impl GemmArgs {
             last: v[8] & 2 != 0,
             stream: v[8] & 4 != 0,
             ahead: v[8] & 8 != 0,
+            a_far: v[8] & 64 != 0,
             shift_cols: v[8] & 32 == 0,
             groups,
             b_group: b_group as isize,
@@ -199,8 +204,9 @@ pub(super) mod imp {
                 0 => {}
                 1..=4 => narrow_tail::<ACT>(a),
                 5..=8 => panels::<ACT>(a),
-                _ if a.stream => wide::<ACT, true>(a),
-                _ => wide::<ACT, false>(a),
+                _ if a.stream => wide::<ACT, true, false>(a),
+                _ if a.a_far => wide::<ACT, false, true>(a),
+                _ => wide::<ACT, false, false>(a),
             }
         }
     }
@@ -301,6 +307,10 @@ pub(super) mod imp {
         }
     }
 
+    /// How far ahead (in values) a call with `mode` bit 6 prefetches A: 8 KiB, two to eight panels at
+    /// the usual depths. A standalone C probe of the `6 x 16` tile streaming A from L3 (4.7 MB per k
+    /// block, B in L1; Zen 4, one core): 50 GFLOP/s without, 60 at 4 KiB, 64-65 at 8 and 16 KiB.
+    const A_AHEAD: usize = 2048;
     /// How far ahead a streaming B is prefetched (see `avx512.rs`, where it was measured).
     const STREAM_AHEAD: isize = 2048;
 
@@ -371,47 +381,104 @@ pub(super) mod imp {
         }
     }
 
-    /// Every row of a block 9 to 16 columns wide, as `4 x 16` tiles: per k, two loads of B (one per
-    /// panel), four broadcasts of A, each feeding two FMAs. With `STREAM` (B read once, from memory: a
-    /// dense layer's weights at batch 1) each k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead.
+    /// Every row of a block 9 to 16 columns wide, as `6 x 16` tiles while six padded rows remain, then
+    /// one `4 x 16` tile for the last two or four: per k, two loads of B (one per panel), a broadcast of
+    /// A per row, each feeding two FMAs. Twelve accumulators are twelve independent FMA chains, which
+    /// keep two pipes of 4-cycle FMAs busy with slack (the `4 x 16` tile's eight leave none: on Zen 4, a
+    /// standalone C probe of both tiles on cached operands ran 84 against 89-90 GFLOP/s per core, the
+    /// core's FMA peak). A 6-row tile reads its rows from two 4-row panels (the packing stays
+    /// `pack.rs`'s). With `STREAM` (B read once, from memory: a dense layer's weights at batch 1) each
+    /// k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead; with `FAR` (`mode` bit 6: A's rows
+    /// come from L3 or memory) A's [`A_AHEAD`] values ahead. Without that prefetch the tile's two A
+    /// streams (one per panel) ran slower from L3 than the `4 x 16` tile's one.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn wide<const ACT: u8, const STREAM: bool>(a: &Args) {
+    unsafe fn wide<const ACT: u8, const STREAM: bool, const FAR: bool>(a: &Args) {
+        let padded = 4 * a.rows.div_ceil(4);
+        let mut row0 = 0;
+        while row0 + 6 <= padded {
+            // SAFETY: rows row0 .. row0 + 6 are in packed (zero-padded) panels; C's rows are stored
+            // only below a.rows.
+            unsafe {
+                if row0 % 4 == 0 {
+                    wide_tile::<ACT, STREAM, FAR, 6, 0>(a, row0);
+                } else {
+                    wide_tile::<ACT, STREAM, FAR, 6, 2>(a, row0);
+                }
+            }
+            row0 += 6;
+        }
+        // SAFETY: as above; the last panel's rows from row0 on (2 or 4 of them).
+        unsafe {
+            match padded - row0 {
+                4 => wide_tile::<ACT, STREAM, FAR, 4, 0>(a, row0),
+                2 => wide_tile::<ACT, STREAM, FAR, 2, 2>(a, row0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Rows `row0 .. row0 + R` by up to 16 columns: `row0` is `OFF` rows into its 4-row panel (0 or 2),
+    /// and rows past the panel's end come from the next panel, `4 kc` values on.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn wide_tile<
+        const ACT: u8,
+        const STREAM: bool,
+        const FAR: bool,
+        const R: usize,
+        const OFF: usize,
+    >(
+        a: &Args,
+        row0: usize,
+    ) {
         let panel = a.kc * 4;
         let hi = a.cols - 8;
         let mask = lanes(hi);
-        for p in 0..a.rows.div_ceil(4) {
-            let mut lo_acc = [_mm256_setzero_ps(); 4];
-            let mut hi_acc = [_mm256_setzero_ps(); 4];
-            // SAFETY: panel p holds kc * 4 values; both B panels' kc rows have 8 values each.
-            unsafe {
-                let mut x = a.a.add(p * panel);
-                let mut bp = a.b;
-                for _ in 0..a.kc {
-                    if STREAM {
-                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD);
-                        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
-                    }
-                    let b0 = _mm256_loadu_ps(bp);
-                    let b1 = _mm256_loadu_ps(bp.byte_offset(a.b_next));
-                    for r in 0..4 {
-                        let s = _mm256_broadcast_ss(&*x.add(r));
-                        lo_acc[r] = _mm256_fmadd_ps(s, b0, lo_acc[r]);
-                        hi_acc[r] = _mm256_fmadd_ps(s, b1, hi_acc[r]);
-                    }
-                    x = x.add(4);
-                    bp = bp.byte_offset(a.b_stride);
+        let mut lo_acc = [_mm256_setzero_ps(); R];
+        let mut hi_acc = [_mm256_setzero_ps(); R];
+        // Row i's value at k step 0: in the first panel, or in the next one.
+        let at = |i: usize| {
+            let r = OFF + i;
+            (r / 4) * panel + r % 4
+        };
+        // SAFETY: the panels of rows row0 .. row0 + R hold kc * 4 values each; both B panels' kc rows
+        // have 8 values each.
+        unsafe {
+            let mut x = a.a.add((row0 - OFF) * a.kc);
+            let mut bp = a.b;
+            for _ in 0..a.kc {
+                if STREAM {
+                    let ahead = bp.wrapping_byte_offset(STREAM_AHEAD);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                 }
-            }
-            let row0 = p * 4;
-            let full = lanes(8);
-            #[allow(clippy::needless_range_loop)]
-            for r in 0..4 {
-                if row0 + r < a.rows {
-                    // SAFETY: row row0 + r < rows of C; columns 0..8 and 8..cols are C's.
-                    unsafe {
-                        store::<ACT>(a, row0 + r, 0, 8, lo_acc[r], full);
-                        store::<ACT>(a, row0 + r, 8, hi, hi_acc[r], mask);
+                if FAR {
+                    // Both panels' streams (prefetches never fault, past A's end included).
+                    _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(at(0) + A_AHEAD) as *const i8);
+                    if at(R - 1) >= panel {
+                        let next = x.wrapping_add(at(R - 1) + A_AHEAD);
+                        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
                     }
+                }
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.byte_offset(a.b_next));
+                for i in 0..R {
+                    let s = _mm256_broadcast_ss(&*x.add(at(i)));
+                    lo_acc[i] = _mm256_fmadd_ps(s, b0, lo_acc[i]);
+                    hi_acc[i] = _mm256_fmadd_ps(s, b1, hi_acc[i]);
+                }
+                x = x.add(4);
+                bp = bp.byte_offset(a.b_stride);
+            }
+        }
+        let full = lanes(8);
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..R {
+            let row = row0 + i;
+            if row < a.rows {
+                // SAFETY: row < rows of C; columns 0..8 and 8..cols are C's.
+                unsafe {
+                    store::<ACT>(a, row, 0, 8, lo_acc[i], full);
+                    store::<ACT>(a, row, 8, hi, hi_acc[i], mask);
                 }
             }
         }

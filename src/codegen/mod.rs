@@ -168,7 +168,9 @@ pub enum KernelId {
     /// same rows of B at the columns after these (a 1x1 convolution's input read in place; the AVX-512
     /// kernel prefetches them during its first tile; it changes no value); bit 5: the column shifts are
     /// all zero (a convolution's), so the epilogue is `act(v * row_scale[r] + row_shift[r])` without the
-    /// `+ col_shift[c]` (which would turn a -0.0 into +0.0: every kernel skips it alike).
+    /// `+ col_shift[c]` (which would turn a -0.0 into +0.0: every kernel skips it alike); bit 6: a hint
+    /// that A's rows come from L3 or memory rather than L2 (the AVX2 kernel then prefetches them ahead;
+    /// it changes no value).
     ///
     /// Wide kernels (the AVX2 one, [`GEMM_WIDE_N`] columns, and the AVX-512 one, [`GEMM_WIDEST_N`]: see
     /// [`Table::gemm_cols`]) also take several column panels at once, 8 < cols, with a 14th argument

@@ -139,6 +139,20 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                         k.call(KernelId::PackPatches, &args[..10 + 3 * (each as usize - 1)]);
                     }
                 };
+                // Bit 6 (the AVX2 kernel prefetches A) where A comes from L3 or memory rather than L2:
+                // a Winograd product's (its 16 or 36 matrices of weights cycle through each task), and,
+                // with B packed, a task of one call (A read once) or with [`A_STREAMS`] bytes of A or
+                // more. With B read in place from the input (1x1 convolutions), prefetching A slowed
+                // ResNet-50's 28x28 layers by 12% even with 256 KiB of A per task.
+                let single = p1 - p0 <= per_call;
+                let big_a = (r1 - r0) * kc * 4 >= A_STREAMS;
+                let far = |here: bool| {
+                    if winograd || (!here && (single || big_a)) {
+                        64
+                    } else {
+                        0
+                    }
+                };
                 let mut p = p0;
                 while p < p1 {
                     let col0 = p * TILE_N as u64;
@@ -161,7 +175,16 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     let cols = (step * TILE_N as u64).min(g.n - col0);
                     // In place, the next call reads the same rows of the input further on (bit 3).
                     let ahead = if here { 8 } else { 0 };
-                    let at = (image, group, r0, r1, col0, cols, kc, mode | ahead);
+                    let at = (
+                        image,
+                        group,
+                        r0,
+                        r1,
+                        col0,
+                        cols,
+                        kc,
+                        mode | ahead | far(here),
+                    );
                     call_gemm(g, k, &res, &a_at, (b, bs, (TILE_N * 4) as i64, 0), at);
                     p += step;
                 }
@@ -281,6 +304,13 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     ]);
     k.call(kout, &args);
 }
+
+/// Bytes of A (a task's rows, one k block) from which a convolution's calls with B packed prefetch A
+/// (`mode` bit 6): a quarter of a Zen 4 core's 1 MiB L2. ResNet-50 on two threads, in-process A/B on
+/// Zen 4 (the AVX2 kernel's `6 x 16` tile, per-layer minimums of 40 runs): prefetching A took its 7x7
+/// layers (256 KiB to 1 MiB of A per task) 0.71-0.72 -> 0.66-0.68 ms, the stride-2 3x3 into 7x7 1.64
+/// -> 1.47, while the 14x14 1x1 layers with 128 KiB per task were even or slower with it.
+const A_STREAMS: u64 = 256 << 10;
 
 /// Where macro-kernel calls work: image, group, rows `r0..r1`, `cols` columns from `col0`, depth, mode.
 type Tile = (u64, u64, u64, u64, u64, u64, u64, i64);
