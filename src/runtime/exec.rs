@@ -505,17 +505,18 @@ pub fn run_all(
         .flat_map(|e| (0..threads).map(move |t| AtomicU64::new(t * e.tasks() / threads)))
         .collect();
     let barrier = SpinBarrier::new(pool.current_num_threads());
-    let timed = std::sync::Mutex::new(vec![std::time::Duration::ZERO; execs.len()]);
-    // The first exec's time counts from here: thread 0 may start after the others have taken all of its
-    // tasks, and would then see it take no time at all.
+    // When the barrier after exec `i` opened, in nanoseconds from `start`: taken by the thread that
+    // arrives last, before it opens the barrier. Timing each exec on one thread instead (from its
+    // passing one barrier to its passing the next) gave the time to the wrong exec whenever that thread
+    // lost its core after a barrier: the others took all the next exec's tasks, so that exec seemed
+    // to take no time at all (`nnc bench` minimums of 0.000 ms on a shared host).
+    let ends: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(0)).collect();
     let start = std::time::Instant::now();
     pool.broadcast(|ctx| {
         // A thread that panics leaves the barrier broken, so the others stop waiting and panic too.
         let _guard = barrier.guard();
         let me = ctx.index();
         let slot = bases.scratch[me];
-        let mut mine = Vec::with_capacity(if me == 0 { execs.len() } else { 0 });
-        let mut t0 = start;
         for (i, e) in execs.iter().enumerate() {
             let tasks = e.tasks();
             let body = |t: u64| match e {
@@ -544,18 +545,18 @@ pub fn run_all(
             } else if me == 0 {
                 (0..tasks).for_each(body);
             }
-            barrier.wait();
-            if me == 0 {
-                let now = std::time::Instant::now();
-                mine.push(now - t0);
-                t0 = now;
-            }
-        }
-        if me == 0 {
-            *timed.lock().expect("not poisoned") = mine;
+            barrier.wait(|| {
+                let ns = start.elapsed().as_nanos() as u64;
+                ends[i].store(ns, Ordering::Relaxed);
+            });
         }
     });
-    times.copy_from_slice(&timed.into_inner().expect("not poisoned"));
+    let mut t0 = 0;
+    for (t, end) in times.iter_mut().zip(&ends) {
+        let end = end.load(Ordering::Relaxed);
+        *t = std::time::Duration::from_nanos(end.saturating_sub(t0));
+        t0 = end;
+    }
 }
 
 /// A barrier whose waiters spin (then yield): between execs a thread waits microseconds, far less than a
@@ -595,12 +596,14 @@ impl SpinBarrier {
         BreakOnPanic(self)
     }
 
-    /// Returns when every thread has called `wait` as often as this one. Release/acquire on the counters
-    /// order every write before the barrier (the kernels' too) before every read after it.
-    fn wait(&self) {
+    /// Returns when every thread has called `wait` as often as this one; the last to arrive calls `last`
+    /// before it lets the others go. Release/acquire on the counters order every write before the
+    /// barrier (the kernels' too) before every read after it.
+    fn wait(&self, last: impl FnOnce()) {
         use std::sync::atomic::Ordering;
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            last();
             self.arrived.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::AcqRel);
             return;
