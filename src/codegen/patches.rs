@@ -157,10 +157,12 @@ mod imp {
                 2 => runs(|p| _mm256_loadu_ps(p), at, to, (mask(4), mask(12))),
                 3 => runs(|p| evens(p), at, to, (mask(4), mask(12))),
                 _ => {
+                    // The offsets read once, not per channel (the compiler cannot tell that the
+                    // stores to `out` leave `table` alone).
+                    let offsets: [i32; 8] = std::array::from_fn(|j| *table.add(j));
                     for c in 0..channels {
                         let xc = x.add(c * plane);
-                        for j in 0..8 {
-                            let o = *table.add(j);
+                        for (j, &o) in offsets.iter().enumerate() {
                             *out.add(c * row + j) = if o < 0 { 0.0 } else { *xc.add(o as usize) };
                         }
                     }
