@@ -521,12 +521,12 @@ pub(super) mod imp {
         }
         if p < panels {
             // SAFETY: as above, for panel p.
-            unsafe { narrow_tile::<C, 1, ACT>(a, p) };
+            unsafe { narrow_panel::<C, ACT>(a, p) };
         }
     }
 
     /// Panels `p0 .. p0 + 2Q` by `C` columns, two panels per ymm: the k loop, then per panel and column
-    /// the accumulate, epilogue and store of its (up to) four rows, as [`narrow_tile`]'s.
+    /// the accumulate, epilogue and store of its (up to) four rows, as [`narrow_panel`]'s.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn narrow_pairs<const C: usize, const Q: usize, const ACT: u8>(a: &Args, p0: usize) {
@@ -589,40 +589,30 @@ pub(super) mod imp {
         }
     }
 
-    /// Panels `p0 .. p0 + P` by `C` columns: the k loop, then per panel and column the accumulate,
-    /// epilogue and store of its (up to) four rows.
+    /// Panel `p` by `C` columns, its four rows in the lanes of an xmm (a block's last odd panel): the k
+    /// loop, then per column the accumulate, epilogue and store of its (up to) four rows.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn narrow_tile<const C: usize, const P: usize, const ACT: u8>(a: &Args, p0: usize) {
-        let mut acc = [[_mm_setzero_ps(); C]; P];
+    unsafe fn narrow_panel<const C: usize, const ACT: u8>(a: &Args, p: usize) {
+        let mut acc = [_mm_setzero_ps(); C];
         let panel = a.kc * 4;
-        // SAFETY: panel p0 + q holds kc * 4 values for q < P, and B's kc rows have C <= 8 readable values.
+        // SAFETY: panel p holds kc * 4 values, and B's kc rows have C <= 8 readable values.
         unsafe {
-            let ap = a.a.add(p0 * panel);
+            let ap = a.a.add(p * panel);
             let mut bp = a.b;
             for k in 0..a.kc {
-                let mut bv = [_mm_setzero_ps(); C];
-                for (c, bv) in bv.iter_mut().enumerate() {
-                    *bv = _mm_broadcast_ss(&*bp.add(c));
-                }
-                #[allow(clippy::needless_range_loop)]
-                for q in 0..P {
-                    let x = _mm_loadu_ps(ap.add(q * panel + k * 4));
-                    for c in 0..C {
-                        acc[q][c] = _mm_fmadd_ps(x, bv[c], acc[q][c]);
-                    }
+                let x = _mm_loadu_ps(ap.add(k * 4));
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm_fmadd_ps(x, _mm_broadcast_ss(&*bp.add(c)), *acc);
                 }
                 bp = bp.byte_offset(a.b_stride);
             }
         }
-        #[allow(clippy::needless_range_loop)]
-        for q in 0..P {
-            let row0 = (p0 + q) * 4;
-            let rows = a.rows.min(row0 + 4) - row0;
-            for c in 0..C {
-                // SAFETY: rows row0 .. row0 + rows are C's, and column c < cols.
-                unsafe { store_rows::<ACT>(a, row0, rows, c, acc[q][c]) };
-            }
+        let row0 = p * 4;
+        let rows = a.rows.min(row0 + 4) - row0;
+        for (c, &v) in acc.iter().enumerate() {
+            // SAFETY: rows row0 .. row0 + rows are C's, and column c < cols.
+            unsafe { store_rows::<ACT>(a, row0, rows, c, v) };
         }
     }
 
