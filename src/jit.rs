@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use nnc::codegen::GemmImpl;
+use nnc::codegen::{GemmImpl, WinogradKind};
 use nnc::ir::Graph;
 use nnc::runtime::Program;
 use nnc::tensor::{self, Rng, Weights};
@@ -151,20 +151,20 @@ pub fn compile(
         p.gemm().name()
     );
     out.push_str(&fusion_report(decisions));
-    // The layers computed as Winograd F(4x4, 3x3) and F(2x2, 3x3) (one exec each, or three on small
-    // planes: a transform, the products, a transform).
-    for tile in [4, 2] {
+    // The layers computed as Winograd F(4x4, 3x3), F(2x2, 3x3) and F(2x2, 5x5) (one exec each, or three
+    // on small planes: a transform, the products, a transform).
+    for kind in [WinogradKind::F4x3, WinogradKind::F2x3, WinogradKind::F2x5] {
         let mut winograd: Vec<&str> = p
             .steps
             .iter()
-            .filter(|s| s.winograd_tile() == Some(tile))
+            .filter(|s| s.winograd_kind() == Some(kind))
             .map(|s| s.layer.as_str())
             .collect();
         winograd.dedup();
         if !winograd.is_empty() {
             let _ = writeln!(
                 out,
-                "winograd F({tile}x{tile}, 3x3): {} convolutions (--no-winograd: direct): {}",
+                "winograd {kind}: {} convolutions (--no-winograd: direct): {}",
                 winograd.len(),
                 winograd.join(", ")
             );

@@ -160,8 +160,8 @@ struct Optimize {
     /// or fuse-elementwise.
     #[arg(long, value_name = "PASS")]
     disable_pass: Vec<String>,
-    /// Run 3x3 stride-1 convolutions directly, not as Winograd F(2x2, 3x3) or F(4x4, 3x3) (JIT only;
-    /// Winograd is the default on CPUs with AVX2 and FMA).
+    /// Run 3x3 and 5x5 stride-1 convolutions directly, not as Winograd F(2x2, 3x3), F(4x4, 3x3) or
+    /// F(2x2, 5x5) (JIT only; Winograd is the default on CPUs with AVX2 and FMA).
     #[arg(long)]
     no_winograd: bool,
 }

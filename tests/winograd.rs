@@ -5,6 +5,7 @@ mod agree;
 mod common;
 
 use agree::{agree, fused_model, randomize_bn, relative_error, same_bits_everywhere, write_model};
+use nnc::codegen::WinogradKind;
 use nnc::runtime::Program;
 use nnc::tensor::{self, Rng};
 
@@ -27,7 +28,7 @@ model winograd(x: f32[N, 32, 25, 19], s: f32[N, 40, 8, 8]) -> (y: f32[N, 48, 25,
 #[test]
 fn winograd_convolutions_agree_with_the_interpreter_and_direct_ones() {
     // F(2x2, 3x3) everywhere: the planes have fewer than 36 tiles of 4.
-    check_winograd("winograd.nn", WINOGRAD_CASES, [4, 0], 1e-5);
+    check_winograd("winograd.nn", WINOGRAD_CASES, [4, 0, 0], 1e-5);
 }
 
 const WINOGRAD4_CASES: &str = r#"
@@ -50,11 +51,38 @@ model winograd4(x: f32[N, 32, 36, 70], s: f32[N, 40, 30, 26]) -> (y: f32[N, 48, 
 #[test]
 fn winograd4_convolutions_agree_with_the_interpreter_and_direct_ones() {
     let layers = if nnc::codegen::winograd4_by_default() {
-        [0, 5]
+        [0, 5, 0]
     } else {
-        [4, 0]
+        [4, 0, 0]
     };
     check_winograd("winograd4.nn", WINOGRAD4_CASES, layers, 1e-5);
+}
+
+const WINOGRAD5_CASES: &str = r#"
+model winograd5(x: f32[N, 32, 27, 27], s: f32[N, 48, 35, 35]) -> (y: f32[N, 40, 27, 27], z: f32[N, 36, 35, 35], v: f32[N, 40, 23, 23], u: f32[N, 36, 25, 25]) {
+    a = x |> c1: conv2d(40, 5, padding=2) |> relu
+    b = a |> c2: conv2d(40, 5, padding=2, bias=false) |> b2: batchnorm
+    y = relu(b + a)
+    z = s |> c3: conv2d(36, 5, padding=2) |> leaky_relu(slope=0.1)
+    v = x |> c4: conv2d(40, 5) |> relu
+    u = x |> c5: conv2d(36, 5, padding=1)
+    return y, z, v, u
+}
+"#;
+
+/// 5x5 stride-1 convolutions as F(2x2, 5x5) on a CPU with its (AVX2) transforms: AlexNet's 27x27 plane
+/// (196 tiles: the staged form on two threads at batches 1 and 3) with bias, batch norm, residual and
+/// ReLU fused, Inception v3's 35x35 (324 tiles in three blocks, the last of 68) with leaky ReLU, a valid
+/// convolution (padding 0); padding 1 stays direct. Within 1e-5 of the direct convolutions, as F(4x4,
+/// 3x3) (the same `Bᵀ`).
+#[test]
+fn winograd5_convolutions_agree_with_the_interpreter_and_direct_ones() {
+    let layers = if nnc::codegen::winograd4_by_default() {
+        [0, 0, 4]
+    } else {
+        [0, 0, 0]
+    };
+    check_winograd("winograd5.nn", WINOGRAD5_CASES, layers, 1e-5);
 }
 
 const SMALL_CASES: &str = r#"
@@ -74,9 +102,9 @@ model small(x: f32[N, 256, 14, 14], s: f32[N, 256, 7, 7]) -> (y: f32[N, 256, 14,
 #[test]
 fn small_planes_agree_with_the_interpreter_and_direct_convolutions() {
     let layers = if nnc::codegen::winograd4_by_default() {
-        [1, 1]
+        [1, 1, 0]
     } else {
-        [0, 0]
+        [0, 0, 0]
     };
     check_winograd("small.nn", SMALL_CASES, layers, 1e-5);
     let path = write_model("small.nn", SMALL_CASES);
@@ -84,10 +112,10 @@ fn small_planes_agree_with_the_interpreter_and_direct_convolutions() {
 }
 
 /// The model `text` against the interpreter at batches 1 and 3 on one and two threads; at batch 2 its
-/// Winograd convolutions, `layers[0]` of F(2x2, 3x3) and `layers[1]` of F(4x4, 3x3) (none when this CPU
-/// runs no Winograd), against the same program with Winograd off within `tolerance`; bit for bit
-/// across GEMM implementations and threads.
-fn check_winograd(file: &str, text: &str, layers: [usize; 2], tolerance: f64) {
+/// Winograd convolutions, `layers[0]` of F(2x2, 3x3), `layers[1]` of F(4x4, 3x3) and `layers[2]` of
+/// F(2x2, 5x5) (none when this CPU runs no Winograd), against the same program with Winograd off within
+/// `tolerance`; bit for bit across GEMM implementations and threads.
+fn check_winograd(file: &str, text: &str, layers: [usize; 3], tolerance: f64) {
     let path = write_model(file, text);
     for (batch, threads) in [(1, 1), (1, 2), (3, 2)] {
         agree(&path, batch, threads);
@@ -100,20 +128,21 @@ fn check_winograd(file: &str, text: &str, layers: [usize; 2], tolerance: f64) {
         let mut plan = nnc::plan::build(&g, 2);
         plan.winograd = winograd;
         let mut p = Program::compile(&g, &plan, &weights, 2).expect("compiles");
-        // Layers with a Winograd exec (one per layer, or two transforms around a GEMM) and their tiles.
-        let mut named: Vec<(&str, u64)> = p
+        // Layers with a Winograd exec (one per layer, or two transforms around a GEMM) and their kinds.
+        let mut named: Vec<(&str, WinogradKind)> = p
             .steps
             .iter()
-            .filter_map(|s| Some((s.layer.as_str(), s.winograd_tile()?)))
+            .filter_map(|s| Some((s.layer.as_str(), s.winograd_kind()?)))
             .collect();
         named.dedup();
         let want = if winograd && nnc::codegen::winograd_by_default() {
             layers
         } else {
-            [0, 0]
+            [0, 0, 0]
         };
-        let count = |tile: u64| named.iter().filter(|l| l.1 == tile).count();
-        assert_eq!([count(2), count(4)], want, "{named:?}");
+        let count = |kind| named.iter().filter(|l| l.1 == kind).count();
+        let kinds = [WinogradKind::F2x3, WinogradKind::F4x3, WinogradKind::F2x5];
+        assert_eq!(kinds.map(count), want, "{named:?}");
         p.run(&inputs).expect("runs")
     };
     let (fast, direct) = (run(true), run(false));

@@ -1,6 +1,6 @@
 //! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs` and the
-//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs` and `winograd4.rs` (the Rust kernels it
-//! enters), the only `unsafe` of the project.
+//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs`, `winograd4.rs` and `winograd5.rs` (the
+//! Rust kernels it enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -15,7 +15,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::{patches, twins, winograd4, winograd_avx2, winograd_avx512};
+use super::{patches, twins, winograd4, winograd5, winograd_avx2, winograd_avx512};
 use super::{ActKind, GemmImpl, KernelId, GEMM_STREAM_N, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -98,6 +98,16 @@ impl Kernels {
                     _ => winograd4::entry(input, act),
                 }
                 .or_else(|| winograd4::entry_avx2(input, act))
+                .ok_or(CodegenError::Winograd4Unavailable)?;
+                fns.insert(id, f);
+                continue;
+            }
+            // F(2x2, 5x5)'s transforms exist in AVX2 only, used with every GEMM implementation.
+            if let KernelId::Winograd5In | KernelId::Winograd5Out(_) = id {
+                let f = match id {
+                    KernelId::Winograd5Out(act) => winograd5::entry(false, act),
+                    _ => winograd5::entry(true, ActKind::Identity),
+                }
                 .ok_or(CodegenError::Winograd4Unavailable)?;
                 fns.insert(id, f);
                 continue;

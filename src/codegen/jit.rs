@@ -13,7 +13,9 @@ pub enum CodegenError {
     UnsupportedHost(String),
     #[error("this CPU cannot run the {0} GEMM kernel (it needs AVX2 and FMA)")]
     GemmUnavailable(&'static str),
-    #[error("internal error: Winograd F(4x4, 3x3) chosen on a CPU without AVX-512F")]
+    #[error(
+        "internal error: Winograd F(4x4, 3x3) or F(2x2, 5x5) chosen on a CPU without AVX2 and FMA"
+    )]
     Winograd4Unavailable,
     #[error("internal error: Cranelift rejected kernel `{kernel}`: {message}")]
     Compile { kernel: String, message: String },

@@ -24,6 +24,7 @@ mod rnn;
 mod twins;
 mod winograd;
 mod winograd4;
+mod winograd5;
 mod winograd_avx2;
 mod winograd_avx512;
 
@@ -40,9 +41,9 @@ pub fn winograd_by_default() -> bool {
 
 /// Whether this CPU has the transforms of Winograd's F(4x4, 3x3) (`winograd4.rs`: AVX-512 and AVX2 with
 /// FMA, no Cranelift ones), and so computes 3x3 stride-1 convolutions on planes that tile well by 4 as
-/// F(4x4, 3x3) rather than F(2x2, 3x3) when Winograd is on (`runtime::lower::winograd`). The machine's
-/// choice, as [`winograd_by_default`]'s: those transforms run with every GEMM implementation (with
-/// `--gemm cranelift` the AVX-512 or AVX2 ones).
+/// F(4x4, 3x3) rather than F(2x2, 3x3) when Winograd is on (`runtime::lower::winograd`), and 5x5 ones as
+/// F(2x2, 5x5) (`winograd5.rs`, AVX2 only). The machine's choice, as [`winograd_by_default`]'s: those
+/// transforms run with every GEMM implementation (with `--gemm cranelift` the AVX-512 or AVX2 ones).
 pub fn winograd4_by_default() -> bool {
     winograd_by_default()
 }
@@ -268,6 +269,13 @@ pub enum KernelId {
     /// The output transform of F(4x4, 3x3): the arguments of [`KernelId::WinogradOut`], for 36 products
     /// per tile and its 4x4 outputs.
     Winograd4Out(ActKind),
+    /// The input transform of Winograd's F(2x2, 5x5) (see `winograd5.rs`): the arguments of
+    /// [`KernelId::Winograd4In`], for 6x6 tiles of stride 2 starting at row and column `2 t - pad` (zero
+    /// padding `pad`, 0 or 2). Only in AVX2 (see [`winograd4_by_default`]).
+    Winograd5In,
+    /// The output transform of F(2x2, 5x5): the arguments of [`KernelId::WinogradOut`], for 36 products
+    /// per tile and its 2x2 outputs.
+    Winograd5Out(ActKind),
     /// One LSTM step for a batch: `[gx, gh, c, h, n, hidden, gx_stride, h_stride]`: gate pre-activations
     /// `gx[b * gx_stride + ..]` (input projection with its bias) and `gh[b * 4 hidden ..]`; updates `c[b *
     /// hidden ..]` and writes `h[b * h_stride ..]`. PyTorch gate order i, f, g, o.
@@ -278,15 +286,103 @@ pub enum KernelId {
     RnnCell(ActKind),
 }
 
-impl KernelId {
-    /// The input and output transforms of a Winograd convolution with tiles of `tile x tile` outputs
-    /// (2: F(2x2, 3x3), 4: F(4x4, 3x3)) and epilogue `act`.
-    pub fn winograd(tile: u64, act: ActKind) -> [KernelId; 2] {
-        if tile == 4 {
-            [KernelId::Winograd4In, KernelId::Winograd4Out(act)]
-        } else {
-            [KernelId::WinogradIn, KernelId::WinogradOut(act)]
+/// The algorithm of a Winograd convolution, F(m x m, r x r): `m x m` outputs of an `r x r` filter from
+/// each tile of `(m + r - 1)²` inputs (`runtime::lower::winograd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WinogradKind {
+    /// F(2x2, 3x3): 16 values per tile (`winograd.rs`, Cranelift and vector twins).
+    F2x3,
+    /// F(4x4, 3x3): 36 values per tile (`winograd4.rs`, AVX2 and AVX-512 only).
+    F4x3,
+    /// F(2x2, 5x5): 36 values per tile (`winograd5.rs`, AVX2 only), with F(4x4, 3x3)'s `Bᵀ`.
+    F2x5,
+}
+
+impl WinogradKind {
+    /// Outputs per tile side (`m`).
+    pub fn out(self) -> u64 {
+        match self {
+            WinogradKind::F4x3 => 4,
+            WinogradKind::F2x3 | WinogradKind::F2x5 => 2,
         }
+    }
+
+    /// The filter's side (`r`).
+    pub fn taps(self) -> u64 {
+        match self {
+            WinogradKind::F2x5 => 5,
+            WinogradKind::F2x3 | WinogradKind::F4x3 => 3,
+        }
+    }
+
+    /// Transformed values per tile, `(m + r - 1)²`: the products' groups.
+    pub fn values(self) -> u64 {
+        let side = self.out() + self.taps() - 1;
+        side * side
+    }
+
+    /// Whether its input transform takes a zero padding argument (F(2x2, 3x3)'s is always 1).
+    pub fn takes_pad(self) -> bool {
+        self != WinogradKind::F2x3
+    }
+
+    /// `G`, which takes an `r x r` filter `g` to `U = G g Gᵀ` (rows of `r`, `m + r - 1` of them). For
+    /// F(4x4, 3x3) and F(2x2, 5x5) (the same points 0, ±1, ±2 and ∞, so the same `Bᵀ`), row `i` is
+    /// `c_i (1, p_i, p_i², ..)` with `c = (1/4, -1/6, -1/6, 1/24, 1/24)`, and `(0, .., 0, 1)` for ∞.
+    pub fn g(self) -> &'static [&'static [f64]] {
+        const S: f64 = 1.0 / 6.0;
+        const T: f64 = 1.0 / 12.0;
+        const Q: f64 = 1.0 / 24.0;
+        match self {
+            WinogradKind::F2x3 => &[
+                &[1.0, 0.0, 0.0],
+                &[0.5, 0.5, 0.5],
+                &[0.5, -0.5, 0.5],
+                &[0.0, 0.0, 1.0],
+            ],
+            WinogradKind::F4x3 => &[
+                &[0.25, 0.0, 0.0],
+                &[-S, -S, -S],
+                &[-S, S, -S],
+                &[Q, T, S],
+                &[Q, -T, S],
+                &[0.0, 0.0, 1.0],
+            ],
+            WinogradKind::F2x5 => &[
+                &[0.25, 0.0, 0.0, 0.0, 0.0],
+                &[-S, -S, -S, -S, -S],
+                &[-S, S, -S, S, -S],
+                &[Q, T, S, 2.0 * S, 4.0 * S],
+                &[Q, -T, S, -2.0 * S, 4.0 * S],
+                &[0.0, 0.0, 0.0, 0.0, 1.0],
+            ],
+        }
+    }
+
+    /// Its input and output transforms, the latter with epilogue `act`.
+    pub fn kernels(self, act: ActKind) -> [KernelId; 2] {
+        match self {
+            WinogradKind::F2x3 => [KernelId::WinogradIn, KernelId::WinogradOut(act)],
+            WinogradKind::F4x3 => [KernelId::Winograd4In, KernelId::Winograd4Out(act)],
+            WinogradKind::F2x5 => [KernelId::Winograd5In, KernelId::Winograd5Out(act)],
+        }
+    }
+
+    /// The kind whose transforms `id` is, if any.
+    pub fn of(id: KernelId) -> Option<WinogradKind> {
+        match id {
+            KernelId::WinogradIn | KernelId::WinogradOut(_) => Some(WinogradKind::F2x3),
+            KernelId::Winograd4In | KernelId::Winograd4Out(_) => Some(WinogradKind::F4x3),
+            KernelId::Winograd5In | KernelId::Winograd5Out(_) => Some(WinogradKind::F2x5),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for WinogradKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, r) = (self.out(), self.taps());
+        write!(f, "F({m}x{m}, {r}x{r})")
     }
 }
 
@@ -306,9 +402,12 @@ fn build(
         KernelId::LstmCell | KernelId::GruCell | KernelId::RnnCell(_) => rnn::build(id, config),
         KernelId::WinogradIn => winograd::build(true, ActKind::Identity, config),
         KernelId::WinogradOut(act) => winograd::build(false, act, config),
-        KernelId::Winograd4In | KernelId::Winograd4Out(_) => {
+        KernelId::Winograd4In
+        | KernelId::Winograd4Out(_)
+        | KernelId::Winograd5In
+        | KernelId::Winograd5Out(_) => {
             unreachable!(
-                "`Kernels::compile_with` takes F(4x4, 3x3)'s transforms from `winograd4.rs`"
+                "`Kernels::compile_with` takes F(4x4, 3x3)'s and F(2x2, 5x5)'s transforms from Rust"
             )
         }
         KernelId::Unary(_)

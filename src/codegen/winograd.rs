@@ -227,7 +227,7 @@ pub(super) fn segments(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ActKind, GemmImpl, KernelId, Kernels};
+    use super::super::{ActKind, GemmImpl, Kernels, WinogradKind};
     use crate::tensor::Rng;
 
     /// Tiles of `tile x tile` outputs and `V`/`M` row length of an `h x w` plane.
@@ -236,17 +236,18 @@ mod tests {
         (th, tw, (th * tw).next_multiple_of(16))
     }
 
-    /// The input transform of F(tile x tile, 3x3) of an `h x w` plane with zero padding `pad` (0 with
-    /// tiles of 4 only).
+    /// The input transform of `kind` of an `h x w` plane with zero padding `pad` (0 not with F(2x2,
+    /// 3x3)).
     fn transform_in(
         k: &Kernels,
         x: &[f32],
         c: usize,
         (h, w): (usize, usize),
-        (tile, pad): (usize, usize),
+        (kind, pad): (WinogradKind, usize),
     ) -> Vec<f32> {
-        let (th, tw, ld) = tiles(h + 2 * pad - 2, w + 2 * pad - 2, tile);
-        let mut v = vec![f32::NAN; (tile + 2) * (tile + 2) * c * ld];
+        let (tile, r) = (kind.out() as usize, kind.taps() as usize);
+        let (th, tw, ld) = tiles(h + 2 * pad + 1 - r, w + 2 * pad + 1 - r, tile);
+        let mut v = vec![f32::NAN; kind.values() as usize * c * ld];
         let args = [
             x.as_ptr() as i64,
             v.as_mut_ptr() as i64,
@@ -255,13 +256,11 @@ mod tests {
             w as i64,
         ];
         let more = [tw as i64, (th * tw) as i64, ld as i64, (c * ld) as i64, 0];
-        if tile == 4 {
-            k.call(
-                KernelId::Winograd4In,
-                &[&args[..], &more[..], &[pad as i64]].concat(),
-            );
+        let id = kind.kernels(ActKind::Identity)[0];
+        if kind.takes_pad() {
+            k.call(id, &[&args[..], &more[..], &[pad as i64]].concat());
         } else {
-            k.call(KernelId::WinogradIn, &[&args[..], &more[..]].concat());
+            k.call(id, &[&args[..], &more[..]].concat());
         }
         v
     }
@@ -275,9 +274,9 @@ mod tests {
         (c, h, w): (usize, usize, usize),
         shift: &[f32],
         (mode, slope): (i64, f32),
-        tile: usize,
+        kind: WinogradKind,
     ) -> Vec<f32> {
-        let (th, tw, ld) = tiles(h, w, tile);
+        let (th, tw, ld) = tiles(h, w, kind.out() as usize);
         let mut y = y0.to_vec();
         // Guards: the plane starts 16 values into `y` and is followed by 16 more.
         let args = [
@@ -295,39 +294,25 @@ mod tests {
             shift.as_ptr() as i64,
         ];
         let last = [mode, slope.to_bits() as i64, 0];
-        let id = if tile == 4 {
-            KernelId::Winograd4Out(act)
-        } else {
-            KernelId::WinogradOut(act)
-        };
-        k.call(id, &[&args[..], &more[..], &last[..]].concat());
+        k.call(
+            kind.kernels(act)[1],
+            &[&args[..], &more[..], &last[..]].concat(),
+        );
         y
     }
 
-    /// `G` of F(2x2, 3x3) and of F(4x4, 3x3).
-    const G2: [[f64; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
-    const G4: [[f64; 3]; 6] = [
-        [0.25, 0.0, 0.0],
-        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-        [0.0, 0.0, 1.0],
-    ];
-
-    /// `U = G g Gᵀ` of one 3x3 filter, in f64.
-    fn u_of(g: &[f64], gm: &[[f64; 3]]) -> Vec<f64> {
-        let n = gm.len();
-        let t: Vec<[f64; 3]> = (0..n)
-            .map(|i| [0, 1, 2].map(|j| (0..3).map(|k| gm[i][k] * g[k * 3 + j]).sum()))
+    /// `U = G g Gᵀ` of one `r x r` filter, in f64 (`G` rows of `r`).
+    fn u_of(g: &[f64], gm: &[&[f64]]) -> Vec<f64> {
+        let (n, r) = (gm.len(), gm[0].len());
+        let t: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                (0..r)
+                    .map(|j| (0..r).map(|k| gm[i][k] * g[k * r + j]).sum())
+                    .collect()
+            })
             .collect();
         (0..n * n)
-            .map(|ij| (0..3).map(|k| t[ij / n][k] * gm[ij % n][k]).sum())
+            .map(|ij| (0..r).map(|k| t[ij / n][k] * gm[ij % n][k]).sum())
             .collect()
     }
 
@@ -336,12 +321,7 @@ mod tests {
     /// bits as the Cranelift kernels, with every mode and activation, writing nothing outside the plane.
     #[test]
     fn transforms_compute_a_3x3_convolution_and_twins_agree_bitwise() {
-        let ids = [
-            KernelId::WinogradIn,
-            KernelId::WinogradOut(ActKind::Identity),
-            KernelId::WinogradOut(ActKind::Relu),
-            KernelId::WinogradOut(ActKind::LeakyRelu),
-        ];
+        let ids = ids(WinogradKind::F2x3);
         let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
         // The AVX2 and AVX-512 twins (with those GEMM implementations), where this CPU has them.
         let twins: Vec<Kernels> = [GemmImpl::Avx2, GemmImpl::Avx512]
@@ -349,7 +329,7 @@ mod tests {
             .filter(|g| g.available())
             .map(|g| Kernels::compile_with(&ids, g).unwrap())
             .collect();
-        check(&lift, &twins, 2, 1e-5);
+        check(&lift, &twins, WinogradKind::F2x3, 1e-5);
     }
 
     /// F(4x4, 3x3)'s AVX-512 and AVX2 transforms (where this CPU has them) likewise, bit for bit the
@@ -358,12 +338,7 @@ mod tests {
     /// their constants round more than F(2x2)'s.
     #[test]
     fn f4_transforms_compute_a_3x3_convolution() {
-        let ids = [
-            KernelId::Winograd4In,
-            KernelId::Winograd4Out(ActKind::Identity),
-            KernelId::Winograd4Out(ActKind::Relu),
-            KernelId::Winograd4Out(ActKind::LeakyRelu),
-        ];
+        let ids = ids(WinogradKind::F4x3);
         if !super::super::winograd4_by_default() {
             return;
         }
@@ -374,15 +349,42 @@ mod tests {
             .filter(|g| g.available())
             .map(|g| Kernels::compile_with(&ids, g).unwrap())
             .collect();
-        check(&k, &twins, 4, 2e-5);
+        check(&k, &twins, WinogradKind::F4x3, 2e-5);
     }
 
-    /// The transforms of F(tile x tile, 3x3) in `lift`, with the products between them computed in f64,
-    /// against a direct 3x3 convolution in f64 (within `tolerance`), writing nothing outside the plane;
-    /// `twins` give the same bits.
-    fn check(lift: &Kernels, twins: &[Kernels], tile: usize, tolerance: f64) {
-        for pad in if tile == 4 { &[1, 0][..] } else { &[1][..] } {
-            check_padded(lift, twins, (tile, *pad), tolerance);
+    /// F(2x2, 5x5)'s AVX2 transforms (where this CPU has them) likewise, on the same planes (tile rows
+    /// of 35 tiles, four vectors of 8 and a partial one), with padding 2 and 0; within 2e-5 of the
+    /// convolution in f64, as F(4x4, 3x3) (the same `Bᵀ`, and 25 taps to sum).
+    #[test]
+    fn f5_transforms_compute_a_5x5_convolution() {
+        if !super::super::winograd4_by_default() {
+            return;
+        }
+        let k = Kernels::compile_with(&ids(WinogradKind::F2x5), GemmImpl::Cranelift).unwrap();
+        check(&k, &[], WinogradKind::F2x5, 2e-5);
+    }
+
+    /// The transforms of `kind`, with the output transform's three activations.
+    fn ids(kind: WinogradKind) -> Vec<super::super::KernelId> {
+        let mut ids = vec![kind.kernels(ActKind::Identity)[0]];
+        for act in [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu] {
+            ids.push(kind.kernels(act)[1]);
+        }
+        ids
+    }
+
+    /// The transforms of `kind` in `lift`, with the products between them computed in f64, against a
+    /// direct `r x r` convolution in f64 (within `tolerance`), writing nothing outside the plane; `twins`
+    /// give the same bits.
+    fn check(lift: &Kernels, twins: &[Kernels], kind: WinogradKind, tolerance: f64) {
+        let half = kind.taps() as usize / 2;
+        let pads = if kind.takes_pad() {
+            vec![half, 0]
+        } else {
+            vec![1]
+        };
+        for pad in pads {
+            check_padded(lift, twins, (kind, pad), tolerance);
         }
     }
 
@@ -390,10 +392,10 @@ mod tests {
     fn check_padded(
         lift: &Kernels,
         twins: &[Kernels],
-        (tile, pad): (usize, usize),
+        (kind, pad): (WinogradKind, usize),
         tolerance: f64,
     ) {
-        let gm: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
+        let (gm, tile, r) = (kind.g(), kind.out() as usize, kind.taps() as usize);
         let n2 = gm.len() * gm.len();
         let mut rng = Rng::new(31);
         for (h, w, ci, co) in [
@@ -408,20 +410,20 @@ mod tests {
             (9, 70, 2, 2),
         ] {
             // The output plane (none for a valid convolution of fewer than 3 rows or columns).
-            if h + 2 * pad < 3 || w + 2 * pad < 3 {
+            if h + 2 * pad < r || w + 2 * pad < r {
                 continue;
             }
-            let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+            let (oh, ow) = (h + 2 * pad + 1 - r, w + 2 * pad + 1 - r);
             let (th, tw, ld) = tiles(oh, ow, tile);
             let x: Vec<f32> = (0..ci * h * w)
                 .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
                 .collect();
-            let g: Vec<f64> = (0..co * ci * 9)
+            let g: Vec<f64> = (0..co * ci * r * r)
                 .map(|_| rng.uniform_in(-1.0, 1.0))
                 .collect();
-            let v = transform_in(lift, &x, ci, (h, w), (tile, pad));
+            let v = transform_in(lift, &x, ci, (h, w), (kind, pad));
             for wide in twins {
-                let v2 = transform_in(wide, &x, ci, (h, w), (tile, pad));
+                let v2 = transform_in(wide, &x, ci, (h, w), (kind, pad));
                 for (a, b) in v.iter().zip(&v2) {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
@@ -436,7 +438,7 @@ mod tests {
                     for t in 0..th * tw {
                         let s: f64 = (0..ci)
                             .map(|c| {
-                                u_of(&g[(o * ci + c) * 9..][..9], gm)[k]
+                                u_of(&g[(o * ci + c) * r * r..][..r * r], gm)[k]
                                     * v[(k * ci + c) * ld + t] as f64
                             })
                             .sum();
@@ -461,7 +463,7 @@ mod tests {
                     (co, oh, ow),
                     &shift,
                     (mode, slope),
-                    tile,
+                    kind,
                 );
                 assert_eq!(&y[..16], &y0[..16], "{h}x{w}: wrote before the plane");
                 assert_eq!(
@@ -470,21 +472,21 @@ mod tests {
                     "{h}x{w}: wrote after it"
                 );
                 for o in 0..co {
-                    for (r, cc) in (0..oh).flat_map(|r| (0..ow).map(move |cc| (r, cc))) {
+                    for (oy, ox) in (0..oh).flat_map(|a| (0..ow).map(move |b| (a, b))) {
                         let mut want = shift[o] as f64;
                         for c in 0..ci {
-                            for (kh, kw) in (0..3).flat_map(|a| (0..3).map(move |b| (a, b))) {
+                            for (kh, kw) in (0..r).flat_map(|a| (0..r).map(move |b| (a, b))) {
                                 let (iy, ix) = (
-                                    (r + kh) as isize - pad as isize,
-                                    (cc + kw) as isize - pad as isize,
+                                    (oy + kh) as isize - pad as isize,
+                                    (ox + kw) as isize - pad as isize,
                                 );
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                     let xv = x[c * h * w + iy as usize * w + ix as usize] as f64;
-                                    want += g[(o * ci + c) * 9 + kh * 3 + kw] * xv;
+                                    want += g[(o * ci + c) * r * r + kh * r + kw] * xv;
                                 }
                             }
                         }
-                        let at = 16 + o * oh * ow + r * ow + cc;
+                        let at = 16 + o * oh * ow + oy * ow + ox;
                         if mode == 1 {
                             want += y0[at] as f64;
                         }
@@ -500,7 +502,7 @@ mod tests {
                 }
                 for wide in twins {
                     let (plane, mode) = ((co, oh, ow), (mode, slope));
-                    let y2 = transform_out(wide, act, &m, &y0, plane, &shift, mode, tile);
+                    let y2 = transform_out(wide, act, &m, &y0, plane, &shift, mode, kind);
                     let same = y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{h}x{w} {act:?}: the {:?} twin differs", wide.gemm);
                 }

@@ -71,12 +71,12 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::super::twins::imp::lanes;
     use super::super::winograd::{in_args, out_args, segments};
-    use super::super::winograd_avx2::{act, inside};
+    use super::super::winograd_avx2::{act, inside, span, store};
     use super::{ActKind, KernelFn};
 
     pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
@@ -92,7 +92,7 @@ mod avx2 {
     /// `Bᵀ d`, as the AVX-512 kernel's.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn bt([d0, d1, d2, d3, d4, d5]: [__m256; 6]) -> [__m256; 6] {
+    pub(in crate::codegen) fn bt([d0, d1, d2, d3, d4, d5]: [__m256; 6]) -> [__m256; 6] {
         let (two, four, five) = (
             _mm256_set1_ps(2.0),
             _mm256_set1_ps(4.0),
@@ -176,7 +176,7 @@ mod avx2 {
             for (ty, tx0, tx1) in segments(tw, t0, t1) {
                 let mut tx0 = tx0;
                 while tx0 < tx1 {
-                    let keep = lanes(tx1 - tx0);
+                    let keep = (tx1 - tx0 >= 8, lanes(tx1 - tx0));
                     let s = 4 * tx0 as isize - pad;
                     // The lanes of each of a row's five vectors inside the plane's columns.
                     let masks: [__m256i; 5] = std::array::from_fn(|q| {
@@ -212,7 +212,7 @@ mod avx2 {
                     for row in &a {
                         for value in bt(columns(row)) {
                             // SAFETY: the segment's tiles of this row of `V` are writable.
-                            unsafe { _mm256_maskstore_ps(to, keep, value) };
+                            unsafe { store(to, keep, value) };
                             to = to.wrapping_add(xs);
                         }
                     }
@@ -258,6 +258,9 @@ mod avx2 {
                     for e in mv.iter_mut() {
                         // SAFETY: the segment's tiles of this row of `M` are readable.
                         *e = unsafe { _mm256_maskload_ps(from, keep) };
+                        // Two cache lines on: 36 rows are more streams than the hardware
+                        // prefetchers follow.
+                        _mm_prefetch::<_MM_HINT_T0>(from.wrapping_add(32) as *const i8);
                         from = from.wrapping_add(xs);
                     }
                     let mut u = [[zero; 6]; 4];
@@ -276,8 +279,8 @@ mod avx2 {
                     }
                     // Columns of this segment's tiles inside the row, per run of 8 (later tiles of
                     // the row may be another call's).
-                    let masks: [__m256i; 4] =
-                        std::array::from_fn(|q| inside((4 * tx0 + 8 * q) as isize, w.min(4 * tx1)));
+                    let masks: [(bool, __m256i); 4] =
+                        std::array::from_fn(|q| span((4 * tx0 + 8 * q) as isize, w.min(4 * tx1)));
                     for (i, row) in u.into_iter().enumerate() {
                         let oy = 4 * ty + i;
                         if oy >= h {
@@ -298,7 +301,7 @@ mod avx2 {
                             _mm256_permute2f128_ps::<0x31>(q2, q3),
                         ];
                         for (q, mut v) in runs.into_iter().enumerate() {
-                            let mask = masks[q];
+                            let (full, mask) = masks[q];
                             if _mm256_testz_si256(mask, mask) == 1 {
                                 continue;
                             }
@@ -309,7 +312,7 @@ mod avx2 {
                             }
                             let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
                             // SAFETY: lanes inside the row are writable.
-                            unsafe { _mm256_maskstore_ps(p, mask, v) };
+                            unsafe { store(p, (full, mask), v) };
                         }
                     }
                     tx0 += 8;

@@ -27,7 +27,7 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use imp::{act, inside};
+pub(super) use imp::{act, inside, span, store};
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
@@ -56,6 +56,30 @@ mod imp {
         let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let below = _mm256_cmpgt_epi32(_mm256_set1_epi32(lo), index);
         _mm256_andnot_si256(below, _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), index))
+    }
+
+    /// [`inside`]'s mask, and whether it has all lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(in crate::codegen) fn span(start: isize, len: usize) -> (bool, __m256i) {
+        (start >= 0 && start + 8 <= len as isize, inside(start, len))
+    }
+
+    /// `v` to `p`: all lanes when `full`, else those of `mask` (`vmaskmovps`, whose stores are many
+    /// times slower than plain ones on AMD's cores).
+    ///
+    /// # Safety
+    /// The lanes written are writable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(in crate::codegen) unsafe fn store(p: *mut f32, (full, mask): (bool, __m256i), v: __m256) {
+        if full {
+            // SAFETY: all lanes are writable (see above).
+            unsafe { _mm256_storeu_ps(p, v) }
+        } else {
+            // SAFETY: the lanes of `mask` are (see above).
+            unsafe { _mm256_maskstore_ps(p, mask, v) }
+        }
     }
 
     /// The odd lanes of `lo` then `hi`, in order.
@@ -112,7 +136,7 @@ mod imp {
             for (ty, tx0, tx1) in segments(tw, t0, t1) {
                 let mut tx0 = tx0;
                 while tx0 < tx1 {
-                    let keep = lanes((tx1 - tx0).min(8));
+                    let keep = (tx1 - tx0 >= 8, lanes((tx1 - tx0).min(8)));
                     let s = 2 * tx0 as isize - 1;
                     // Input rows 2 ty - 1 .. 2 ty + 3, columns s .. s + 18 (zero outside).
                     let mut d = [[zero; 3]; 4];
@@ -162,7 +186,7 @@ mod imp {
                         for (j, value) in bt([col0, col1, col2, col3]).into_iter().enumerate() {
                             let to = vc.wrapping_add((4 * i + j) * xs + t);
                             // SAFETY: the segment's tiles of row `4 i + j` of `V` are writable.
-                            unsafe { _mm256_maskstore_ps(to, keep, value) };
+                            unsafe { store(to, keep, value) };
                         }
                     }
                     tx0 += 8;
@@ -241,7 +265,7 @@ mod imp {
                         for (half, mut v) in halves.into_iter().enumerate() {
                             let start = 2 * tx0 + 8 * half;
                             // Columns of this segment's tiles inside the row.
-                            let mask = inside(start as isize, w.min(2 * tx1));
+                            let (full, mask) = span(start as isize, w.min(2 * tx1));
                             let p = yc.wrapping_add(oy * w + start);
                             if add_old {
                                 // SAFETY: lanes inside the row are readable.
@@ -249,7 +273,7 @@ mod imp {
                             }
                             let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
                             // SAFETY: lanes inside the row are writable.
-                            unsafe { _mm256_maskstore_ps(p, mask, v) };
+                            unsafe { store(p, (full, mask), v) };
                         }
                     }
                     tx0 += 8;

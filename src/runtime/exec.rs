@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::codegen::{KernelId, Table, TILE_M, TILE_N};
+use crate::codegen::{KernelId, Table, WinogradKind, TILE_M, TILE_N};
 
 use super::tasks;
 
@@ -186,8 +186,8 @@ impl Gemm {
     }
 }
 
-/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) or F(4x4, 3x3) (`lower::winograd`), block by block
-/// of tiles: a task takes one block of one image through the input transform, the 16 or 36 products and
+/// A stride-1 convolution as Winograd F(2x2, 3x3), F(4x4, 3x3) or F(2x2, 5x5) (`lower::winograd`), block
+/// by block of tiles: a task takes one block of one image through the input transform, the 16 or 36 products and
 /// the output transform, with the block's transformed inputs `V` and products `M` in its thread's
 /// scratch (after the products' packing area), so they stay in L2 from one stage to the next.
 #[derive(Clone, Debug)]
@@ -201,12 +201,11 @@ pub struct Winograd {
     /// The output plane.
     pub h: u64,
     pub w: u64,
-    /// The input plane and its zero padding (1, the output's size; or 0, a valid convolution: tiles
-    /// of 4 only).
+    /// The input plane and its zero padding (the output's size: 1 for 3x3 filters, 2 for 5x5; or 0, a
+    /// valid convolution: not F(2x2, 3x3)).
     pub in_hw: (u64, u64),
     pub pad: u64,
-    /// Outputs per tile side: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)).
-    pub tile: u64,
+    pub kind: WinogradKind,
     /// Tiles per block (in row-major tile order).
     pub block: u64,
     /// Per filter, added after the output transform (bias and batch-norm shift).
@@ -224,16 +223,16 @@ pub struct Winograd {
 
 impl Winograd {
     pub fn tile_rows(&self) -> u64 {
-        self.h.div_ceil(self.tile)
+        self.h.div_ceil(self.kind.out())
     }
 
     pub fn tile_cols(&self) -> u64 {
-        self.w.div_ceil(self.tile)
+        self.w.div_ceil(self.kind.out())
     }
 
     /// Transformed values per tile: 16 or 36, the products' groups.
     pub fn values(&self) -> u64 {
-        (self.tile + 2) * (self.tile + 2)
+        self.kind.values()
     }
 
     pub fn tiles(&self) -> u64 {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::codegen::{CodegenError, GemmImpl, KernelId, Kernels};
+use crate::codegen::{CodegenError, GemmImpl, KernelId, Kernels, WinogradKind};
 use crate::interp::RunError;
 use crate::ir::{Graph, Op};
 use crate::plan::KernelPlan;
@@ -64,12 +64,12 @@ impl Kernel {
         match &self.exec {
             Exec::Simple(s) => format!("{:?}", s.kernel),
             Exec::Gemm(g) => match g.form {
-                exec::Form::Conv { winograd: true, .. } => "Gemm(winograd 3x3)".into(),
+                exec::Form::Conv { winograd: true, .. } => "Gemm(winograd)".into(),
                 exec::Form::Conv { direct: true, .. } => "Gemm(conv 1x1, in place)".into(),
                 exec::Form::Conv { .. } => "Gemm(conv, packed patches)".into(),
                 exec::Form::Dense { .. } => "Gemm(dense)".into(),
             },
-            Exec::Winograd(w) => format!("Winograd 3x3 (F({0}x{0}, 3x3))", w.tile),
+            Exec::Winograd(w) => format!("Winograd {}", w.kind),
             Exec::Recurrent(r) => format!("{:?}", r.cell),
         }
     }
@@ -78,16 +78,12 @@ impl Kernel {
         self.exec.tasks()
     }
 
-    /// The output tile side (2 or 4) of a Winograd convolution's exec: the blocked exec, or the
-    /// transforms of the staged form (not its products, which are a GEMM).
-    pub fn winograd_tile(&self) -> Option<u64> {
+    /// The algorithm of a Winograd convolution's exec: the blocked exec, or the transforms of the
+    /// staged form (not its products, which are a GEMM).
+    pub fn winograd_kind(&self) -> Option<WinogradKind> {
         match &self.exec {
-            Exec::Winograd(w) => Some(w.tile),
-            Exec::Simple(s) => match s.kernel {
-                KernelId::WinogradIn | KernelId::WinogradOut(_) => Some(2),
-                KernelId::Winograd4In | KernelId::Winograd4Out(_) => Some(4),
-                _ => None,
-            },
+            Exec::Winograd(w) => Some(w.kind),
+            Exec::Simple(s) => WinogradKind::of(s.kernel),
             _ => None,
         }
     }
@@ -244,7 +240,7 @@ impl Program {
             match &s.exec {
                 Exec::Simple(x) => ids.push(x.kernel),
                 Exec::Winograd(w) => {
-                    ids.extend(KernelId::winograd(w.tile, w.act));
+                    ids.extend(w.kind.kernels(w.act));
                     ids.extend([
                         KernelId::Gemm(crate::codegen::ActKind::Identity),
                         KernelId::PackPatches,

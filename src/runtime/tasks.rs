@@ -284,10 +284,10 @@ pub(super) fn winograd_task(wg: &Winograd, k: &Table, bases: &Bases, scratch: i6
     let mut args = vec![x, v, c as i64, wg.in_hw.0 as i64, wg.in_hw.1 as i64];
     args.extend(&geometry[2..]);
     args.extend([wg.v_stride() as i64, t0 as i64]);
-    if wg.tile == 4 {
+    if wg.kind.takes_pad() {
         args.push(wg.pad as i64);
     }
-    let [kin, kout] = KernelId::winograd(wg.tile, wg.act);
+    let [kin, kout] = wg.kind.kernels(wg.act);
     k.call(kin, &args);
     for group in 0..wg.values() {
         gemm_task(g, k, bases, scratch, group);

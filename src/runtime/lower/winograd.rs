@@ -1,4 +1,5 @@
-//! 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3) or F(4x4, 3x3) (Lavin and Gray, 2016): each 2x2
+//! 3x3 and 5x5 stride-1 convolutions as Winograd's F(2x2, 3x3), F(4x4, 3x3) or F(2x2, 5x5) (Lavin and
+//! Gray, 2016). 3x3: each 2x2
 //! (4x4) block of outputs from a 4x4 (6x6) tile of inputs with 16 (36) multiplications per input and
 //! output channel instead of 36 (144). [`KernelId::WinogradIn`] (`Winograd4In`) writes each tile's
 //! transformed values `V = Bᵀ d B` as 16 (36) matrices `V_k [channels x tiles]`; a GEMM multiplies each
@@ -21,13 +22,20 @@
 //! F(4x4, 3x3) also takes valid convolutions (padding 0, the output two rows and columns smaller:
 //! Inception v3's stem), its input transform starting tiles at the plane's first row and column.
 //!
+//! 5x5 stride-1 convolutions (padding 2 or 0) run as F(2x2, 5x5) on the same CPUs (`codegen/winograd5.rs`:
+//! 36 multiplications per 2x2 outputs instead of 100, F(4x4, 3x3)'s `Bᵀ`), under the same bounds as
+//! F(2x2, 3x3) (tiles of 2 within a fifth, or small planes of many channels). One layer alone, two
+//! threads, best of three runs of 100 (`nnc bench`, direct against F(2x2, 5x5)): AlexNet's 27x27 layer
+//! (64 -> 192) 2.85 -> 1.41 ms, Inception v3's 35x35 ones (48 -> 64) 1.24 -> 0.74 ms. (torchvision's
+//! GoogLeNet has 3x3 filters where the paper has 5x5.)
+//!
 //! Two forms with the same operations (so the same bits): one `exec::Winograd`, a task per block of
 //! tiles ([`BLOCK`], or [`block4`]'s) through all three stages with `V` and `M` in its thread's scratch;
 //! or, when blocks make fewer than four tasks per thread (and for small planes), three execs over whole
 //! planes with `V` and `M` in two program buffers every such layer reuses (execs run one after
 //! another), the images' tiles side by side in them, so the products are one GEMM of all images' tiles.
 //!
-//! It does not apply to other kernels, strides, dilations, paddings (or padding 0 without F(4x4, 3x3))
+//! It does not apply to other kernels, strides, dilations, paddings (or padding 0 with F(2x2, 3x3))
 //! or groups, to sigmoid or tanh epilogues, to planes under [`MIN_PLANE`] pixels or whose tiles would
 //! compute more than a fifth more outputs than they keep (a third for small planes, as above), to fewer
 //! than [`MIN_CHANNELS`] channels or filters, or on CPUs without AVX2 and FMA (`codegen::winograd_by_default`: F(2x2)'s Cranelift
@@ -37,7 +45,7 @@
 //! to 8, and sixths in `G`), so about ten times F(2x2)'s rounding; every JIT test compares against the
 //! interpreter.
 
-use crate::codegen::{ActKind, KernelId, KC, TILE_N};
+use crate::codegen::{ActKind, WinogradKind, KC, TILE_N};
 use crate::ir::Op;
 use crate::plan::Step;
 
@@ -72,49 +80,31 @@ const MIN_SMALL_CHANNELS: u64 = 256;
 /// Tiles per block of F(2x2, 3x3): two macro-kernel calls of 32 columns.
 const BLOCK: u64 = 64;
 
-/// `G` of F(2x2, 3x3), which takes a 3x3 filter `g` to `U = G g Gᵀ`.
-const G2: [[f64; 3]; 4] = [
-    [1.0, 0.0, 0.0],
-    [0.5, 0.5, 0.5],
-    [0.5, -0.5, 0.5],
-    [0.0, 0.0, 1.0],
-];
-
-/// `G` of F(4x4, 3x3) (see `codegen/winograd4.rs`).
-const G4: [[f64; 3]; 6] = [
-    [0.25, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-
-/// `U = G g Gᵀ` of every 3x3 filter of `w` (`[filters, channels, 3, 3]`), as `n²` matrices `U_k
-/// [filters, channels]` one after another (`G` has `n` rows).
+/// `U = G g Gᵀ` of every `r x r` filter of `w` (`[filters, channels, r, r]`), as `n²` matrices `U_k
+/// [filters, channels]` one after another (`G`, `g_mat`, has `n` rows of `r`).
 /// `u`'s memory is reused from layer to layer (fresh pages cost a fault each: a 512 -> 512 layer's
 /// `U` of F(2x2, 3x3) takes 34 MB in f64).
 fn transform_weights<T: Copy + Into<f64>>(
     w: &[T],
     filters: usize,
     channels: usize,
-    g_mat: &[[f64; 3]],
+    g_mat: &[&[f64]],
     u: &mut Vec<f64>,
 ) {
-    let n = g_mat.len();
+    let (n, r) = (g_mat.len(), g_mat[0].len());
     // Every value is written below.
     u.resize(n * n * filters * channels, 0.0);
-    for (f, g) in w.chunks_exact(9).enumerate() {
-        // `G g` (at most 6 rows).
-        let mut t = [[0.0; 3]; 6];
-        for (i, row) in t[..n].iter_mut().enumerate() {
+    // `G g` (`n` rows of `r`).
+    let mut t = vec![0.0; n * r];
+    for (f, g) in w.chunks_exact(r * r).enumerate() {
+        for (i, row) in t.chunks_exact_mut(r).enumerate() {
             for (j, e) in row.iter_mut().enumerate() {
-                *e = (0..3).map(|k| g_mat[i][k] * g[k * 3 + j].into()).sum();
+                *e = (0..r).map(|k| g_mat[i][k] * g[k * r + j].into()).sum();
             }
         }
         for i in 0..n {
             for j in 0..n {
-                let v: f64 = (0..3).map(|k| t[i][k] * g_mat[j][k]).sum();
+                let v: f64 = (0..r).map(|k| t[i * r + k] * g_mat[j][k]).sum();
                 u[(n * i + j) * filters * channels + f] = v;
             }
         }
@@ -172,8 +162,8 @@ fn block4(channels: u64, filters: u64) -> u64 {
 }
 
 impl Lower<'_> {
-    /// The execs of convolution `op` as Winograd F(4x4, 3x3) or F(2x2, 3x3), or `None` when it does not
-    /// apply (see the module documentation).
+    /// The execs of convolution `op` as Winograd F(4x4, 3x3), F(2x2, 3x3) or F(2x2, 5x5), or `None` when
+    /// it does not apply (see the module documentation).
     pub(super) fn winograd(
         &mut self,
         step: &Step,
@@ -194,14 +184,15 @@ impl Lower<'_> {
         };
         let (xv, out) = (&step.inputs[0], &step.output);
         let (c, in_h, in_w) = (xv.dims[1], xv.dims[2], xv.dims[3]);
-        // Padding 1 (the output the input's size), or 0 (a valid convolution, two rows and columns
-        // smaller).
-        let p = pad[0];
+        // 3x3 filters, or 5x5 where this CPU has F(2x2, 5x5)'s transforms. Padding half the filter (the
+        // output the input's size), or 0 (a valid convolution, two or four rows and columns smaller).
+        let (r, p) = (kernel[0], pad[0]);
+        let half = r / 2;
         let (h, w) = (out.dims[2], out.dims[3]);
-        let fits = kernel == [3, 3]
+        let fits = (kernel == [3, 3] || kernel == [5, 5] && self.winograd4)
             && stride == [1, 1]
             && dilation == [1, 1]
-            && (pad == [1; 4] || pad == [0; 4])
+            && (pad == [half; 4] || pad == [0; 4])
             && groups == 1
             && matches!(
                 epi.act,
@@ -210,7 +201,7 @@ impl Lower<'_> {
             && c >= MIN_CHANNELS
             && filters >= MIN_CHANNELS
             && h * w >= MIN_PLANE
-            && [h + 2 - 2 * p, w + 2 - 2 * p] == [in_h, in_w];
+            && [h + 2 * half - 2 * p, w + 2 * half - 2 * p] == [in_h, in_w];
         if !self.winograd || !fits {
             return Ok(None);
         }
@@ -221,23 +212,30 @@ impl Lower<'_> {
         // enough tiles in all images for the products.
         let wide = c.min(filters) >= MIN_SMALL_CHANNELS;
         let enough = |th: u64, tw: u64| wide && batch * th * tw >= MIN_SMALL;
-        let (tile, small) = match (tiling(4, h, w), tiling(2, h, w)) {
-            ((th, tw, Fit::Fifth), _) if self.winograd4 && th * tw >= MIN_TILES4 => (4, false),
+        let (kind, small) = match (r, tiling(4, h, w), tiling(2, h, w)) {
+            (5, _, (_, _, Fit::Fifth)) => (WinogradKind::F2x5, false),
+            (5, _, (th, tw, Fit::Third)) if enough(th, tw) => (WinogradKind::F2x5, true),
+            (5, _, _) => return Ok(None),
+            (_, (th, tw, Fit::Fifth), _) if self.winograd4 && th * tw >= MIN_TILES4 => {
+                (WinogradKind::F4x3, false)
+            }
             // Not by threads: results must not depend on them (on one thread F(2x2)'s blocked form
             // would beat F(4x4) at 14x14, 1.00 against 1.09 ms, two threads the other way round).
-            ((th, tw, Fit::Third), _) if self.winograd4 && enough(th, tw) => (4, true),
-            (_, (_, _, Fit::Fifth)) if p == 1 => (2, false),
-            (_, (th, tw, Fit::Third)) if p == 1 && enough(th, tw) => (2, true),
+            (_, (th, tw, Fit::Third), _) if self.winograd4 && enough(th, tw) => {
+                (WinogradKind::F4x3, true)
+            }
+            (_, _, (_, _, Fit::Fifth)) if p == 1 => (WinogradKind::F2x3, false),
+            (_, _, (th, tw, Fit::Third)) if p == 1 && enough(th, tw) => (WinogradKind::F2x3, true),
             _ => return Ok(None),
         };
-        let (th, tw, _) = tiling(tile, h, w);
-        let n2 = (tile + 2) * (tile + 2);
+        let (th, tw, _) = tiling(kind.out(), h, w);
+        let n2 = kind.values();
         let m = filters;
         let kblock = KC as u64;
         let shape = (n2 as usize, m as usize, c as usize, kblock as usize);
         // The batch-norm factor of each filter, for each of the matrices.
         let factor: Option<Vec<f64>> = epi.factor.as_ref().map(|f| f.repeat(n2 as usize));
-        let g_mat: &[[f64; 3]] = if tile == 4 { &G4 } else { &G2 };
+        let g_mat = kind.g();
         let mut u = std::mem::take(&mut self.winograd_u);
         let packed = match self.weight_to_pack(step, 1)? {
             ToPack::F64(wt) => {
@@ -265,7 +263,7 @@ impl Lower<'_> {
         let (xa, xs, _) = self.image(step, xv)?;
         let (ya, ys, _) = self.image(step, out)?;
         let tiles = th * tw;
-        let block = if tile == 4 { block4(c, m) } else { BLOCK }.min(tiles);
+        let block = if n2 == 36 { block4(c, m) } else { BLOCK }.min(tiles);
         let call_panels = self.call_panels;
         if small || self.threads > 1 && batch * tiles.div_ceil(block) < 4 * self.threads {
             let geometry = Geometry {
@@ -276,7 +274,7 @@ impl Lower<'_> {
                 h,
                 w,
                 input: (in_h, in_w, p),
-                tile,
+                kind,
             };
             return Ok(Some(self.staged(
                 geometry,
@@ -315,7 +313,7 @@ impl Lower<'_> {
             w,
             in_hw: (in_h, in_w),
             pad: p,
-            tile,
+            kind,
             block,
             shift,
             act: epi.act,
@@ -343,15 +341,15 @@ impl Lower<'_> {
             h,
             w,
             input: (in_h, in_w, p),
-            tile,
+            kind,
         }: Geometry,
         (weights, group_weight_stride): (Addr, u64),
         shift: Addr,
         epi: &Epilogue,
     ) -> Vec<Exec> {
         let batch = self.plan.batch;
-        let (th, tw, _) = tiling(tile, h, w);
-        let n2 = (tile + 2) * (tile + 2);
+        let (th, tw, _) = tiling(kind.out(), h, w);
+        let n2 = kind.values();
         let tiles = th * tw;
         // The images' tiles side by side: image `i`'s tile `t` is column `i tiles + t` of each matrix,
         // so the products are one GEMM of `batch tiles` columns per matrix (a 7x7 plane's 16 tiles
@@ -360,7 +358,7 @@ impl Lower<'_> {
         let ld = n.next_multiple_of(16);
         let (vs, ms) = (winograd_matrix_stride(c, ld), winograd_matrix_stride(m, ld));
         let (va, ma) = self.winograd_buffers(n2 * vs, n2 * ms);
-        let [kin, kout] = KernelId::winograd(tile, epi.act);
+        let [kin, kout] = kind.kernels(epi.act);
         let ptr = |addr: Addr, image_stride: u64, chunk_stride: u64| Arg::Ptr {
             addr,
             image_stride,
@@ -378,7 +376,7 @@ impl Lower<'_> {
             },
         ];
         args.extend(ints(&[in_h, in_w, tw, tiles, ld, vs, 0]));
-        if tile == 4 {
+        if kind.takes_pad() {
             args.push(Arg::Int(p as i64));
         }
         let input = Exec::Simple(Simple {
@@ -504,8 +502,7 @@ struct Geometry {
     m: u64,
     h: u64,
     w: u64,
-    /// The input plane and its padding (0 or 1).
+    /// The input plane and its padding.
     input: (u64, u64, u64),
-    /// Outputs per tile side: 2 or 4.
-    tile: u64,
+    kind: WinogradKind,
 }
