@@ -316,6 +316,60 @@ fn stride_three_and_four_convolutions_agree() {
     same_bits_everywhere(&common::model(&path), 2, "strided");
 }
 
+const FEW_CHANNELS: &str = r#"
+model few(x: f32[N, 3, 37, 61], s: f32[N, 1, 20, 20]) -> (a: f32[N, 16, 19, 30], b: f32[N, 32, 8, 14], c: f32[N, 16, 37, 61], d: f32[N, 16, 18, 18], e: f32[N, 16, 4, 4], f: f32[N, 20, 18, 30]) {
+    a = x |> c1: conv2d(16, 7, stride=2, padding=[3, 2], bias=false) |> b1: batchnorm |> relu
+    b = x |> c2: conv2d(32, 11, stride=4, padding=2) |> relu
+    c = x |> c3: conv2d(16, 3, padding=1) |> leaky_relu(slope=0.1)
+    d = s |> c4: conv2d(16, 3)
+    e = s |> c5: conv2d(16, 5, stride=4)
+    f = x |> c6: conv2d(20, 3, stride=2)
+    return a, b, c, d, e, f
+}
+"#;
+
+/// Convolutions with few input channels run directly (`KernelId::ConvRows`, filters as vector lanes) on
+/// CPUs with AVX2: strides 1, 2 and 4, tiles of 6 pixels (rows of 30 and 18) and of 5 (61, 14, 4: rows
+/// shorter than a vector), uneven padding, batch norm, ReLU and leaky ReLU fused; 20 filters stay a
+/// GEMM. Against the interpreter, bit for bit across GEMMs and threads, and bit for bit the GEMM path's
+/// results (`KernelPlan::conv_rows` off).
+#[test]
+fn few_channel_convolutions_run_directly_with_the_gemms_bits() {
+    let path = write_model("few.nn", FEW_CHANNELS);
+    for (batch, threads) in [(1, 1), (3, 2)] {
+        agree(&path, batch, threads);
+    }
+    same_bits_everywhere(&common::model(&path), 2, "few");
+    let g = agree::fused_model(&path);
+    let mut weights = tensor::initialize(&g, 5);
+    agree::randomize_bn(&g, &mut weights, &mut Rng::new(6));
+    let inputs = common::random_inputs(&g, 2, &mut Rng::new(4), 100);
+    let run = |direct: bool| {
+        let mut plan = nnc::plan::build(&g, 2);
+        plan.conv_rows = direct;
+        let mut p = Program::compile(&g, &plan, &weights, 2).expect("compiles");
+        let rows = p
+            .steps
+            .iter()
+            .filter(|s| s.kernel_name().starts_with("ConvRows"));
+        let want = if direct && nnc::codegen::conv_rows_by_default() {
+            5
+        } else {
+            0
+        };
+        assert_eq!(rows.count(), want);
+        p.run(&inputs).expect("runs")
+    };
+    for ((name, a), (_, b)) in run(true).iter().zip(&run(false)) {
+        let same = a
+            .to_f64()
+            .iter()
+            .zip(b.to_f64().iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "output {name}: the direct kernel and the GEMM differ");
+    }
+}
+
 /// Max pools propagate NaN as PyTorch does, and every implementation keeps the same bits: a NaN in a
 /// window wins (the last one in the window's order when there are several), and of equal zeros the first
 /// stays. Inputs hold NaNs of two payloads, zeros of both signs and infinities among random values, for

@@ -1,6 +1,6 @@
 //! The boundary into generated code: with `avx2.rs`, `avx512.rs`, `twins.rs`, `patches.rs` and the
-//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs`, `winograd4.rs` and `winograd5.rs` (the
-//! Rust kernels it enters), the only `unsafe` of the project.
+//! Winograd twins `winograd_avx2.rs` and `winograd_avx512.rs`, `winograd4.rs`, `winograd5.rs` and
+//! `conv_rows.rs` (the Rust kernels it enters), the only `unsafe` of the project.
 //!
 //! [`Kernels`] owns compiled kernels and enters them. Its contract (which Rust cannot check): every pointer
 //! argument addresses memory that stays valid and is not touched by Rust code during the call, large enough
@@ -15,7 +15,7 @@ use cranelift_module::{FuncId, Module};
 use super::avx2::{self, KernelFn};
 use super::avx512;
 use super::jit::{CodegenError, Jit};
-use super::{patches, twins, winograd4, winograd5, winograd_avx2, winograd_avx512};
+use super::{conv_rows, patches, twins, winograd4, winograd5, winograd_avx2, winograd_avx512};
 use super::{ActKind, GemmImpl, KernelId, GEMM_STREAM_N, GEMM_WIDEST_N, GEMM_WIDE_N, TILE_N};
 
 /// A set of compiled kernels.
@@ -99,6 +99,12 @@ impl Kernels {
                 }
                 .or_else(|| winograd4::entry_avx2(input, act))
                 .ok_or(CodegenError::Winograd4Unavailable)?;
+                fns.insert(id, f);
+                continue;
+            }
+            // So does the few-channel convolution's kernel.
+            if let KernelId::ConvRows(act) = id {
+                let f = conv_rows::entry(act).ok_or(CodegenError::Winograd4Unavailable)?;
                 fns.insert(id, f);
                 continue;
             }

@@ -13,6 +13,7 @@ mod avx2;
 mod avx512;
 mod builder;
 mod call;
+mod conv_rows;
 mod elementwise;
 mod gemm;
 mod jit;
@@ -47,11 +48,19 @@ pub fn winograd_by_default() -> bool {
 pub fn winograd4_by_default() -> bool {
     winograd_by_default()
 }
+/// Whether this CPU has [`KernelId::ConvRows`] (AVX2 and FMA), and so computes convolutions with few
+/// input channels directly (`runtime::lower`): the machine's choice, as [`winograd_by_default`]'s; the
+/// kernel runs with every GEMM implementation and gives the GEMM path's bits.
+pub fn conv_rows_by_default() -> bool {
+    avx2::supported()
+}
+pub use conv_rows::{band_len as conv_rows_band_len, tile_pixels as conv_rows_pixels};
+pub use conv_rows::{FILTERS as CONV_ROWS_FILTERS, STRIDES as CONV_ROWS_STRIDES};
 pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
 pub use pack::{
-    b_panel_offset, pack_a_into, pack_b, pack_b_transposed, packed_a_len, panel_offset, B_GROUP,
-    TAP_READ,
+    b_panel_offset, pack_a_into, pack_b, pack_b_transposed, pack_filter_blocks, packed_a_len,
+    panel_offset, B_GROUP, TAP_READ,
 };
 
 /// The columns the AVX2 GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).
@@ -276,6 +285,14 @@ pub enum KernelId {
     /// The output transform of F(2x2, 5x5): the arguments of [`KernelId::WinogradOut`], for 36 products
     /// per tile and its 2x2 outputs.
     Winograd5Out(ActKind),
+    /// A band of output rows of a convolution with few input channels, filters as vector lanes
+    /// (`conv_rows.rs`, AVX2 only): `[x, y, weights, scale, shift, band, channels, h, w, kh, kw, stride,
+    /// pad_top, pad_left, oh, ow, filters, oy0, rows, slope, block]`: image planes `x [channels, h, w]`
+    /// and `y [filters, oh, ow]`, output rows `oy0 .. oy0 + rows` as `act(Σ w x * scale[f] + shift[f])`,
+    /// the sum in k blocks of `block` channels as the GEMM's;
+    /// `weights` packed by [`pack_filter_blocks`] (filters a multiple of 16), `band` scratch of
+    /// [`conv_rows_band_len`] values; stride 1, 2 or 4 in both directions.
+    ConvRows(ActKind),
     /// One LSTM step for a batch: `[gx, gh, c, h, n, hidden, gx_stride, h_stride]`: gate pre-activations
     /// `gx[b * gx_stride + ..]` (input projection with its bias) and `gh[b * 4 hidden ..]`; updates `c[b *
     /// hidden ..]` and writes `h[b * h_stride ..]`. PyTorch gate order i, f, g, o.
@@ -405,10 +422,9 @@ fn build(
         KernelId::Winograd4In
         | KernelId::Winograd4Out(_)
         | KernelId::Winograd5In
-        | KernelId::Winograd5Out(_) => {
-            unreachable!(
-                "`Kernels::compile_with` takes F(4x4, 3x3)'s and F(2x2, 5x5)'s transforms from Rust"
-            )
+        | KernelId::Winograd5Out(_)
+        | KernelId::ConvRows(_) => {
+            unreachable!("`Kernels::compile_with` takes {id:?} from Rust (AVX2 or AVX-512 only)")
         }
         KernelId::Unary(_)
         | KernelId::Add

@@ -53,6 +53,21 @@ pub fn pack_a_into<T: Copy + Into<f64>>(
     pack_panels(a, m, k, kb, TILE_M, scale, out);
 }
 
+/// Row-major `a [m x k]` (f32 or f64) as [`KernelId::ConvRows`](super::KernelId)'s weights: blocks of
+/// 16 rows (filters), each `k` vectors of the 16 rows' values, each row times `scale[row]` if given
+/// (rounded as [`pack_a_into`] rounds). `m` is a multiple of 16.
+pub fn pack_filter_blocks<T: Copy + Into<f64>>(
+    a: &[T],
+    m: usize,
+    k: usize,
+    scale: Option<&[f64]>,
+) -> Vec<f32> {
+    let tile = super::conv_rows::FILTERS;
+    let mut out = vec![0.0; m.div_ceil(tile) * tile * k];
+    pack_panels(a, m, k, k, tile, scale, &mut out);
+    out
+}
+
 /// Packs the rows of `a [rows x k]` into panels of `tile` rows (k blocks of `kb`), writing `out` in order,
 /// each row times `scale[row]` if given (the product rounded once, to f32).
 fn pack_panels<T: Copy + Into<f64>>(

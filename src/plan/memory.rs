@@ -237,6 +237,7 @@ pub fn plan_memory(g: &Graph, batch: u64) -> KernelPlan {
         .unwrap_or(0);
     KernelPlan {
         winograd: true,
+        conv_rows: true,
         batch,
         inputs: g
             .inputs

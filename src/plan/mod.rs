@@ -96,9 +96,14 @@ pub struct KernelPlan {
     pub weight_bytes: u64,
     /// Bytes of the largest single activation.
     pub largest_activation: u64,
-    /// Whether the runtime may compute 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) or F(4x4, 3x3)
-    /// (true from [`build`]; `--no-winograd` clears it). It does so on CPUs with AVX2 and FMA.
+    /// Whether the runtime may compute 3x3 and 5x5 stride-1 convolutions as Winograd F(2x2, 3x3), F(4x4,
+    /// 3x3) or F(2x2, 5x5) (true from [`build`]; `--no-winograd` clears it). It does so on CPUs with AVX2
+    /// and FMA.
     pub winograd: bool,
+    /// Whether the runtime may compute convolutions with few input channels directly, filters as vector
+    /// lanes (`KernelId::ConvRows`, CPUs with AVX2 and FMA; true from [`build`]). The same bits as their
+    /// GEMM; tests clear it to compare.
+    pub conv_rows: bool,
 }
 
 /// Builds the plan of a verified graph at `batch`.

@@ -52,6 +52,10 @@ pub enum Arg {
         total: u64,
         chunk: u64,
     },
+    /// Where this chunk starts: `index * chunk`.
+    Start {
+        chunk: u64,
+    },
     Int(i64),
 }
 

@@ -10,8 +10,8 @@ use super::exec::{Addr, Arg, Bases, Form, Gemm, Recurrent, Region, Simple, Winog
 
 pub(super) fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let (image, chunk) = (t / x.chunks, t % x.chunks);
-    // The longest argument list of a simple kernel (pooling) has 17 entries.
-    let mut args = [0i64; 17];
+    // The longest argument list of a simple kernel (`ConvRows`) has 21 entries.
+    let mut args = [0i64; 21];
     for (slot, a) in args.iter_mut().zip(&x.args) {
         *slot = match *a {
             Arg::Ptr {
@@ -23,6 +23,7 @@ pub(super) fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64)
                 scratch,
             ),
             Arg::Len { total, chunk: c } => c.min(total - chunk * c) as i64,
+            Arg::Start { chunk: c } => (chunk * c) as i64,
             Arg::Int(v) => v,
         };
     }

@@ -4,6 +4,7 @@
 //! recurrent layers) are in `products.rs`.
 
 mod products;
+mod rows;
 mod winograd;
 
 use crate::codegen::{ActKind, ChainCode, ChainOp, GemmImpl, KernelId, CHAIN_LINKS, TILE_N};
@@ -339,9 +340,12 @@ impl<'a> Lower<'a> {
             }
             Op::Conv2d { .. } | Op::Dense { .. } => {
                 let epi = Epilogue::none();
-                match self.winograd(step, &step.op, &epi)? {
-                    Some(w) => w,
-                    None => vec![Exec::Gemm(Box::new(self.product(step, &step.op, &epi)?))],
+                if let Some(w) = self.winograd(step, &step.op, &epi)? {
+                    w
+                } else if let Some(r) = self.conv_rows(step, &step.op, &epi)? {
+                    vec![r]
+                } else {
+                    vec![Exec::Gemm(Box::new(self.product(step, &step.op, &epi)?))]
                 }
             }
             Op::MaxPool2d { .. }

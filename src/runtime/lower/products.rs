@@ -112,9 +112,12 @@ impl Lower<'_> {
                 .collect(),
             ..step.clone()
         };
-        match self.winograd(&core, &f.core, &epi)? {
-            Some(w) => execs.extend(w),
-            None => execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?))),
+        if let Some(w) = self.winograd(&core, &f.core, &epi)? {
+            execs.extend(w);
+        } else if let Some(r) = self.conv_rows(&core, &f.core, &epi)? {
+            execs.push(r);
+        } else {
+            execs.push(Exec::Gemm(Box::new(self.product(&core, &f.core, &epi)?)));
         }
         Ok(execs)
     }
