@@ -348,7 +348,9 @@ impl Exec {
                 s.images * len.unwrap_or(1 << 14)
             }
             Exec::Gemm(g) => g.images * g.groups * g.m * g.n * g.k,
-            Exec::Winograd(w) => w.images * w.h * w.w * w.channels * w.filters * 9,
+            Exec::Winograd(w) => {
+                w.images * w.h * w.w * w.channels * w.filters * w.kind.taps().pow(2)
+            }
             Exec::Recurrent(r) => r.project.m * r.project.n * r.project.k,
         }
     }
