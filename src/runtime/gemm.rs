@@ -160,6 +160,7 @@ impl MatMul {
             images: 1,
             panels_per_task,
             row_splits,
+            shares_first: false,
             call_panels: call,
         }));
         let pool = (threads > 1)

@@ -33,7 +33,12 @@ pub(super) fn simple(x: &Simple, k: &Table, bases: &Bases, scratch: i64, t: u64)
 /// Task `t` of a GEMM: one block of column panels of one image and group, for one share of the rows.
 pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64) {
     let splits = g.row_splits;
-    let (rest, split) = (t / splits, t % splits);
+    let (rest, split) = if g.shares_first {
+        let per = g.tasks() / splits;
+        (t % per, t / per)
+    } else {
+        (t / splits, t % splits)
+    };
     let (rest, cb) = (rest / g.col_blocks(), rest % g.col_blocks());
     let (image, group) = (rest / g.groups, rest % g.groups);
     let row_panels = g.m.div_ceil(TILE_M as u64);

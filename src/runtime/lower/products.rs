@@ -289,6 +289,7 @@ impl Lower<'_> {
             images: self.plan.batch,
             panels_per_task,
             row_splits,
+            shares_first: false,
             call_panels: self.call_panels,
         })
     }
@@ -388,6 +389,7 @@ impl Lower<'_> {
             panels_per_task: whole_calls(panels, panels.div_ceil(16).max(1), self.call_panels),
             call_panels: self.call_panels,
             row_splits: dense_row_splits(rows),
+            shares_first: false,
         }
     }
 

@@ -466,6 +466,7 @@ impl Lower<'_> {
             images: 1,
             panels_per_task,
             row_splits,
+            shares_first: true,
             call_panels: self.call_panels,
         }
     }
