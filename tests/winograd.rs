@@ -86,23 +86,24 @@ fn winograd5_convolutions_agree_with_the_interpreter_and_direct_ones() {
 }
 
 const SMALL_CASES: &str = r#"
-model small(x: f32[N, 256, 14, 14], s: f32[N, 256, 7, 7]) -> (y: f32[N, 256, 14, 14], z: f32[N, 256, 7, 7], u: f32[N, 32, 7, 7]) {
+model small(x: f32[N, 256, 14, 14], s: f32[N, 256, 7, 7]) -> (y: f32[N, 256, 14, 14], z: f32[N, 256, 7, 7], u: f32[N, 32, 7, 7], v: f32[N, 256, 7, 7]) {
     y = x |> c1: conv2d(256, 3, padding=1, bias=false) |> b1: batchnorm |> relu
     z = relu((s |> c2: conv2d(256, 3, padding=1)) + s)
     u = s |> c3: conv2d(32, 3, padding=1)
-    return y, z, u
+    v = s |> c4: conv2d(256, 5, padding=2) |> relu
+    return y, z, u, v
 }
 "#;
 
 /// Small planes of many channels, their images' tiles side by side in one product (`lower::winograd`):
 /// 14x14 as F(4x4, 3x3) (16 tiles per image, a third more outputs computed than kept), 7x7 as F(2x2,
-/// 3x3) at batches 1 to 3 and as F(4x4, 3x3) from batch 4 (4 tiles per image), with batch norm,
-/// residual and ReLU fused; 32 filters stay direct. Against the interpreter at batches 1, 3 and 4, the
+/// 3x3) at batches 1 to 3 and as F(4x4, 3x3) from batch 4 (4 tiles per image), a 5x5 at 7x7 as F(2x2,
+/// 5x5), with batch norm, residual and ReLU fused; 32 filters stay direct. Against the interpreter at batches 1, 3 and 4, the
 /// direct convolutions and bit for bit across GEMMs at batch 2.
 #[test]
 fn small_planes_agree_with_the_interpreter_and_direct_convolutions() {
     let layers = if nnc::codegen::winograd4_by_default() {
-        [1, 1, 0]
+        [1, 1, 1]
     } else {
         [0, 0, 0]
     };
