@@ -164,11 +164,26 @@ pub fn compile(
         if !winograd.is_empty() {
             let _ = writeln!(
                 out,
-                "winograd {kind}: {} convolutions (--no-winograd: direct): {}",
-                winograd.len(),
+                "winograd {kind}: {} (--no-winograd: direct): {}",
+                convolutions(winograd.len()),
                 winograd.join(", ")
             );
         }
+    }
+    // First layers (few input channels) computed directly, the filters in the vector lanes.
+    let rows: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.is_conv_rows())
+        .map(|s| s.layer.as_str())
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "direct, filters as vector lanes (few input channels): {}: {}",
+            convolutions(rows.len()),
+            rows.join(", ")
+        );
     }
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let _ = writeln!(
@@ -315,4 +330,9 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         let _ = writeln!(out, "... {} more kernels, {:.3} ms", rows.len() - 40, rest);
     }
     Ok(out)
+}
+
+/// "1 convolution", "3 convolutions".
+fn convolutions(n: usize) -> String {
+    format!("{n} convolution{}", if n == 1 { "" } else { "s" })
 }

@@ -536,5 +536,12 @@ fn no_winograd_runs_3x3_convolutions_directly() {
     for line in lines {
         assert_eq!(all.contains(line), by_default > 0, "{all}");
     }
+    // The stem (3 channels) runs directly where the CPU has AVX2.
+    let stem = "direct, filters as vector lanes (few input channels): 1 convolution: conv1\n";
+    assert_eq!(
+        all.contains(stem),
+        nnc::codegen::conv_rows_by_default(),
+        "{all}"
+    );
     assert!(!report(&["--no-winograd"]).contains("winograd"));
 }

@@ -78,6 +78,11 @@ impl Kernel {
         self.exec.tasks()
     }
 
+    /// Whether this is a convolution with few input channels computed directly (`KernelId::ConvRows`).
+    pub fn is_conv_rows(&self) -> bool {
+        matches!(&self.exec, Exec::Simple(s) if matches!(s.kernel, KernelId::ConvRows(_)))
+    }
+
     /// The algorithm of a Winograd convolution's exec: the blocked exec, or the transforms of the
     /// staged form (not its products, which are a GEMM).
     pub fn winograd_kind(&self) -> Option<WinogradKind> {
