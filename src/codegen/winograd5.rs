@@ -56,7 +56,7 @@ mod imp {
 
     use super::super::twins::imp::{evens_of, lanes};
     use super::super::winograd::{in_args, out_args, segments};
-    use super::super::winograd4::avx2::bt;
+    use super::super::winograd4::avx2::{bt, products};
     use super::super::winograd_avx2::{act, inside, span, store};
     use super::{ActKind, KernelFn};
 
@@ -226,16 +226,8 @@ mod imp {
                 let mut tx0 = tx0;
                 while tx0 < tx1 {
                     let keep = lanes((tx1 - tx0).min(8));
-                    let mut mv = [zero; 36];
-                    let mut from = mc.wrapping_add(ty * tw + tx0 - t0);
-                    for e in mv.iter_mut() {
-                        // SAFETY: the segment's tiles of this row of `M` are readable.
-                        *e = unsafe { _mm256_maskload_ps(from, keep) };
-                        // Two cache lines on: 36 rows are more streams than the hardware
-                        // prefetchers follow (AlexNet's 5x5 layer, `M` in L3: 0.55 -> 0.29 ms).
-                        _mm_prefetch::<_MM_HINT_T0>(from.wrapping_add(32) as *const i8);
-                        from = from.wrapping_add(xs);
-                    }
+                    // SAFETY: the segment's tiles of the 36 rows of `M` are readable.
+                    let mv = unsafe { products(mc.wrapping_add(ty * tw + tx0 - t0), xs, keep) };
                     let mut u = [[zero; 6]; 2];
                     for j in 0..6 {
                         let [u0, u1] = at([
