@@ -63,6 +63,14 @@ pub(super) mod imp {
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
     }
 
+    /// The odd lanes of `lo` then `hi`, in order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(in crate::codegen) fn odds_of((lo, hi): (__m256, __m256)) -> __m256 {
+        let o = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)))
+    }
+
     /// A mask of lanes `0 .. n` (`n <= 8`) for AVX's masked loads and stores, which neither read nor
     /// write (nor fault on) the other lanes.
     #[target_feature(enable = "avx2")]

@@ -76,7 +76,7 @@ pub(super) mod avx2 {
 
     use super::super::twins::imp::lanes;
     use super::super::winograd::{in_args, out_args, segments};
-    use super::super::winograd_avx2::{act, inside, span, store};
+    use super::super::winograd_avx2::{finish, inside, span, store};
     use super::{ActKind, KernelFn};
 
     pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
@@ -315,19 +315,14 @@ pub(super) mod avx2 {
                             _mm256_permute2f128_ps::<0x31>(q0, q1),
                             _mm256_permute2f128_ps::<0x31>(q2, q3),
                         ];
-                        for (q, mut v) in runs.into_iter().enumerate() {
-                            let (full, mask) = masks[q];
+                        for (q, v) in runs.into_iter().enumerate() {
+                            let mask = masks[q].1;
                             if _mm256_testz_si256(mask, mask) == 1 {
                                 continue;
                             }
                             let p = yc.wrapping_add(oy * w + 4 * tx0 + 8 * q);
-                            if add_old {
-                                // SAFETY: lanes inside the row are readable.
-                                v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(p, mask) });
-                            }
-                            let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
-                            // SAFETY: lanes inside the row are writable.
-                            unsafe { store(p, (full, mask), v) };
+                            // SAFETY: lanes inside the row are readable and writable.
+                            unsafe { finish::<ACT>(p, masks[q], v, (add_old, sh, slope)) };
                         }
                     }
                     tx0 += 8;

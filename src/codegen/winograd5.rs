@@ -54,10 +54,10 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::twins::imp::{evens_of, lanes};
+    use super::super::twins::imp::{evens_of, lanes, odds_of};
     use super::super::winograd::{in_args, out_args, segments};
     use super::super::winograd4::avx2::{bt, products};
-    use super::super::winograd_avx2::{act, inside, span, store};
+    use super::super::winograd_avx2::{finish, inside, span, store};
     use super::{ActKind, KernelFn};
 
     pub fn entry(input: bool, act: ActKind) -> Option<KernelFn> {
@@ -68,14 +68,6 @@ mod imp {
             (false, ActKind::LeakyRelu) => transform_out::<2>,
             _ => return None,
         })
-    }
-
-    /// The odd lanes of `lo` then `hi`, in order.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn odds_of((lo, hi): (__m256, __m256)) -> __m256 {
-        let o = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
-        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)))
     }
 
     /// Lanes `t` of `a` then `t + 4` of `b` shifted down by `N` lanes within each 128-bit half: with `a`
@@ -252,21 +244,16 @@ mod imp {
                             _mm256_permute2f128_ps::<0x20>(lo, hi),
                             _mm256_permute2f128_ps::<0x31>(lo, hi),
                         ];
-                        for (half, mut v) in halves.into_iter().enumerate() {
+                        for (half, v) in halves.into_iter().enumerate() {
                             let start = 2 * tx0 + 8 * half;
                             // Columns of this segment's tiles inside the row.
-                            let (full, mask) = span(start as isize, w.min(2 * tx1));
-                            if _mm256_testz_si256(mask, mask) == 1 {
+                            let run = span(start as isize, w.min(2 * tx1));
+                            if _mm256_testz_si256(run.1, run.1) == 1 {
                                 continue;
                             }
                             let p = yc.wrapping_add(oy * w + start);
-                            if add_old {
-                                // SAFETY: lanes inside the row are readable.
-                                v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(p, mask) });
-                            }
-                            let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
-                            // SAFETY: lanes inside the row are writable.
-                            unsafe { store(p, (full, mask), v) };
+                            // SAFETY: lanes inside the row are readable and writable.
+                            unsafe { finish::<ACT>(p, run, v, (add_old, sh, slope)) };
                         }
                     }
                     tx0 += 8;

@@ -27,13 +27,13 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use imp::{act, inside, span, store};
+pub(super) use imp::{act, finish, inside, span, store};
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::twins::imp::{evens_of, lanes};
+    use super::super::twins::imp::{evens_of, lanes, odds_of};
     use super::super::winograd::{in_args, out_args, segments};
     use super::{ActKind, KernelFn};
 
@@ -65,6 +65,28 @@ mod imp {
         (start >= 0 && start + 8 <= len as isize, inside(start, len))
     }
 
+    /// An output transform's run of outputs `v` to `p` (the lanes of `mask`, all of them when `full`):
+    /// plus the old outputs when `add_old`, plus the channel's shift `sh`, through the activation.
+    ///
+    /// # Safety
+    /// The lanes of `mask` at `p` are readable and writable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(in crate::codegen) unsafe fn finish<const ACT: u8>(
+        p: *mut f32,
+        (full, mask): (bool, __m256i),
+        mut v: __m256,
+        (add_old, sh, slope): (bool, __m256, f32),
+    ) {
+        if add_old {
+            // SAFETY: the lanes of `mask` are readable (see above).
+            v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(p, mask) });
+        }
+        let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
+        // SAFETY: and writable.
+        unsafe { store(p, (full, mask), v) };
+    }
+
     /// `v` to `p`: all lanes when `full`, else those of `mask` (`vmaskmovps`, whose stores are many
     /// times slower than plain ones on AMD's cores).
     ///
@@ -80,14 +102,6 @@ mod imp {
             // SAFETY: the lanes of `mask` are (see above).
             unsafe { _mm256_maskstore_ps(p, mask, v) }
         }
-    }
-
-    /// The odd lanes of `lo` then `hi`, in order.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn odds_of((lo, hi): (__m256, __m256)) -> __m256 {
-        let o = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
-        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)))
     }
 
     /// The four forms of `Bᵀ` (see `winograd.rs`).
@@ -262,18 +276,13 @@ mod imp {
                             _mm256_permute2f128_ps::<0x20>(lo, hi),
                             _mm256_permute2f128_ps::<0x31>(lo, hi),
                         ];
-                        for (half, mut v) in halves.into_iter().enumerate() {
+                        for (half, v) in halves.into_iter().enumerate() {
                             let start = 2 * tx0 + 8 * half;
                             // Columns of this segment's tiles inside the row.
-                            let (full, mask) = span(start as isize, w.min(2 * tx1));
+                            let run = span(start as isize, w.min(2 * tx1));
                             let p = yc.wrapping_add(oy * w + start);
-                            if add_old {
-                                // SAFETY: lanes inside the row are readable.
-                                v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(p, mask) });
-                            }
-                            let v = act::<ACT>(_mm256_add_ps(v, sh), slope);
-                            // SAFETY: lanes inside the row are writable.
-                            unsafe { store(p, (full, mask), v) };
+                            // SAFETY: lanes inside the row are readable and writable.
+                            unsafe { finish::<ACT>(p, run, v, (add_old, sh, slope)) };
                         }
                     }
                     tx0 += 8;
