@@ -580,19 +580,26 @@ pub(super) fn pack_conv<T: Copy + Into<f64>>(
 
 /// How a convolution's work splits: column panels per task, and row shares per column block.
 ///
-/// Every column block reads all of A (the packed weights) once. From [`BIG_A`] bytes on, A does not stay
-/// in cache from one block to the next (it shares the L3 with activations and the other core's work), so
-/// a task takes every column (A is read once in all) and the rows are shared, one share per thread (B is
-/// then packed once per share; each task still packs one panel pair at a time, per k block). On two
-/// threads: ResNet-50's 512 -> 512 3x3 at 7x7 (9 MiB of weights) goes from 4.5-4.7 to 3.4-3.6 ms alone,
-/// its 1024 -> 2048 downsample from 4.2 to 3.2, VGG16's 512 -> 512 at 14x14 from 15.0 to 13.7. Inside
-/// the models (sum of per-layer medians), a 1 MiB threshold against 2 MiB: ResNet-50 142.2 -> 138.8 ms,
-/// GoogLeNet 56.5 -> 54.1, Inception v3 197.2 -> 193.0, VGG16 unchanged; 0.5 MiB slows ResNet-50's
-/// 128 -> 128 3x3 layers (0.6 MiB, 98 panels).
+/// `images` counts the product's independent (image, group) pairs. Every column block reads all of A
+/// (the packed weights) once. From [`BIG_A`] bytes on, A does not stay in cache from one block to the
+/// next (it shares the L3 with activations and the other core's work), so a task takes every column of
+/// its image (A is read once per image). With fewer than two images per thread the rows are also shared,
+/// one share per thread (B is then packed once per share; each task still packs one panel pair at a
+/// time, per k block). On two threads: ResNet-50's 512 -> 512 3x3 at 7x7 (9 MiB of weights) goes from
+/// 4.5-4.7 to 3.4-3.6 ms alone, its 1024 -> 2048 downsample from 4.2 to 3.2, VGG16's 512 -> 512 at
+/// 14x14 from 15.0 to 13.7. Inside the models (sum of per-layer medians), a 1 MiB threshold against 2
+/// MiB: ResNet-50 142.2 -> 138.8 ms, GoogLeNet 56.5 -> 54.1, Inception v3 197.2 -> 193.0, VGG16
+/// unchanged; 0.5 MiB slows ResNet-50's 128 -> 128 3x3 layers (0.6 MiB, 98 panels). With two images per
+/// thread or more, a task is one whole image (B packed once; A's k block, read from L3 once per image,
+/// serves all its columns from L2): session 17 (Zen 4, two threads, both splits in one process,
+/// alternating, results bitwise equal), medians of paired ratios at batch 8: ResNet-50 1.0085 twice
+/// (sums of per-layer minimums -0.9% and -1.1%, its stride-2 layers 3-5% faster), ResNet-18 1.016,
+/// Inception v3 1.013, VGG16 1.008; at batch 1, where ResNet-50's 7x7 Winograd products (16 matrices,
+/// the "images" here) take it, 1.003.
 ///
 /// Otherwise it aims at 16 or more tasks so two threads stay balanced, with blocks of up to 8 panels (64
 /// columns) so a task re-reads its block of A from L2 rather than memory. Blocks hold an even number of
-/// panels (see [`even_panels`]). How work is split never changes results.
+/// panels (see [`whole_calls`]). How work is split never changes results.
 pub(super) fn split(
     images: u64,
     panels: u64,
@@ -600,6 +607,9 @@ pub(super) fn split(
     (threads, call): (u64, u64),
 ) -> (u64, u64) {
     let row_panels = m.div_ceil(TILE_M as u64);
+    if 4 * m * k >= BIG_A && images >= 2 * threads {
+        return (whole_calls(panels, panels, call), 1);
+    }
     if 4 * m * k >= BIG_A {
         return (
             whole_calls(panels, panels, call),
@@ -660,4 +670,25 @@ pub(crate) fn whole_calls(panels: u64, per_task: u64, call: u64) -> u64 {
 /// Whether rows of a plane of `plane` f32 values start on cache lines (64 bytes) when the plane does.
 fn plane_aligned(plane: u64) -> bool {
     plane.is_multiple_of(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    /// Products with 1 MiB of weights or more take every column of an image per task, and share its rows
+    /// between the threads only when there are fewer than two images per thread.
+    #[test]
+    fn big_weights_share_rows_below_two_images_per_thread() {
+        // 1024 -> 256 1x1 at 14x14: 25 panels of 8 columns, calls of 2 panels, 64 row panels.
+        let (m, k) = (256, 1024);
+        assert_eq!(split(1, 25, (m, k), (2, 2)), (26, 2));
+        assert_eq!(split(3, 25, (m, k), (2, 2)), (26, 2));
+        assert_eq!(split(4, 25, (m, k), (2, 2)), (26, 1));
+        assert_eq!(split(8, 25, (m, k), (4, 2)), (26, 1));
+        assert_eq!(split(1, 25, (m, k), (1, 2)), (26, 1));
+        // Smaller weights (128 -> 128 3x3, 576 KiB) split columns into blocks, whatever the batch.
+        assert_eq!(split(1, 98, (128, 1152), (2, 2)), (6, 1));
+        assert_eq!(split(8, 98, (128, 1152), (2, 2)), (8, 1));
+    }
 }
