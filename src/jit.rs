@@ -236,6 +236,7 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
     let mut per = vec![Duration::ZERO; p.steps.len()];
     // Each step's fastest run: on a shared host the mean carries other tenants' noise, the minimum less.
     let mut best = vec![Duration::MAX; p.steps.len()];
+    let mut idle = vec![Duration::ZERO; p.steps.len()];
     let mut lat = Vec::with_capacity(a.iters);
     for _ in 0..a.iters {
         let t = Instant::now();
@@ -244,6 +245,9 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
             best[i] = best[i].min(d);
         });
         lat.push(t.elapsed());
+        for (sum, d) in idle.iter_mut().zip(p.idle()) {
+            *sum += *d;
+        }
     }
     // In the order they ran: a peer's timings can be compared run by run, or phase by phase.
     let runs: Vec<f64> = lat.iter().map(|d| ms(*d)).collect();
@@ -259,6 +263,8 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         .collect();
     rows.sort_by(|x, y| y.1.total_cmp(&x.1));
     let macs: u64 = p.steps.iter().map(|s| s.macs).sum();
+    // Per run, the time a thread spent waiting at the barriers for the last one.
+    let idle_ms = ms(idle.iter().sum()) / iters;
     let gflops = |macs: u64, t_ms: f64| {
         if t_ms > 0.0 {
             2.0 * macs as f64 / t_ms / 1e6
@@ -274,6 +280,7 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
                 serde_json::json!({
                     "layer": s.layer, "op": s.op, "kernel": s.kernel_name(), "ms": t,
                     "min_ms": ms(best[i]), "share": t / (ms(total) / iters), "gflops": gflops(s.macs, t), "tasks": s.tasks(),
+                    "idle_ms": ms(idle[i]) / iters,
                 })
             })
             .collect();
@@ -283,7 +290,8 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
             "latency_ms": {"median": ms(median), "min": ms(min)}, "runs_ms": runs,
             "throughput_per_s": a.batch as f64 / median.as_secs_f64(),
             "compile_ms": ms(compile), "jit_ms": ms(p.jit_time),
-            "gflops": gflops(macs, ms(median)), "macs": macs, "kernels": kernels,
+            "gflops": gflops(macs, ms(median)), "macs": macs, "idle_ms": idle_ms,
+            "kernels": kernels,
         });
         return Ok(serde_json::to_string_pretty(&v).expect("json") + "\n");
     }
@@ -301,6 +309,14 @@ pub fn bench(g: &Graph, front: &[(String, Duration)], a: &BenchArgs) -> Result<S
         gflops(macs, ms(median)),
         ms(compile)
     );
+    if p.threads > 1 {
+        let _ = writeln!(
+            out,
+            "threads idle at the barrier after a kernel, waiting for the last one: {:.3} ms per run ({:.1}% of the kernels' time)",
+            idle_ms,
+            100.0 * idle_ms / (ms(total) / iters)
+        );
+    }
     let _ = writeln!(
         out,
         "{:<44} {:<12} {:<28} {:>9} {:>6} {:>8}",

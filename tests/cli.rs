@@ -385,7 +385,16 @@ fn bench_json_has_the_documented_keys() {
             k["min_ms"].as_f64().expect("min_ms"),
         );
         assert!(min >= 0.0 && min <= mean, "{k}");
+        // A thread waits at the barrier after a kernel for part of the kernel's time at most.
+        let idle = k["idle_ms"].as_f64().expect("idle_ms");
+        assert!(idle >= 0.0 && idle <= mean, "{k}");
     }
+    let idle: f64 = kernels.iter().map(|k| k["idle_ms"].as_f64().unwrap()).sum();
+    let total = v["idle_ms"].as_f64().expect("idle_ms");
+    assert!(
+        (idle - total).abs() <= 1e-9 * total.max(1.0),
+        "{idle} vs {total}"
+    );
     // LeNet-5 fused: 2 convolutions and 2 dense layers with their tanh, 2 pools, a dense layer, a softmax.
     let mut ops: Vec<&str> = kernels
         .iter()
@@ -402,6 +411,19 @@ fn bench_json_has_the_documented_keys() {
             assert!(!k[key].is_null(), "kernel without `{key}`: {k}");
         }
     }
+    // On one thread nobody waits.
+    let one = nnc(&[
+        "bench",
+        "models/lenet5.nn",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("JSON");
+    assert_eq!(one["idle_ms"].as_f64(), Some(0.0));
     // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
     assert_eq!(v["macs"], 2 * 281_640);
     let gemm = v["gemm"].as_str().expect("a string");

@@ -491,19 +491,22 @@ pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPoo
 /// and wait for each other between execs at a spinning barrier. Handing every exec to the pool instead
 /// (`run`) puts the pool's threads to sleep between execs and wakes them for the next: three wake-ups per
 /// exec, each one a host scheduling decision on a virtual machine. Small execs run on one thread while the
-/// others wait. `times[i]` receives exec `i`'s time (from the barrier before it to the one after it).
+/// others wait. `times[i]` receives exec `i`'s time (from the barrier before it to the one after it),
+/// `idle[i]` how long the first thread to reach the barrier after it waited for the last (zero on one
+/// thread).
 pub fn run_all(
     execs: &[&Exec],
     k: &Table,
     bases: &Bases,
     pool: Option<&rayon::ThreadPool>,
-    times: &mut [std::time::Duration],
+    (times, idle): (&mut [std::time::Duration], &mut [std::time::Duration]),
 ) {
     let Some(pool) = pool.filter(|p| p.current_num_threads() > 1) else {
         for (i, e) in execs.iter().enumerate() {
             let t = std::time::Instant::now();
             run(e, k, bases, None);
             times[i] = t.elapsed();
+            idle[i] = std::time::Duration::ZERO;
         }
         return;
     };
@@ -522,6 +525,8 @@ pub fn run_all(
     // lost its core after a barrier: the others took all the next exec's tasks, so that exec seemed
     // to take no time at all (`nnc bench` minimums of 0.000 ms on a shared host).
     let ends: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(0)).collect();
+    // When the first thread reached the barrier after exec `i`.
+    let firsts: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
     let start = std::time::Instant::now();
     pool.broadcast(|ctx| {
         // A thread that panics leaves the barrier broken, so the others stop waiting and panic too.
@@ -556,6 +561,7 @@ pub fn run_all(
             } else if me == 0 {
                 (0..tasks).for_each(body);
             }
+            firsts[i].fetch_min(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             barrier.wait(|| {
                 let ns = start.elapsed().as_nanos() as u64;
                 ends[i].store(ns, Ordering::Relaxed);
@@ -563,9 +569,11 @@ pub fn run_all(
         }
     });
     let mut t0 = 0;
-    for (t, end) in times.iter_mut().zip(&ends) {
+    for (i, end) in ends.iter().enumerate() {
         let end = end.load(Ordering::Relaxed);
-        *t = std::time::Duration::from_nanos(end.saturating_sub(t0));
+        times[i] = std::time::Duration::from_nanos(end.saturating_sub(t0));
+        idle[i] =
+            std::time::Duration::from_nanos(end.saturating_sub(firsts[i].load(Ordering::Relaxed)));
         t0 = end;
     }
 }

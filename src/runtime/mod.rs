@@ -121,6 +121,8 @@ pub struct Program {
     pub jit_time: Duration,
     pub arena_bytes: u64,
     pub owned_bytes: u64,
+    /// See [`Program::idle`].
+    idle: Vec<Duration>,
 }
 
 fn check_weights(g: &Graph, weights: &dyn Params) -> Result<(), CompileError> {
@@ -312,6 +314,7 @@ impl Program {
             jit_time,
             arena_bytes: plan.arena_bytes,
             owned_bytes,
+            idle: Vec::new(),
         })
     }
 
@@ -407,11 +410,26 @@ impl Program {
         let bases = self.bases();
         let execs: Vec<&exec::Exec> = self.steps.iter().map(|s| &s.exec).collect();
         let mut times = vec![Duration::ZERO; execs.len()];
+        let mut idle = std::mem::take(&mut self.idle);
+        idle.resize(execs.len(), Duration::ZERO);
         let table = self.kernels.table();
-        exec::run_all(&execs, table, &bases, self.pool.as_ref(), &mut times);
+        exec::run_all(
+            &execs,
+            table,
+            &bases,
+            self.pool.as_ref(),
+            (&mut times, &mut idle),
+        );
+        self.idle = idle;
         for (i, d) in times.into_iter().enumerate() {
             each(i, d);
         }
+    }
+
+    /// Per kernel, in the last run: how long the first thread done with it waited for the last before
+    /// the next kernel could start (load imbalance, or a thread the host paused; zero on one thread).
+    pub fn idle(&self) -> &[Duration] {
+        &self.idle
     }
 
     /// The outputs of the last run, by name.
