@@ -410,17 +410,15 @@ impl Program {
         let bases = self.bases();
         let execs: Vec<&exec::Exec> = self.steps.iter().map(|s| &s.exec).collect();
         let mut times = vec![Duration::ZERO; execs.len()];
-        let mut idle = std::mem::take(&mut self.idle);
-        idle.resize(execs.len(), Duration::ZERO);
+        self.idle.resize(execs.len(), Duration::ZERO);
         let table = self.kernels.table();
         exec::run_all(
             &execs,
             table,
             &bases,
             self.pool.as_ref(),
-            (&mut times, &mut idle),
+            (&mut times, &mut self.idle),
         );
-        self.idle = idle;
         for (i, d) in times.into_iter().enumerate() {
             each(i, d);
         }

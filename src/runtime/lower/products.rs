@@ -607,14 +607,13 @@ pub(super) fn split(
     (threads, call): (u64, u64),
 ) -> (u64, u64) {
     let row_panels = m.div_ceil(TILE_M as u64);
-    if 4 * m * k >= BIG_A && images >= 2 * threads {
-        return (whole_calls(panels, panels, call), 1);
-    }
     if 4 * m * k >= BIG_A {
-        return (
-            whole_calls(panels, panels, call),
-            threads.clamp(1, row_panels),
-        );
+        let shares = if images >= 2 * threads {
+            1
+        } else {
+            threads.clamp(1, row_panels)
+        };
+        return (whole_calls(panels, panels, call), shares);
     }
     let per_task = whole_calls(panels, (panels * images / 16).clamp(1, 8), call);
     let blocks = images * panels.div_ceil(per_task);
