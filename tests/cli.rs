@@ -424,6 +424,21 @@ fn bench_json_has_the_documented_keys() {
     assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
     let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("JSON");
     assert_eq!(one["idle_ms"].as_f64(), Some(0.0));
+    // Nor when no kernel is worth sharing (the Iris MLP): the calling thread runs them all, two threads
+    // or not (it used to hand each kernel to the pool, whose other thread waited at every barrier).
+    let mlp = nnc(&[
+        "bench",
+        "models/mlp_iris.nn",
+        "--iters",
+        "3",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(mlp.status.code(), Some(0), "{}", text(&mlp.stderr));
+    let mlp: serde_json::Value = serde_json::from_slice(&mlp.stdout).expect("JSON");
+    assert_eq!(mlp["threads"], 2);
+    assert_eq!(mlp["idle_ms"].as_f64(), Some(0.0));
     // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
     assert_eq!(v["macs"], 2 * 281_640);
     let gemm = v["gemm"].as_str().expect("a string");
