@@ -4,8 +4,6 @@
 //! the same operations in the same order whichever thread runs it, so results are bitwise identical for
 //! any thread count.
 
-use rayon::prelude::*;
-
 use crate::codegen::{KernelId, Table, WinogradKind, TILE_M, TILE_N};
 
 use super::tasks;
@@ -468,37 +466,44 @@ pub const STREAM_ROWS: u64 = 2 * TILE_M as u64;
 /// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
 const INLINE_WORK: u64 = 1 << 15;
 
-/// Runs `exec` with `threads` workers (`pool` when more than one).
-pub fn run(exec: &Exec, k: &Table, bases: &Bases, pool: Option<&rayon::ThreadPool>) {
-    let tasks = exec.tasks();
-    let body = |s: i64, t: u64| match exec {
-        Exec::Simple(x) => tasks::simple(x, k, bases, s, t),
-        Exec::Gemm(g) => tasks::gemm_task(g, k, bases, s, t),
-        Exec::Winograd(w) => tasks::winograd_task(w, k, bases, s, t),
-        Exec::Recurrent(r) => tasks::recurrent(r, k, bases, s),
-    };
-    let caller = *bases.scratch.last().expect("a scratch slot for the caller");
-    // Handing out tasks costs microseconds: small execs run on the calling thread.
-    match pool {
-        Some(pool) if exec.parallel() => pool.install(|| {
-            // A pool thread runs one task at a time (tasks start no nested parallel work), so its slot is
-            // its own.
-            (0..tasks).into_par_iter().for_each(|t| {
-                let slot = rayon::current_thread_index().expect("inside the pool");
-                body(bases.scratch[slot], t)
-            })
-        }),
-        _ => (0..tasks).for_each(|t| body(caller, t)),
+/// Runs `exec`'s tasks in order on the calling thread, with its scratch slot (the last).
+fn run_here(exec: &Exec, k: &Table, bases: &Bases) {
+    let slot = *bases.scratch.last().expect("a scratch slot for the caller");
+    for t in 0..exec.tasks() {
+        run_task(exec, k, bases, slot, t);
     }
 }
 
-/// Runs `execs` in order with every thread of `pool` (or the calling thread alone), in one pool job: the
-/// threads stay inside it from the first exec to the last, take each exec's tasks from a shared counter,
-/// and wait for each other between execs at a spinning barrier. Handing every exec to the pool instead
-/// (`run`) puts the pool's threads to sleep between execs and wakes them for the next: three wake-ups per
-/// exec, each one a host scheduling decision on a virtual machine. Small execs run on one thread while the
-/// others wait; when every exec is that small (an MLP, a recurrent model) the calling thread runs them
-/// all and the pool is not woken: the Iris MLP took 11-30 µs a run on two threads, 1 µs on one.
+/// Task `t` of `exec`, with the scratch slot at `slot`.
+fn run_task(exec: &Exec, k: &Table, bases: &Bases, slot: i64, t: u64) {
+    match exec {
+        Exec::Simple(x) => tasks::simple(x, k, bases, slot, t),
+        Exec::Gemm(g) => tasks::gemm_task(g, k, bases, slot, t),
+        Exec::Winograd(w) => tasks::winograd_task(w, k, bases, slot, t),
+        Exec::Recurrent(r) => tasks::recurrent(r, k, bases, slot),
+    }
+}
+
+/// Builds the pool that runs programs on `threads` threads: `threads - 1` workers beside the calling
+/// thread, which works too (none for one thread).
+pub fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>, rayon::ThreadPoolBuildError> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads - 1)
+        .build()
+        .map(Some)
+}
+
+/// Runs `execs` in order on the calling thread and every worker of `pool` (see [`pool`]), in one pool
+/// job: the threads stay inside it from the first exec to the last, take each exec's tasks from shared
+/// counters, and wait for each other between execs at a spinning barrier. Handing every exec to the pool
+/// instead puts the pool's threads to sleep between execs and wakes them for the next: three wake-ups per
+/// exec, each one a host scheduling decision on a virtual machine. The calling thread is thread 0, so a
+/// run wakes the workers once and nobody has to wake the caller at the end. Small execs run on thread 0
+/// while the others wait; when every exec is that small (an MLP, a recurrent model) the calling thread
+/// runs them all and the pool is not woken: the Iris MLP took 11-30 µs a run on two threads, 1 µs on one.
 /// `times[i]` receives exec `i`'s time (from the barrier before it to the one after it), `idle[i]` how
 /// long the first thread to reach the barrier after it waited for the last (zero on one thread).
 pub fn run_all(
@@ -509,24 +514,24 @@ pub fn run_all(
     (times, idle): (&mut [std::time::Duration], &mut [std::time::Duration]),
 ) {
     let shared = execs.iter().any(|e| e.parallel());
-    let Some(pool) = pool.filter(|p| p.current_num_threads() > 1 && shared) else {
+    let Some(pool) = pool.filter(|_| shared) else {
         for (i, e) in execs.iter().enumerate() {
             let t = std::time::Instant::now();
-            run(e, k, bases, None);
+            run_here(e, k, bases);
             times[i] = t.elapsed();
             idle[i] = std::time::Duration::ZERO;
         }
         return;
     };
     use std::sync::atomic::{AtomicU64, Ordering};
-    let threads = pool.current_num_threads() as u64;
+    let threads = pool.current_num_threads() as u64 + 1;
     // Per exec, one cursor per thread (exec `i`'s at `i T + t`): thread `t` owns tasks
     // `t n / T .. (t + 1) n / T`.
     let next: Vec<AtomicU64> = execs
         .iter()
         .flat_map(|e| (0..threads).map(move |t| AtomicU64::new(t * e.tasks() / threads)))
         .collect();
-    let barrier = SpinBarrier::new(pool.current_num_threads());
+    let barrier = SpinBarrier::new(threads as usize);
     // When the barrier after exec `i` opened, in nanoseconds from `start`: taken by the thread that
     // arrives last, before it opens the barrier. Timing each exec on one thread instead (from its
     // passing one barrier to its passing the next) gave the time to the wrong exec whenever that thread
@@ -536,26 +541,19 @@ pub fn run_all(
     // When the first thread reached the barrier after exec `i`.
     let firsts: Vec<AtomicU64> = execs.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
     let start = std::time::Instant::now();
-    pool.broadcast(|ctx| {
+    // Thread `me` (0 the caller, worker `w` is `w + 1`) with the scratch slot `slot`.
+    let work = |me: u64, slot: i64| {
         // A thread that panics leaves the barrier broken, so the others stop waiting and panic too.
         let _guard = barrier.guard();
-        let me = ctx.index();
-        let slot = bases.scratch[me];
         for (i, e) in execs.iter().enumerate() {
             let tasks = e.tasks();
-            let body = |t: u64| match e {
-                Exec::Simple(x) => tasks::simple(x, k, bases, slot, t),
-                Exec::Gemm(g) => tasks::gemm_task(g, k, bases, slot, t),
-                Exec::Winograd(w) => tasks::winograd_task(w, k, bases, slot, t),
-                Exec::Recurrent(r) => tasks::recurrent(r, k, bases, slot),
-            };
             if e.parallel() {
                 // Its own range first, then what is left of the others' (in turn from the next).
                 // Tasks are numbered along the output's columns (pixels), so a thread's range covers
                 // the same pixels layer after layer: what it reads, it mostly wrote itself, and
                 // finds in its own L2 rather than the other core's.
                 for o in 0..threads {
-                    let owner = (me as u64 + o) % threads;
+                    let owner = (me + o) % threads;
                     let end = (owner + 1) * tasks / threads;
                     loop {
                         let t = next[i * threads as usize + owner as usize]
@@ -563,11 +561,11 @@ pub fn run_all(
                         if t >= end {
                             break;
                         }
-                        body(t);
+                        run_task(e, k, bases, slot, t);
                     }
                 }
             } else if me == 0 {
-                (0..tasks).for_each(body);
+                (0..tasks).for_each(|t| run_task(e, k, bases, slot, t));
             }
             firsts[i].fetch_min(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             barrier.wait(|| {
@@ -575,6 +573,11 @@ pub fn run_all(
                 ends[i].store(ns, Ordering::Relaxed);
             });
         }
+    };
+    let caller = *bases.scratch.last().expect("a scratch slot for the caller");
+    pool.in_place_scope(|s| {
+        s.spawn_broadcast(|_, ctx| work(ctx.index() as u64 + 1, bases.scratch[ctx.index()]));
+        work(0, caller);
     });
     let mut t0 = 0;
     for (i, end) in ends.iter().enumerate() {

@@ -163,14 +163,7 @@ impl MatMul {
             shares_first: false,
             call_panels: call,
         }));
-        let pool = (threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        let pool = exec::pool(threads).ok().flatten();
         let scratch = Scratch::new(
             pool.as_ref().map_or(0, |p| p.current_num_threads()),
             exec.scratch(),
@@ -211,7 +204,15 @@ impl MatMul {
             outputs: vec![c.as_mut_ptr() as i64],
             scratch: self.scratch.ptrs(),
         };
-        exec::run(&self.exec, self.kernels.table(), &bases, self.pool.as_ref());
+        let mut times = [std::time::Duration::ZERO; 1];
+        let mut idle = times;
+        exec::run_all(
+            &[&self.exec],
+            self.kernels.table(),
+            &bases,
+            self.pool.as_ref(),
+            (&mut times, &mut idle),
+        );
     }
 }
 

@@ -280,19 +280,10 @@ impl Program {
                 mem: Mem::zeros(v.elements()),
             })
             .collect();
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| CompileError::Threads {
-                        threads,
-                        message: e.to_string(),
-                    })?,
-            )
-        } else {
-            None
-        };
+        let pool = exec::pool(threads).map_err(|e| CompileError::Threads {
+            threads,
+            message: e.to_string(),
+        })?;
         let scratch_elements = steps.iter().map(|k| k.exec.scratch()).max().unwrap_or(0);
         let scratch = Scratch::new(
             pool.as_ref().map_or(0, |p| p.current_num_threads()),
