@@ -206,7 +206,8 @@ fn avx512_and_cranelift_agree_bitwise() {
 /// Calls with `mode` bit 4 (up to [`super::Table::stream_cols`] columns in groups of [`GEMM_WIDEST_N`],
 /// each group's B `group` elements after the previous one's) give the bits of one Cranelift call per
 /// panel, and write only C's `rows x cols` elements: one to four rows, every column count, groups whose
-/// panels are side by side (a dense layer's packed weights) or apart.
+/// panels are side by side (the AVX-512 kernel's packed weights), in two runs of two (the AVX2 kernel's)
+/// or apart.
 fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
     let Some((lift, wide)) = cranelift_and(gemm) else {
         return;
@@ -235,16 +236,35 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
                 next: 12 * kc + 8,
                 group: 4 * (12 * kc + 8) + 5,
             };
+            // The AVX2 kernel's own packed B (`pack::b_width`): each group's panels in two runs of two
+            // side by side, the second run `kc` rows after the first.
+            let runs_of_two = Layout {
+                stride: 2 * TILE_N,
+                next: TILE_N,
+                group: GEMM_WIDEST_N * kc + 16,
+            };
+            // Panels per run of each layout (runs `kc` rows apart); 0: every panel `next` apart.
+            let mut layouts = vec![(side_by_side, 4), (apart, 0)];
+            if gemm == GemmImpl::Avx2 {
+                layouts.push((runs_of_two, 2));
+            }
             let b = rand(4 * (4 * (12 * kc + 8) + 5) + 4 * (GEMM_WIDEST_N * kc + 16));
             let factors = [rand(rows + 8), rand(rows + 8), rand(width + 8)];
             let c0 = rand(rows * ldc + 16);
             for cols in 1..=width {
-                for l in [side_by_side, apart] {
+                for &(l, run) in &layouts {
                     for &act in &ACTS {
                         for mode in [16, 17, 18, 19, 20, 23, 31, 50, 51] {
                             let at = (rows, cols, kc, mode);
                             let ab = (&a[..], &b[..]);
-                            let b_at = |j: usize| (j / 4) * l.group + (j % 4) * l.next;
+                            let b_at = |j: usize| {
+                                let q = j % 4;
+                                (j / 4) * l.group
+                                    + match run {
+                                        0 => q * l.next,
+                                        _ => (q / run) * kc * l.stride + (q % run) * l.next,
+                                    }
+                            };
                             agrees(
                                 (&wide, &lift),
                                 act,

@@ -230,7 +230,7 @@ pub(super) mod imp {
         // their own.
         let part = |i0: usize, n: usize, h: usize| Args {
             b: a.b
-                .wrapping_byte_offset(i0 as isize * a.b_group + 2 * h as isize * a.b_next),
+                .wrapping_byte_offset(i0 as isize * a.b_group + panel_at(a, 2 * h)),
             c: a.c.wrapping_add(32 * i0 + 16 * h),
             col_shift: a.col_shift.wrapping_add(32 * i0 + 16 * h),
             cols: (a.cols - 32 * i0).saturating_sub(16 * h).min(32 * n),
@@ -262,6 +262,18 @@ pub(super) mod imp {
         }
     }
 
+    /// Bytes from a group's B to its panel `q` (0 to 3) in a call with `mode` bit 4: side by side
+    /// (`b_next` 32 bytes) in runs of `b_stride / 32` panels, each run `kc` rows after the previous one
+    /// (the runtime's packed B, `pack::b_width`: runs of two panels for this kernel), or `b_next` apart.
+    fn panel_at(a: &Args, q: usize) -> isize {
+        if a.b_next == 32 {
+            let run = (a.b_stride / 32).clamp(1, 4) as usize;
+            (q / run) as isize * a.kc as isize * a.b_stride + (q % run) as isize * 32
+        } else {
+            q as isize * a.b_next
+        }
+    }
+
     /// One row by `G` groups of 32 columns (panels side by side within a group, groups `b_group`
     /// bytes apart): per k step one broadcast of A and four loads and FMAs per group, then the store of
     /// the other paths (the same operations).
@@ -276,20 +288,22 @@ pub(super) mod imp {
         let cols = |i: usize, q: usize| (a.cols - 32 * i).saturating_sub(8 * q).min(8);
         let mask: [[__m256i; 4]; G] =
             std::array::from_fn(|i| std::array::from_fn(|q| lanes(cols(i, q))));
-        // SAFETY: A's panel holds kc * 4 values; group i's kc rows have the lanes of its masks
-        // readable (its columns, panels side by side); masked-off lanes are not read.
+        let at: [isize; 4] = std::array::from_fn(|q| panel_at(a, q));
+        // SAFETY: A's panel holds kc * 4 values; group i's panels have the lanes of their masks
+        // readable in each of their kc rows (its columns); masked-off lanes are not read.
         unsafe {
             for k in 0..a.kc {
                 let s = _mm256_broadcast_ss(&*a.a.add(k * 4));
                 let row = a.b.byte_offset(k as isize * a.b_stride);
                 for i in 0..G {
                     let bp = row.byte_offset(i as isize * a.b_group);
-                    for l in 0..2 {
-                        let ahead = bp.wrapping_byte_offset(STREAM_AHEAD + 64 * l);
+                    // The row's two lines: one run of four panels, or one line in each of two runs.
+                    for q in [0, 2] {
+                        let ahead = bp.wrapping_byte_offset(at[q] + STREAM_AHEAD);
                         _mm_prefetch::<_MM_HINT_NTA>(ahead as *const i8);
                     }
                     for q in 0..4 {
-                        let b = _mm256_maskload_ps(bp.add(8 * q), mask[i][q]);
+                        let b = _mm256_maskload_ps(bp.byte_offset(at[q]), mask[i][q]);
                         acc[i][q] = _mm256_fmadd_ps(s, b, acc[i][q]);
                     }
                 }

@@ -60,7 +60,7 @@ pub use gemm::{KC, TILE_M, TILE_N};
 pub use jit::{listing, CodegenError, Jit};
 pub use pack::{
     b_panel_offset, pack_a_into, pack_b, pack_b_transposed, pack_filter_blocks, packed_a_len,
-    panel_offset, B_GROUP, TAP_READ,
+    panel_offset, TAP_READ,
 };
 
 /// The columns the AVX2 GEMM kernel takes in one call (two B panels; see [`KernelId::Gemm`]).

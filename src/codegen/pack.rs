@@ -4,8 +4,9 @@
 //!
 //! Layouts: A (the left operand, `m x k`) in blocks of [`KC`] along k, each block in panels of [`TILE_M`]
 //! rows, `[kblock][panel][p][r]`; B (the right operand, `k x n`, a dense layer's weights) likewise in
-//! groups of [`B_GROUP`] columns, `[kblock][group][p][c]`: the [`TILE_N`]-column panels of a group side by
-//! side, so that the widest kernel reads a row of its 32 columns contiguously ([`b_panel_offset`]).
+//! groups of 8 to 32 columns (the runtime's choice, `runtime::exec::dense_b_width`), `[kblock][group][p]
+//! [c]`: the [`TILE_N`]-column panels of a group side by side, so that a kernel call reads each row of its
+//! columns contiguously ([`b_panel_offset`]).
 //! ([`KC`]: super::KC) Missing rows and columns are zeros.
 
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -22,17 +23,12 @@ pub fn panel_offset(panels: usize, tile: usize, k: usize, kb: usize, k0: usize, 
     k0 * panels * tile + i * kb.min(k - k0) * tile
 }
 
-/// Columns of a group of packed B: the widest kernel's call (four panels), whose rows are then one run.
-/// The AVX-512 kernel reads a row of 16 columns with one load there, and with two 8-value loads and an
-/// insert (a micro-op on an FMA port) from panels apart.
-pub const B_GROUP: usize = super::GEMM_WIDEST_N;
-
 /// Where panel `p` (of [`TILE_N`] columns) of the k block starting at `k0` begins in packed B (`n`
-/// columns, depth `k`, k blocks of `kb`); its rows are [`B_GROUP`] values apart, and panel `p + 1` starts
-/// [`TILE_N`] values after it when both are in one group.
-pub fn b_panel_offset(n: usize, k: usize, kb: usize, k0: usize, p: usize) -> usize {
-    let per = B_GROUP / TILE_N;
-    panel_offset(n.div_ceil(B_GROUP), B_GROUP, k, kb, k0, p / per) + (p % per) * TILE_N
+/// columns in groups of `width`, depth `k`, k blocks of `kb`); its rows are `width` values apart, and
+/// panel `p + 1` starts [`TILE_N`] values after it when both are in one group.
+pub fn b_panel_offset(n: usize, k: usize, kb: usize, k0: usize, p: usize, width: usize) -> usize {
+    let per = width / TILE_N;
+    panel_offset(n.div_ceil(width), width, k, kb, k0, p / per) + (p % per) * TILE_N
 }
 
 /// The length of `a [m x k]` in the packed A layout.
@@ -108,29 +104,30 @@ fn pack_panels<T: Copy + Into<f64>>(
 }
 
 /// `b [k x n]`, given as its transpose `bt [n x k]` row-major (a dense layer's weight), in the packed B
-/// layout, each column times `scale[column]` if given.
+/// layout with groups of `width` columns (a multiple of [`TILE_N`]), each column times `scale[column]` if given.
 pub fn pack_b_transposed<T: Copy + Into<f64>>(
     bt: &[T],
     k: usize,
     n: usize,
     kb: usize,
+    width: usize,
     scale: Option<&[f64]>,
 ) -> Vec<f32> {
-    let groups = n.div_ceil(B_GROUP);
-    let mut out = vec![0.0; groups * B_GROUP * k];
-    pack_panels(bt, n, k, kb, B_GROUP, scale, &mut out);
+    let groups = n.div_ceil(width);
+    let mut out = vec![0.0; groups * width * k];
+    pack_panels(bt, n, k, kb, width, scale, &mut out);
     out
 }
 
-/// `b [k x n]` row-major in the packed B layout.
-pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize) -> Vec<f32> {
+/// `b [k x n]` row-major in the packed B layout with groups of `width` columns.
+pub fn pack_b(b: &[f32], k: usize, n: usize, kb: usize, width: usize) -> Vec<f32> {
     let mut bt = vec![0.0; k * n];
     for p in 0..k {
         for c in 0..n {
             bt[c * k + p] = b[p * n + c];
         }
     }
-    pack_b_transposed(&bt, k, n, kb, None)
+    pack_b_transposed(&bt, k, n, kb, width, None)
 }
 
 /// i32 per tap in `PackPatches`' `runs` table: `[kind, a1, a2, 0, mask1 x 8, mask2 x 8]` (see

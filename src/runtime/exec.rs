@@ -157,6 +157,8 @@ pub enum Form {
         input: Addr,
         /// Elements between input rows.
         ld: u64,
+        /// Columns per group of the packed weights (`pack::b_width`).
+        b_width: u64,
     },
 }
 
@@ -462,6 +464,24 @@ impl Scratch {
 /// stream from memory: its macro-kernel calls prefetch them ahead (`mode` bit 2), and it runs in one k
 /// block (see `lower::products::dense_kblock`).
 pub const STREAM_ROWS: u64 = 2 * TILE_M as u64;
+
+/// Columns per group of a dense product's packed weights (`codegen::pack_b_transposed`) for `rows` rows
+/// and a kernel whose calls take `call_panels` panels. Weights read once, as a stream (at most
+/// [`STREAM_ROWS`] rows), come in groups of 32 columns, rows of two whole cache lines: the AVX2 kernel's
+/// one-row calls read three such groups per k step (`mode` bit 4); with groups of 16 they read six
+/// streams, and AlexNet's first classifier layer took 5.8 instead of 4.9 ms. Weights that every row tile
+/// reads again come in groups of one call's columns (AVX2: 16, one line per row): in groups of 32 an AVX2
+/// call read every other line, so its 16 KiB of B per call fell into half the sets of the 8-way L1 and
+/// lost lines to A's stream (one thread, both layouts in one process, alternating: 256³ 2.8%, 512³ 4.5%,
+/// 1024³ 5.1% faster with 16).
+pub fn dense_b_width(call_panels: u64, rows: u64) -> u64 {
+    let widest = crate::codegen::GEMM_WIDEST_N as u64;
+    if rows <= STREAM_ROWS {
+        widest
+    } else {
+        (TILE_N as u64 * call_panels.max(1)).min(widest)
+    }
+}
 
 /// Execs with less work than this (multiply-accumulates or elements) run on the calling thread.
 const INLINE_WORK: u64 = 1 << 15;

@@ -103,6 +103,7 @@ impl MatMul {
         let threads = o.threads;
         let kernels = Kernels::compile_with(&[KernelId::Gemm(o.act), KernelId::PackRows], o.gemm)?;
         // Padded by a tile: kernels may read a whole tile's row and column factors.
+        let width = exec::dense_b_width(o.gemm.panels_per_call() as u64, m as u64) as usize;
         let factor = |v: &[f32], len: usize, default: f32| {
             assert!(
                 v.is_empty() || v.len() >= len,
@@ -113,7 +114,7 @@ impl MatMul {
             Mem::from_vec(f)
         };
         let owned = vec![
-            Mem::from_vec(pack_b(b, k, n, KC)),
+            Mem::from_vec(pack_b(b, k, n, KC, width)),
             factor(&o.row_scale, m, 1.0),
             factor(&o.row_shift, m, 0.0),
             factor(&o.col_shift, n, 0.0),
@@ -140,6 +141,7 @@ impl MatMul {
                     offset: 0,
                 },
                 ld: ku,
+                b_width: width as u64,
             },
             weights: at(0),
             group_weight_stride: 0,

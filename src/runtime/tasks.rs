@@ -195,7 +195,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                     p += step;
                 }
             }
-            Form::Dense { input, ld } => {
+            Form::Dense { input, ld, b_width } => {
                 // Pack this share's rows of the input for the k block, then run every column panel.
                 let x = input;
                 let panels = (r1 - r0).div_ceil(TILE_M as u64);
@@ -217,6 +217,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                         ],
                     );
                 }
+                let width = b_width as usize;
                 let b_off = |p: u64| {
                     let off = crate::codegen::b_panel_offset(
                         g.n as usize,
@@ -224,6 +225,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                         g.kblock as usize,
                         k0 as usize,
                         p as usize,
+                        width,
                     ) as u64;
                     res(weights.at(off))
                 };
@@ -257,7 +259,7 @@ pub(super) fn gemm_task(g: &Gemm, k: &Table, bases: &Bases, scratch: i64, t: u64
                         _ => (mode, 0),
                     };
                     let at = (image, 0, r0, r1, col0, cols, kc, mode);
-                    let b_stride = (crate::codegen::B_GROUP * 4) as i64;
+                    let b_stride = (width * 4) as i64;
                     call_gemm(g, k, &res, &a_at, (b, b_stride, b_next, b_group), at);
                     p += step;
                 }

@@ -302,10 +302,11 @@ impl Lower<'_> {
         let rows: u64 = xv.dims[..rank - 1].iter().product();
         let (ku, n, factor) = (k as usize, units as usize, epi.factor.as_deref());
         let kblock = dense_kblock(rows, k);
+        let width = self.b_width(rows);
         let packed = match self.weight_to_pack(step, 1)? {
-            ToPack::F64(w) => pack_b_transposed(w, ku, n, kblock, factor),
+            ToPack::F64(w) => pack_b_transposed(w, ku, n, kblock, width, factor),
             ToPack::F32(w) => {
-                let packed = pack_b_transposed(&w, ku, n, kblock, factor);
+                let packed = pack_b_transposed(&w, ku, n, kblock, width, factor);
                 self.done_with(w);
                 packed
             }
@@ -340,7 +341,13 @@ impl Lower<'_> {
         Ok(gemm)
     }
 
-    /// `y[rows, units] = x[rows, k] . w + b` with `w [k, units]` given packed (`pack_b_transposed`).
+    /// Columns per group of the packed weights of a product of `rows` rows (`exec::dense_b_width`).
+    fn b_width(&self, rows: u64) -> usize {
+        super::super::exec::dense_b_width(self.call_panels, rows) as usize
+    }
+
+    /// `y[rows, units] = x[rows, k] . w + b` with `w [k, units]` given packed (`pack_b_transposed`
+    /// with [`Self::b_width`] of `rows`).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &mut self,
@@ -371,7 +378,11 @@ impl Lower<'_> {
             n: units,
             k,
             kblock: KC as u64,
-            form: Form::Dense { input: x, ld },
+            form: Form::Dense {
+                input: x,
+                ld,
+                b_width: self.b_width(rows) as u64,
+            },
             weights,
             group_weight_stride: 0,
             row_scale: self.ones(),
@@ -420,8 +431,10 @@ impl Lower<'_> {
         let state_h = self.own(vec![0.0; (n * hidden) as usize]);
         let state_c = self.own(vec![0.0; (n * hidden) as usize]);
         let x = self.addr(xv)?;
-        let w_ih = pack_b_transposed(&w_ih, f as usize, width as usize, KC, None);
-        let w_hh = pack_b_transposed(&w_hh, hidden as usize, width as usize, KC, None);
+        // The projection's rows are every step's, the recurrence's one step's.
+        let (ih_cols, hh_cols) = (self.b_width(n * t), self.b_width(n));
+        let w_ih = pack_b_transposed(&w_ih, f as usize, width as usize, KC, ih_cols, None);
+        let w_hh = pack_b_transposed(&w_hh, hidden as usize, width as usize, KC, hh_cols, None);
         let project = self.matmul(x, f, n * t, f, w_ih, width, b_ih, gates, width);
         let recur = self.matmul(
             state_h, hidden, n, hidden, w_hh, width, b_hh, recur_out, width,
