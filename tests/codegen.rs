@@ -191,3 +191,43 @@ fn gemm_epilogues_and_edge_tiles_on_both_implementations() {
         }
     }
 }
+
+/// A product of 541 rows on 16 threads: its packed weights are laid out for row tiles (more than 12
+/// rows: groups of one call's columns), and its last row share has one row, which a wide kernel runs as
+/// calls over several 32-column groups at once (`mode` bit 4), whose panels then come in runs (two
+/// side by side, then the next two `k` rows on, for the AVX2 kernel) rather than side by side. The
+/// same values as the reference, and the same bits as on one thread.
+#[test]
+fn a_one_row_share_reads_weights_packed_for_row_tiles() {
+    let (m, n, k) = (541, 100, 300);
+    let mut rng = Rng::new(17);
+    let mut rand =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
+    let (a, b) = (rand(m * k), rand(k * n));
+    let want = reference(&a, &b, m, n, k);
+    for gemm in implementations() {
+        let run = |threads: usize| {
+            let o = MatMulOptions {
+                gemm,
+                ..MatMulOptions::new(threads)
+            };
+            let mut c = vec![f32::NAN; m * n];
+            MatMul::with_options(&b, m, n, k, &o)
+                .expect("the host is supported")
+                .run(&a, &mut c);
+            c
+        };
+        let (one, many) = (run(1), run(16));
+        for (idx, (&got, &exact)) in many.iter().zip(&want).enumerate() {
+            assert!(
+                (got as f64 - exact).abs() <= 1e-6 * (k as f64 + 1.0),
+                "{gemm:?}: c[{idx}] = {got}, expected {exact}"
+            );
+        }
+        let same = one
+            .iter()
+            .zip(&many)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{gemm:?}: 16 threads and one differ");
+    }
+}

@@ -236,8 +236,8 @@ fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
                 next: 12 * kc + 8,
                 group: 4 * (12 * kc + 8) + 5,
             };
-            // The AVX2 kernel's own packed B (`pack::b_width`): each group's panels in two runs of two
-            // side by side, the second run `kc` rows after the first.
+            // Weights packed for the AVX2 kernel's row tiles (`runtime::exec::dense_b_width`): each
+            // group's panels in two runs of two side by side, the second run `kc` rows after the first.
             let runs_of_two = Layout {
                 stride: 2 * TILE_N,
                 next: TILE_N,

@@ -157,7 +157,7 @@ pub enum Form {
         input: Addr,
         /// Elements between input rows.
         ld: u64,
-        /// Columns per group of the packed weights (`pack::b_width`).
+        /// Columns per group of the packed weights ([`dense_b_width`]).
         b_width: u64,
     },
 }
@@ -469,7 +469,8 @@ pub const STREAM_ROWS: u64 = 2 * TILE_M as u64;
 /// and a kernel whose calls take `call_panels` panels. Weights read once, as a stream (at most
 /// [`STREAM_ROWS`] rows), come in groups of 32 columns, rows of two whole cache lines: the AVX2 kernel's
 /// one-row calls read three such groups per k step (`mode` bit 4); with groups of 16 they read six
-/// streams, and AlexNet's first classifier layer took 5.8 instead of 4.9 ms. Weights that every row tile
+/// streams (AlexNet's first classifier layer took 5.8 instead of 4.9 ms in one in-process run, weak
+/// evidence on a memory-bound layer, so the streamed layout stays as it was). Weights that every row tile
 /// reads again come in groups of one call's columns (AVX2: 16, one line per row): in groups of 32 an AVX2
 /// call read every other line, so its 16 KiB of B per call fell into half the sets of the 8-way L1 and
 /// lost lines to A's stream (one thread, both layouts in one process, alternating: 256³ 2.8%, 512³ 4.5%,
