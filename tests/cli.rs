@@ -10,6 +10,13 @@ fn nnc(args: &[&str]) -> Output {
         .expect("nnc runs")
 }
 
+/// `nnc args` (a command with `--json`), which must succeed: its standard output as JSON.
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = nnc(args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -87,9 +94,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn summary_json_has_the_documented_keys() {
-    let out = nnc(&["summary", "models/resnet50.nn", "--json", "--batch", "8"]);
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v = json(&["summary", "models/resnet50.nn", "--json", "--batch", "8"]);
     assert_eq!(v["model"], "resnet50");
     assert_eq!(v["batch"], 8);
     assert_eq!(v["params"]["trainable"], 25_557_032);
@@ -349,7 +354,7 @@ fn compile_emits_the_plan_cranelift_ir_and_machine_code() {
 
 #[test]
 fn bench_json_has_the_documented_keys() {
-    let out = nnc(&[
+    let v = json(&[
         "bench",
         "models/lenet5.nn",
         "--iters",
@@ -358,8 +363,6 @@ fn bench_json_has_the_documented_keys() {
         "2",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["batch"], 2);
     assert_eq!(v["iters"], 3);
     for key in ["median", "min"] {
@@ -412,7 +415,7 @@ fn bench_json_has_the_documented_keys() {
         }
     }
     // On one thread nobody waits.
-    let one = nnc(&[
+    let one = json(&[
         "bench",
         "models/lenet5.nn",
         "--iters",
@@ -421,12 +424,10 @@ fn bench_json_has_the_documented_keys() {
         "1",
         "--json",
     ]);
-    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
-    let one: serde_json::Value = serde_json::from_slice(&one.stdout).expect("JSON");
     assert_eq!(one["idle_ms"].as_f64(), Some(0.0));
     // Nor when no kernel is worth sharing (the Iris MLP): the calling thread runs them all, two threads
     // or not (it used to hand each kernel to the pool, whose other thread waited at every barrier).
-    let mlp = nnc(&[
+    let mlp = json(&[
         "bench",
         "models/mlp_iris.nn",
         "--iters",
@@ -435,8 +436,6 @@ fn bench_json_has_the_documented_keys() {
         "2",
         "--json",
     ]);
-    assert_eq!(mlp.status.code(), Some(0), "{}", text(&mlp.stderr));
-    let mlp: serde_json::Value = serde_json::from_slice(&mlp.stdout).expect("JSON");
     assert_eq!(mlp["threads"], 2);
     assert_eq!(mlp["idle_ms"].as_f64(), Some(0.0));
     // LeNet-5 has 281,640 MACs per sample (tests/models.rs); batch 2 doubles them.
@@ -528,9 +527,7 @@ fn no_winograd_runs_3x3_convolutions_directly() {
             "2",
         ];
         args.extend(extra);
-        let out = nnc(&args);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let v = json(&args);
         // Layers with a Winograd kernel (one exec per layer, or three on small planes).
         let mut layers: Vec<&str> = v["kernels"]
             .as_array()
