@@ -401,12 +401,12 @@ pub(super) mod imp {
         }
     }
 
-    /// Every row of a block 9 to 16 columns wide, as `6 x 16` tiles while six padded rows remain, then
-    /// one `4 x 16` tile for the last two or four: per k, two loads of B (one per panel), a broadcast of
-    /// A per row, each feeding two FMAs. Twelve accumulators are twelve independent FMA chains, which
-    /// keep two pipes of 4-cycle FMAs busy with slack (the `4 x 16` tile's eight leave none: on Zen 4, a
-    /// standalone C probe of both tiles on cached operands ran 84 against 89-90 GFLOP/s per core, the
-    /// core's FMA peak). A 6-row tile reads its rows from two 4-row panels (the packing stays
+    /// Every row of a block 9 to 16 columns wide, as `6 x 16` tiles, then `4 x 16` tiles for the last
+    /// four or eight padded rows (see [`six_row_tiles`]): per k, two loads of B (one per panel), a
+    /// broadcast of A per row, each feeding two FMAs. Twelve accumulators are twelve independent FMA
+    /// chains, which keep two pipes of 4-cycle FMAs busy with slack (the `4 x 16` tile's eight leave
+    /// none: on Zen 4, a standalone C probe of both tiles on cached operands ran 84 against 89-90
+    /// GFLOP/s per core, the core's FMA peak). A 6-row tile reads its rows from two 4-row panels (the packing stays
     /// `pack.rs`'s). With `STREAM` (B read once, from memory: a dense layer's weights at batch 1) each
     /// k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead; with `FAR` (`mode` bit 6: A's rows
     /// come from L3 or memory) A's [`A_AHEAD`] values ahead. Without that prefetch the tile's two A
@@ -419,7 +419,7 @@ pub(super) mod imp {
     unsafe fn wide<const ACT: u8, const STREAM: bool, const FAR: bool>(a: &Args) {
         let padded = 4 * a.rows.div_ceil(4);
         let mut row0 = 0;
-        while row0 + 6 <= padded {
+        for _ in 0..six_row_tiles(padded) {
             // SAFETY: rows row0 .. row0 + 6 are in packed (zero-padded) panels; C's rows are stored
             // only below a.rows.
             unsafe {
@@ -431,13 +431,29 @@ pub(super) mod imp {
             }
             row0 += 6;
         }
-        // SAFETY: as above; the last panel's rows from row0 on (2 or 4 of them).
+        // SAFETY: as above; the rows left from row0 on, a panel's first row (none, 4 or 8 of them).
         unsafe {
-            match padded - row0 {
-                4 => wide_tile::<ACT, STREAM, FAR, 4, 0>(a, row0),
-                2 => wide_tile::<ACT, STREAM, FAR, 2, 2>(a, row0),
-                _ => {}
+            while row0 < padded {
+                wide_tile::<ACT, STREAM, FAR, 4, 0>(a, row0);
+                row0 += 4;
             }
+        }
+    }
+
+    /// How many `6 x 16` tiles [`wide`] runs over `padded` rows (a multiple of 4), the rest going to
+    /// `4 x 16` tiles: as many as fit, except that a last 2 rows (`padded` = 6 t + 2) turn the last `6 x
+    /// 16` tile and them into two `4 x 16` tiles. A `2 x 16` tile's four FMA chains run at half the
+    /// pipes' rate, so it costs two thirds of a `6 x 16` tile for a third of the rows, while the `4 x
+    /// 16` tile's eight chains keep the pipes busy without slack (84 against 89 GFLOP/s in
+    /// `runtime::gemm`'s probe). A row share of 128 rows (a 256-row product on two threads) ran 21
+    /// six-row tiles and a two-row one; it now runs 20 and two four-row ones (the probe's 128 x 16
+    /// calls, kc 256, alternating builds: 87.3 / 87.4 / 79.5 before, 88.1 / 88.9 / 85.2 GFLOP/s after).
+    pub(super) fn six_row_tiles(padded: usize) -> usize {
+        // `padded` is a multiple of 4, so 6 t + 2 rows are at least 8.
+        if padded % 6 == 2 {
+            (padded - 8) / 6
+        } else {
+            padded / 6
         }
     }
 
@@ -743,6 +759,24 @@ pub(super) mod imp {
                 _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(slope)), neg)
             }
             _ => v,
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::imp::six_row_tiles;
+
+    /// Six-row tiles leave 0, 4 or 8 rows to four-row tiles, never 2.
+    #[test]
+    fn six_row_tiles_leave_no_two_row_tile() {
+        assert_eq!(six_row_tiles(128), 20);
+        assert_eq!(six_row_tiles(256), 42);
+        assert_eq!(six_row_tiles(8), 0);
+        assert_eq!(six_row_tiles(12), 2);
+        for padded in (4..=600).step_by(4) {
+            let left = padded - 6 * six_row_tiles(padded);
+            assert!([0, 4, 8].contains(&left), "{padded} rows leave {left}");
         }
     }
 }
