@@ -522,16 +522,17 @@ fn random_dense_and_recurrent_layers_agree_with_the_interpreter() {
 
 /// Dense products of at most 8 rows run in one k block of all of k (they stream their weights), larger
 /// ones in blocks of `KC`: both agree with the interpreter, and with every GEMM implementation bit for
-/// bit, with k several blocks deep and sizes off the tile.
+/// bit, with k several blocks deep and sizes off the tile. Larger ones on two threads run in a few column
+/// blocks per row share, and 300 rows in two row shares (`lower::products::dense_panels_per_task`).
 #[test]
 fn deep_dense_layers_agree_in_one_k_block_and_in_many() {
     let text = "model deep(x: f32[N, 700]) -> y: f32[N, 37] {\n    return x |> dense(300, activation=relu) |> dense(37)\n}\n";
     let path = write_model("deep_dense.nn", text);
-    for (batch, threads) in [(1, 1), (2, 2), (8, 2), (9, 2), (20, 1)] {
+    for (batch, threads) in [(1, 1), (2, 2), (8, 2), (9, 2), (20, 1), (20, 2), (300, 2)] {
         agree(&path, batch, threads);
     }
     let g = common::model(&path);
-    for batch in [1, 9] {
+    for batch in [1, 9, 300] {
         same_bits_everywhere(&g, batch, "deep_dense.nn");
     }
 }
