@@ -265,8 +265,8 @@ pub(super) mod imp {
     /// Bytes from a group's B to its panel `q` (0 to 3) in a call with `mode` bit 4: side by side
     /// (`b_next` 32 bytes) in runs of `b_stride / 32` panels, each run `kc` rows after the previous one,
     /// or `b_next` apart. The runtime's packed weights (`runtime::exec::dense_b_width`) are one run of
-    /// four for products of at most 12 rows, and runs of two for larger ones, whose last row share can
-    /// still be a single row (541 rows on 16 threads).
+    /// four for one-row products, and runs of two for larger ones, whose row share can still be a
+    /// single row (541 rows on 16 threads) or up to four (2 to 4 rows, streamed).
     fn panel_at(a: &Args, q: usize) -> isize {
         if a.b_next == 32 {
             let run = (a.b_stride / 32).clamp(1, 4) as usize;

@@ -466,18 +466,21 @@ impl Scratch {
 pub const STREAM_ROWS: u64 = 2 * TILE_M as u64;
 
 /// Columns per group of a dense product's packed weights (`codegen::pack_b_transposed`) for `rows` rows
-/// and a kernel whose calls take `call_panels` panels. Weights read once, as a stream (at most
-/// [`STREAM_ROWS`] rows), come in groups of 32 columns, rows of two whole cache lines: the AVX2 kernel's
-/// one-row calls read three such groups per k step (`mode` bit 4); with groups of 16 they read six
-/// streams (AlexNet's first classifier layer took 5.8 instead of 4.9 ms in one in-process run, weak
-/// evidence on a memory-bound layer, so the streamed layout stays as it was). Weights that every row tile
-/// reads again come in groups of one call's columns (AVX2: 16, one line per row): in groups of 32 an AVX2
-/// call read every other line, so its 16 KiB of B per call fell into half the sets of the 8-way L1 and
-/// lost lines to A's stream (one thread, both layouts in one process, alternating: 256³ 2.8%, 512³ 4.5%,
-/// 1024³ 5.1% faster with 16).
+/// and a kernel whose calls take `call_panels` panels. The weights of a one-row product (a dense layer
+/// at batch 1) come in groups of 32 columns, rows of two whole cache lines: the AVX2 kernel's one-row
+/// calls read three such groups per k step (`mode` bit 4); with groups of 16 they read six streams
+/// (AlexNet's first classifier layer took 5.8 instead of 4.9 ms in one in-process run, weak evidence on
+/// a memory-bound layer, so that layout stays as it was). Every other product's weights come in groups
+/// of one call's columns (AVX2: 16, one line per row). In groups of 32 an AVX2 call read every other
+/// line: weights that every row tile reads again fell into half the sets of the 8-way L1 and lost lines
+/// to A's stream (one thread, both layouts in one process, alternating: 256³ 2.8%, 512³ 4.5%, 1024³ 5.1%
+/// faster with 16), and streamed weights of 2 to 12 rows were read twice from memory, once per half of
+/// each line (AlexNet's 9216 -> 4096 layer, two threads, `nnc bench` per-layer medians at batch 2, 4, 8
+/// and 12: 7.42, 7.01, 10.61 and 11.10 ms with 32, 4.65, 4.38, 6.50 and 10.36 with 16, 4.17 at batch 1;
+/// VGG16's 25088 -> 4096 at batch 8 24.4 -> 15.4 ms).
 pub fn dense_b_width(call_panels: u64, rows: u64) -> u64 {
     let widest = crate::codegen::GEMM_WIDEST_N as u64;
-    if rows <= STREAM_ROWS {
+    if rows <= 1 {
         widest
     } else {
         (TILE_N as u64 * call_panels.max(1)).min(widest)
