@@ -412,6 +412,59 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
     }
 }
 
+/// The Rust `PackRows` writes the bits the Cranelift one writes, for every row count of a panel, column
+/// counts around the vector width and offsets `k0` that do not align the rows, and nothing else of
+/// `out`.
+#[test]
+fn rust_and_cranelift_pack_rows_agree_bitwise() {
+    if !GemmImpl::Avx2.available() {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let ids = [KernelId::PackRows];
+    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
+    let rust = Kernels::compile_with(&ids, GemmImpl::Avx2).unwrap();
+    let mut rng = Rng::new(12);
+    let ld = 37usize;
+    // A -0.0 and a NaN with a payload among the values: copied as bits.
+    let mut x: Vec<f32> = (0..4 * ld)
+        .map(|_| rng.uniform_in(-1.0, 1.0) as f32)
+        .collect();
+    x[ld + 5] = -0.0;
+    x[2 * ld + 9] = f32::from_bits(0x7fc0_1234);
+    for rows in 0..=4usize {
+        for k0 in [0usize, 3, 5] {
+            for n in 0..=(ld - k0) {
+                let pack = |k: &Kernels| {
+                    let mut out = vec![f32::from_bits(0x7fc0_0001); 4 * n + 8];
+                    let args = [
+                        x.as_ptr() as i64,
+                        out.as_mut_ptr() as i64,
+                        rows as i64,
+                        k0 as i64,
+                        (k0 + n) as i64,
+                        ld as i64,
+                    ];
+                    k.call(KernelId::PackRows, &args);
+                    out
+                };
+                let (want, got) = (pack(&lift), pack(&rust));
+                for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                    let at = format!("rows {rows} k0 {k0} n {n}: out[{i}]");
+                    assert_eq!(w.to_bits(), g.to_bits(), "{at}");
+                    if i < 4 * n {
+                        let (p, r) = (k0 + i / 4, i % 4);
+                        let value = if r < rows { x[r * ld + p] } else { 0.0 };
+                        assert_eq!(g.to_bits(), value.to_bits(), "{at}");
+                    } else {
+                        assert_eq!(g.to_bits(), 0x7fc0_0001, "{at}: written");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A tap that continues `prev` in the next panel: the same step, its run starting where `prev`'s ends,
 /// with random columns kept; `None` when `prev` is not one run or the plane ends first.
 fn following_tap(

@@ -124,6 +124,7 @@ impl Kernels {
                 KernelId::AvgPool => twins::pool_entry(false, gemm == GemmImpl::Avx512),
                 KernelId::MaxPool3 => twins::pool_3x3_entry(true, gemm == GemmImpl::Avx512),
                 KernelId::AvgPool3 => twins::pool_3x3_entry(false, gemm == GemmImpl::Avx512),
+                KernelId::PackRows => patches::rows_entry(),
                 KernelId::WinogradIn if gemm == GemmImpl::Avx512 => {
                     winograd_avx512::entry(true, ActKind::Identity)
                 }
