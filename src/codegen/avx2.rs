@@ -406,15 +406,15 @@ pub(super) mod imp {
     /// broadcast of A per row, each feeding two FMAs. Twelve accumulators are twelve independent FMA
     /// chains, which keep two pipes of 4-cycle FMAs busy with slack (the `4 x 16` tile's eight leave
     /// none: on Zen 4, a standalone C probe of both tiles on cached operands ran 84 against 89-90
-    /// GFLOP/s per core, the core's FMA peak). A 6-row tile reads its rows from two 4-row panels (the packing stays
-    /// `pack.rs`'s). With `STREAM` (B read once, from memory: a dense layer's weights at batch 1) each
-    /// k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead; with `FAR` (`mode` bit 6: A's rows
-    /// come from L3 or memory) A's [`A_AHEAD`] values ahead. Without that prefetch the tile's two A
-    /// streams (one per panel) ran slower from L3 than the `4 x 16` tile's one. A call that adds to C
-    /// (`mode` bit 0: a residual, or a later k block) prefetches each tile's rows of C before its k
-    /// loop: at batch 8 those come from memory (ResNet-50's 14x14 1x1 layers with their residual 6.5 ->
-    /// 5.5 ms, the model 6% faster; at batch 1 even). Prefetching C also for calls that only write it
-    /// slowed the stem at batch 8 (13.8 -> 14.2 ms).
+    /// GFLOP/s per core, the core's FMA peak). A 6-row tile reads its rows from two 4-row panels (the
+    /// packing stays `pack.rs`'s). With `STREAM` (B read once, from memory: a dense layer's weights at
+    /// batch 1) each k step also prefetches B's row [`STREAM_AHEAD`] bytes ahead; with `FAR` (`mode`
+    /// bit 6: A's rows come from L3 or memory) A's [`A_AHEAD`] values ahead. Without that prefetch the
+    /// tile's two A streams (one per panel) ran slower from L3 than the `4 x 16` tile's one. A call
+    /// that adds to C (`mode` bit 0: a residual, or a later k block) prefetches each tile's rows of C
+    /// before its k loop: at batch 8 those come from memory (ResNet-50's 14x14 1x1 layers with their
+    /// residual 6.5 -> 5.5 ms, the model 6% faster; at batch 1 even). Prefetching C also for calls
+    /// that only write it slowed the stem at batch 8 (13.8 -> 14.2 ms).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn wide<const ACT: u8, const STREAM: bool, const FAR: bool>(a: &Args) {
         let padded = 4 * a.rows.div_ceil(4);

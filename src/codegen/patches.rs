@@ -2,8 +2,9 @@
 //! `call.rs`). `PackPatches`: in AVX2, one panel per call, eight values per vector; with the AVX-512 set,
 //! up to [`WIDE_PANELS`] panels per call, two neighbouring panels whose reads of a tap continue each other
 //! copied as one run of sixteen values. `PackRows` ([`rows_entry`]): eight columns of a panel per step,
-//! in AVX2 for both sets. The same values as the Cranelift kernels, bit for bit (`codegen::agree`). Safety: as `twins.rs` (entered through `call.rs`'s table under its contract;
-//! handed out only when the CPU has the instructions).
+//! in AVX2 for both sets. The same values as the Cranelift kernels, bit for bit (`codegen::agree`).
+//! Safety: as `twins.rs` (entered through `call.rs`'s table under its contract; handed out only when
+//! the CPU has the instructions).
 
 use super::avx2::{supported, KernelFn};
 
