@@ -116,22 +116,26 @@ fn agrees(
 /// The epilogues the agreement tests call.
 const ACTS: [ActKind; 3] = [ActKind::Identity, ActKind::Relu, ActKind::LeakyRelu];
 
-/// The GEMM kernels (the [`ACTS`] epilogues) of the Cranelift set and of `gemm`'s, or
-/// `None` (with a note) when this CPU cannot run `gemm`.
-fn cranelift_and(gemm: GemmImpl) -> Option<(Kernels, Kernels)> {
+/// The kernels `ids` of the Cranelift set and of `gemm`'s, or `None` (with a note) when this CPU cannot
+/// run `gemm`.
+fn cranelift_and(gemm: GemmImpl, ids: &[KernelId]) -> Option<(Kernels, Kernels)> {
     if !gemm.available() {
-        eprintln!("skipped: this CPU cannot run the {} GEMM", gemm.name());
+        eprintln!("skipped: this CPU cannot run the {} kernels", gemm.name());
         return None;
     }
-    let ids: Vec<KernelId> = ACTS.iter().map(|&a| KernelId::Gemm(a)).collect();
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    Some((lift, Kernels::compile_with(&ids, gemm).unwrap()))
+    let lift = Kernels::compile_with(ids, GemmImpl::Cranelift).unwrap();
+    Some((lift, Kernels::compile_with(ids, gemm).unwrap()))
+}
+
+/// The GEMM kernels, one per [`ACTS`] epilogue.
+fn gemm_ids() -> Vec<KernelId> {
+    ACTS.iter().map(|&a| KernelId::Gemm(a)).collect()
 }
 
 /// `gemm`'s calls of 1 to [`super::Table::gemm_cols`] columns give the bits of one Cranelift call per
 /// panel, and write only C's `rows x cols` elements.
 fn agrees_bitwise(gemm: GemmImpl) {
-    let Some((lift, wide)) = cranelift_and(gemm) else {
+    let Some((lift, wide)) = cranelift_and(gemm, &gemm_ids()) else {
         return;
     };
     let width = wide.table().gemm_cols(ActKind::Identity);
@@ -209,7 +213,7 @@ fn avx512_and_cranelift_agree_bitwise() {
 /// panels are side by side (the AVX-512 kernel's packed weights), in two runs of two (the AVX2 kernel's)
 /// or apart.
 fn stream_groups_agree_bitwise(gemm: GemmImpl, groups: usize) {
-    let Some((lift, wide)) = cranelift_and(gemm) else {
+    let Some((lift, wide)) = cranelift_and(gemm, &gemm_ids()) else {
         return;
     };
     let width = wide.table().stream_cols(ActKind::Identity);
@@ -369,13 +373,9 @@ fn patches_args(
 /// side by side (`ld` of 8, 16 or 32) and nothing else of `out`.
 #[test]
 fn rust_and_cranelift_pack_patches_agree_bitwise() {
-    if !GemmImpl::Avx2.available() {
-        eprintln!("skipped: this CPU has no AVX2");
+    let Some((lift, rust)) = cranelift_and(GemmImpl::Avx2, &[KernelId::PackPatches]) else {
         return;
-    }
-    let ids = [KernelId::PackPatches];
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    let rust = Kernels::compile_with(&ids, GemmImpl::Avx2).unwrap();
+    };
     let mut rng = Rng::new(11);
     let (plane, channels) = (45usize, 6usize);
     let x: Vec<f32> = (0..plane * channels)
@@ -417,13 +417,9 @@ fn rust_and_cranelift_pack_patches_agree_bitwise() {
 /// `out`.
 #[test]
 fn rust_and_cranelift_pack_rows_agree_bitwise() {
-    if !GemmImpl::Avx2.available() {
-        eprintln!("skipped: this CPU has no AVX2");
+    let Some((lift, rust)) = cranelift_and(GemmImpl::Avx2, &[KernelId::PackRows]) else {
         return;
-    }
-    let ids = [KernelId::PackRows];
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    let rust = Kernels::compile_with(&ids, GemmImpl::Avx2).unwrap();
+    };
     let mut rng = Rng::new(12);
     let ld = 37usize;
     // A -0.0 and a NaN with a payload among the values: copied as bits.
@@ -504,13 +500,9 @@ fn following_tap(
 /// kind, both strides.
 #[test]
 fn wide_pack_patches_agrees_with_one_call_per_panel() {
-    if !GemmImpl::Avx512.available() {
-        eprintln!("skipped: this CPU has no AVX-512F");
+    let Some((lift, wide)) = cranelift_and(GemmImpl::Avx512, &[KernelId::PackPatches]) else {
         return;
-    }
-    let ids = [KernelId::PackPatches];
-    let lift = Kernels::compile_with(&ids, GemmImpl::Cranelift).unwrap();
-    let wide = Kernels::compile_with(&ids, GemmImpl::Avx512).unwrap();
+    };
     assert_eq!(wide.table().pack_panels(), super::PACK_PANELS);
     let mut rng = Rng::new(13);
     let (plane, channels, ld) = (150usize, 5usize, 32usize);
